@@ -1,0 +1,1 @@
+//! Workload generators shared by levee's benches and measurement examples.

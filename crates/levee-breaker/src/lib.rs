@@ -1,0 +1,2 @@
+//! levee's circuit breaker.
+#![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1,0 +1,2 @@
+//! levee's caches.
+#![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1,0 +1,1 @@
+//! Redis connection setup shared by levee's crates (feature `redis`).

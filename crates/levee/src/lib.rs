@@ -1,0 +1,19 @@
+//! levee: a resilience toolkit for services that call rate-limited,
+//! sometimes-failing upstreams.
+//!
+//! This facade re-exports the component crates:
+//! - [`core`]: `Clock`, key encoding, Redis connection setup.
+//! - [`cache`]: `MemoryCache` (L1), `RedisL2`, `TieredCache`.
+//! - [`breaker`]: `CircuitBreaker`, `BreakerRegistry`.
+//! - [`limit`]: `SlidingWindow`, `Gcra`, `RedisSlidingWindow`,
+//!   `ConcurrencyLimit`, `UpstreamQuota`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use levee_breaker as breaker;
+pub use levee_cache as cache;
+pub use levee_core as core;
+pub use levee_limit as limit;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,4 @@
+//! levee quickstart: runs with no Redis.
+fn main() {
+    println!("levee quickstart");
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of levee live beside this file: `cargo run --example NAME`.
