@@ -1,2 +1,6 @@
 //! levee's caches.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+
+pub use error::ConfigError;

@@ -122,7 +122,10 @@ impl Default for ManualClock {
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManualClock")
-            .field("elapsed", &Duration::from_nanos(self.inner.elapsed.load(Ordering::SeqCst)))
+            .field(
+                "elapsed",
+                &Duration::from_nanos(self.inner.elapsed.load(Ordering::SeqCst)),
+            )
             .field("system_now", &self.system_now())
             .finish()
     }
@@ -137,7 +140,11 @@ impl Clock for ManualClock {
         // The two loads are not one atomic snapshot; a concurrent advance can
         // be seen by one and not the other, which tests never rely on.
         let elapsed = self.inner.elapsed.load(Ordering::SeqCst) as i64;
-        let nanos = self.inner.wall_base.load(Ordering::SeqCst).saturating_add(elapsed);
+        let nanos = self
+            .inner
+            .wall_base
+            .load(Ordering::SeqCst)
+            .saturating_add(elapsed);
         from_nanos_since_epoch(nanos)
     }
 }
@@ -211,7 +218,10 @@ mod tests {
         let w0 = a.system_now();
         b.advance(Duration::from_millis(1500));
         assert_eq!(a.now() - t0, Duration::from_millis(1500));
-        assert_eq!(a.system_now().duration_since(w0).unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            a.system_now().duration_since(w0).unwrap(),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]
@@ -241,7 +251,10 @@ mod tests {
         let w0 = c.system_now();
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(c.now() - t0, Duration::from_secs(30));
-        assert_eq!(c.system_now().duration_since(w0).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            c.system_now().duration_since(w0).unwrap(),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

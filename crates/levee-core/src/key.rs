@@ -82,7 +82,9 @@ macro_rules! int_keys {
         }
     )*};
 }
-int_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+int_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
 
 /// Makes [`SensitiveKey`]s from secrets (bearer tokens, API keys) with a
 /// keyed hash (BLAKE3 in keyed mode) under a deployment secret.
@@ -207,7 +209,10 @@ mod tests {
         let k = KeyHasher::new("s3cr3t-s3cr3t-s3cr3t").key("tok");
         let s = k.redis_key_string();
         assert_eq!(s.len(), 64);
-        assert!(s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert!(!s.contains("tok"));
     }
 

@@ -9,7 +9,9 @@
 pub enum LimitError {
     /// `n` is larger than the limit: this request can never be admitted,
     /// however long the caller waits. Split it, or raise the quota.
-    #[error("asked for {requested} permits but the limit is {limit}: this can never be admitted; split the request or raise the quota")]
+    #[error(
+        "asked for {requested} permits but the limit is {limit}: this can never be admitted; split the request or raise the quota"
+    )]
     InsufficientCapacity {
         /// Permits asked for.
         requested: u32,

@@ -6,7 +6,9 @@
 mod decision;
 mod error;
 mod limiter;
+mod quota;
 
 pub use decision::Decision;
 pub use error::LimitError;
 pub use limiter::RateLimiter;
+pub use quota::Quota;

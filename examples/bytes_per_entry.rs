@@ -1,0 +1,2 @@
+//! Placeholder until this example is written.
+fn main() {}
