@@ -1,0 +1,194 @@
+//! The test kit's own fixtures behave as their docs say.
+
+use std::time::Duration;
+
+use levee_core::ManualClock;
+use levee_testkit::{
+    FaultMode, FaultProxy, MockIdp, RedisCluster, RedisServer, RedisServerOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[test]
+fn restart_keeps_the_port_and_answers_again() {
+    let mut server = RedisServer::start().unwrap();
+    let port = server.port();
+    assert!(server.ping(Duration::from_millis(500)));
+    server.kill();
+    assert!(!server.ping(Duration::from_millis(200)));
+    server.restart().unwrap();
+    assert_eq!(server.port(), port);
+    assert!(server.ping(Duration::from_millis(500)));
+}
+
+#[test]
+fn paused_server_does_not_answer_until_resumed() {
+    let server = RedisServer::start().unwrap();
+    server.pause();
+    assert!(!server.ping(Duration::from_millis(200)));
+    server.resume();
+    assert!(server.ping(Duration::from_millis(1000)));
+}
+
+#[test]
+fn dropped_server_process_is_gone() {
+    let server = RedisServer::start().unwrap();
+    let addr = server.addr();
+    drop(server);
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+}
+
+#[test]
+fn password_protected_server_needs_auth() {
+    let opts = RedisServerOptions::default().password("s3cret");
+    let server = RedisServer::start_with(opts).unwrap();
+    assert!(server.url().contains(":s3cret@"));
+    assert!(server.ping(Duration::from_millis(500)));
+}
+
+#[tokio::test]
+async fn cluster_forms_and_serves_keys_on_every_slot_range() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    for i in 0..30 {
+        let key = format!("key-{i}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}
+
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn round_trip(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    stream.write_all(b"ping").await.ok()?;
+    let mut buf = [0u8; 4];
+    match tokio::time::timeout(within, stream.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => Some(buf.to_vec()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn proxy_passes_blackholes_and_resumes() {
+    let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(
+        round_trip(&mut s, Duration::from_secs(1)).await.as_deref(),
+        Some(&b"ping"[..])
+    );
+    proxy.set_mode(FaultMode::Blackhole);
+    assert_eq!(round_trip(&mut s, Duration::from_millis(200)).await, None);
+    proxy.set_mode(FaultMode::Pass);
+    // The held bytes are delivered once the proxy passes again.
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+}
+
+#[tokio::test]
+async fn proxy_drop_closes_open_connections() {
+    let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    assert!(round_trip(&mut s, Duration::from_secs(1)).await.is_some());
+    proxy.set_mode(FaultMode::Drop);
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "connection should be closed: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_delay_adds_latency() {
+    let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+    proxy.set_mode(FaultMode::Delay(Duration::from_millis(150)));
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(round_trip(&mut s, Duration::from_millis(100)).await, None);
+}
+
+async fn get_userinfo(idp: &MockIdp, user: &str) -> (u16, http::HeaderMap) {
+    let addr = idp.addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /userinfo HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer token-{user}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let status: u16 = raw[9..12].parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    for line in raw.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let (k, v) = line.split_once(": ").unwrap();
+        headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    (status, headers)
+}
+
+#[tokio::test]
+async fn idp_allows_burst_then_429_then_refills_one_per_12_seconds() {
+    let clock = ManualClock::new();
+    let idp = MockIdp::start(clock.shared()).await.unwrap();
+    for i in 0..10 {
+        let (status, h) = get_userinfo(&idp, "alice").await;
+        assert_eq!(status, 200, "call {i}");
+        assert_eq!(h["x-ratelimit-remaining"], (9 - i).to_string().as_str());
+    }
+    let (status, h) = get_userinfo(&idp, "alice").await;
+    assert_eq!(status, 429);
+    assert_eq!(h["retry-after"], "12");
+    assert!(h.contains_key("x-ratelimit-reset"));
+    // Another user has a bucket of their own.
+    assert_eq!(get_userinfo(&idp, "bob").await.0, 200);
+    clock.advance(Duration::from_secs(12));
+    assert_eq!(get_userinfo(&idp, "alice").await.0, 200);
+    assert_eq!(get_userinfo(&idp, "alice").await.0, 429);
+    assert_eq!(idp.calls("alice"), 13);
+    assert_eq!(idp.rate_limited("alice"), 2);
+}
+
+#[tokio::test]
+async fn idp_outage_answers_503() {
+    let idp = MockIdp::start(ManualClock::new().shared()).await.unwrap();
+    idp.set_outage(true);
+    assert_eq!(get_userinfo(&idp, "carol").await.0, 503);
+    idp.set_outage(false);
+    assert_eq!(get_userinfo(&idp, "carol").await.0, 200);
+}
