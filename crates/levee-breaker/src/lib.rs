@@ -1,2 +1,77 @@
-//! levee's circuit breaker.
+//! levee's circuit breaker: [`CircuitBreaker`] and a keyed
+//! [`BreakerRegistry`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use levee_breaker::{CircuitBreaker, State};
+//! use levee_core::ManualClock;
+//!
+//! let clock = ManualClock::new();
+//! let breaker = CircuitBreaker::builder()
+//!     .consecutive_failures(3)
+//!     .open_duration(Duration::from_secs(10))
+//!     .half_open_permits(1)
+//!     .clock(clock.shared())
+//!     .build()?;
+//!
+//! for _ in 0..3 {
+//!     breaker.try_acquire().unwrap().failure();
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//! let rejected = breaker.try_acquire().unwrap_err();
+//! assert_eq!(rejected.retry_after, Some(Duration::from_secs(10)));
+//!
+//! clock.advance(Duration::from_secs(10));
+//! breaker.try_acquire().unwrap().success(); // the one probe succeeds
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok::<(), levee_breaker::BreakerConfigError>(())
+//! ```
+//!
+//! # Rules
+//!
+//! - **Closed**: every call is admitted. Outcomes go into a sliding window
+//!   ([`Window::Count`] of the last n calls, or [`Window::Time`] of the last
+//!   d). The breaker trips to Open when, with at least `minimum_calls` in
+//!   the window, the failure rate reaches `failure_rate_threshold` or the
+//!   slow-call rate reaches the `slow_call` rate; or, whatever the window
+//!   holds, after `consecutive_failures` failures in a row.
+//! - **Open**: every call is refused with `Rejected { retry_after }`, the
+//!   time left. After `open_duration` the next `try_acquire` moves the
+//!   breaker to HalfOpen. Each reopening from HalfOpen multiplies the
+//!   duration by `backoff_multiplier`, up to `max_open_duration`; `jitter`
+//!   spreads it. [`CircuitBreaker::trip_for`] opens it for a given time
+//!   (an upstream's `Retry-After`).
+//! - **HalfOpen**: `half_open_permits` probe calls are admitted in total;
+//!   the rest are refused with `retry_after: None`. The first failed (or
+//!   slow) probe reopens the breaker; that many successful probes close it
+//!   and clear the window. A probe whose permit is dropped unrecorded, or
+//!   recorded as [`Outcome::Ignore`], frees its slot for another probe.
+//! - **ForcedOpen** ([`force_open`](CircuitBreaker::force_open)) refuses
+//!   everything with `retry_after: None`; **Disabled**
+//!   ([`disable`](CircuitBreaker::disable)) admits everything and records
+//!   nothing; [`reset`](CircuitBreaker::reset) returns to Closed.
+//! - An outcome recorded on a permit issued before the last state change
+//!   updates the statistics only, never the state.
+//! - Events ([`BreakerEvent`]) fire once per transition and once per
+//!   rejection, to the `on_event` listeners.
+//!
+//! The Closed path takes no lock: the state is one atomic word (state and
+//! generation), the windows are atomics, transitions take a mutex that the
+//! hot path never touches.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod breaker;
+mod builder;
+mod error;
+mod event;
+mod permit;
+mod registry;
+mod window;
+
+pub use breaker::{BreakerStats, CircuitBreaker};
+pub use builder::CircuitBreakerBuilder;
+pub use error::{BreakerConfigError, BreakerError, Rejected};
+pub use event::{BreakerEvent, State};
+pub use permit::{Outcome, Permit};
+pub use registry::BreakerRegistry;
+pub use window::Window;

@@ -1,0 +1,439 @@
+//! [`CircuitBreaker`]: the state machine and its transitions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use levee_core::SharedClock;
+use parking_lot::Mutex;
+
+use crate::builder::CircuitBreakerBuilder;
+use crate::event::{BreakerEvent, Listener, State};
+use crate::permit::{Outcome, Permit};
+use crate::window::OutcomeWindow;
+use crate::{BreakerError, Rejected};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_threshold: Option<Duration>,
+    pub(crate) slow_rate: Option<f64>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open_duration: Duration,
+    pub(crate) max_open_duration: Option<Duration>,
+    pub(crate) backoff_multiplier: f64,
+    pub(crate) jitter: f64,
+    pub(crate) half_open_permits: u32,
+}
+
+/// State word layout: the low 3 bits are the [`State`], the rest is a
+/// generation that grows on every transition. Permits carry the generation
+/// they were issued in; an outcome from an older generation updates the
+/// statistics only.
+const STATE_BITS: u32 = 3;
+
+pub(crate) struct Inner {
+    pub(crate) name: Arc<str>,
+    clock: SharedClock,
+    base: Instant,
+    pub(crate) rules: Rules,
+    state: AtomicU64,
+    /// Nanoseconds after `base` when Open ends; written before the state
+    /// word is published (Release), read after it (Acquire).
+    open_until: AtomicU64,
+    open_level: AtomicU32,
+    pub(crate) window: OutcomeWindow,
+    consecutive: AtomicU32,
+    half_issued: AtomicU32,
+    half_successes: AtomicU32,
+    rejections: AtomicU64,
+    transition: Mutex<()>,
+    listeners: Vec<Listener>,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        name: Arc<str>,
+        clock: SharedClock,
+        base: Instant,
+        rules: Rules,
+        window: OutcomeWindow,
+        listeners: Vec<Listener>,
+    ) -> Self {
+        Inner {
+            name,
+            clock,
+            base,
+            rules,
+            state: AtomicU64::new(State::Closed.bits()),
+            open_until: AtomicU64::new(0),
+            open_level: AtomicU32::new(0),
+            window,
+            consecutive: AtomicU32::new(0),
+            half_issued: AtomicU32::new(0),
+            half_successes: AtomicU32::new(0),
+            rejections: AtomicU64::new(0),
+            transition: Mutex::new(()),
+            listeners,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    #[inline]
+    pub(crate) fn word(&self) -> u64 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Moves from the state word `from` to `to`, unless another thread moved
+    /// first. Returns whether this call made the transition.
+    fn transition(&self, from: u64, to: State, open_for: Option<Duration>) -> bool {
+        let guard = self.transition.lock();
+        if self.state.load(Ordering::Acquire) != from {
+            return false;
+        }
+        let now = self.now_nanos();
+        match to {
+            State::Open => {
+                let d = open_for.unwrap_or(Duration::ZERO);
+                self.open_until
+                    .store(now.saturating_add(d.as_nanos() as u64), Ordering::Relaxed);
+            }
+            State::HalfOpen => {
+                self.half_issued.store(0, Ordering::Relaxed);
+                self.half_successes.store(0, Ordering::Relaxed);
+            }
+            State::Closed => {
+                self.window.reset();
+                self.consecutive.store(0, Ordering::Relaxed);
+                self.open_level.store(0, Ordering::Relaxed);
+            }
+            State::ForcedOpen | State::Disabled => {}
+        }
+        let generation = (from >> STATE_BITS) + 1;
+        self.state
+            .store((generation << STATE_BITS) | to.bits(), Ordering::Release);
+        drop(guard);
+        tracing::debug!(breaker = %self.name, from = ?State::from_bits(from), to = ?to, "circuit breaker state change");
+        self.emit(|| BreakerEvent::StateChanged {
+            name: self.name.clone(),
+            from: State::from_bits(from),
+            to,
+            open_for,
+        });
+        true
+    }
+
+    fn emit(&self, event: impl FnOnce() -> BreakerEvent) {
+        if !self.listeners.is_empty() {
+            let e = event();
+            for l in &self.listeners {
+                l(&e);
+            }
+        }
+    }
+
+    /// The open duration for the next opening, with backoff and jitter.
+    fn next_open_duration(&self, reopening: bool) -> Duration {
+        let r = &self.rules;
+        let level = if reopening {
+            self.open_level.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            0
+        };
+        let mut secs = r.open_duration.as_secs_f64() * r.backoff_multiplier.powi(level as i32);
+        if let Some(max) = r.max_open_duration {
+            secs = secs.min(max.as_secs_f64());
+        }
+        if r.jitter > 0.0 {
+            secs *= 1.0 + r.jitter * (rand::random::<f64>() * 2.0 - 1.0);
+        }
+        Duration::from_secs_f64(secs.clamp(0.0, 1e9))
+    }
+
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        self.emit(|| BreakerEvent::Rejected {
+            name: self.name.clone(),
+            state,
+        });
+        Rejected { retry_after }
+    }
+
+    pub(crate) fn try_acquire(&self) -> Result<(u64, bool), Rejected> {
+        loop {
+            let w = self.word();
+            match State::from_bits(w) {
+                State::Closed | State::Disabled => return Ok((w, false)),
+                State::Open => {
+                    let now = self.now_nanos();
+                    let until = self.open_until.load(Ordering::Relaxed);
+                    if now < until {
+                        let left = Duration::from_nanos(until - now);
+                        return Err(self.reject(State::Open, Some(left)));
+                    }
+                    self.transition(w, State::HalfOpen, None);
+                }
+                State::HalfOpen => {
+                    let issued = self.half_issued.fetch_add(1, Ordering::AcqRel);
+                    if issued < self.rules.half_open_permits && self.word() == w {
+                        return Ok((w, true));
+                    }
+                    self.half_issued.fetch_sub(1, Ordering::AcqRel);
+                    if self.word() == w {
+                        return Err(self.reject(State::HalfOpen, None));
+                    }
+                }
+                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+            }
+        }
+    }
+
+    /// Frees a half-open probe slot whose permit recorded nothing.
+    pub(crate) fn release_probe(&self, word: u64) {
+        if self.word() == word {
+            self.half_issued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn record(
+        &self,
+        word: u64,
+        half: bool,
+        outcome: Outcome,
+        elapsed: Option<Duration>,
+    ) {
+        if outcome == Outcome::Ignore {
+            if half {
+                self.release_probe(word);
+            }
+            return;
+        }
+        if State::from_bits(word) == State::Disabled {
+            return;
+        }
+        let failed = outcome == Outcome::Failure;
+        let slow = matches!((elapsed, self.rules.slow_threshold), (Some(e), Some(t)) if e >= t);
+        let now = self.now_nanos();
+        self.window.record(failed, slow, now);
+        if self.word() != word {
+            return; // issued before the last state change: statistics only
+        }
+        if half {
+            if failed || slow {
+                let d = self.next_open_duration(true);
+                self.transition(word, State::Open, Some(d));
+            } else if self.half_successes.fetch_add(1, Ordering::AcqRel) + 1
+                >= self.rules.half_open_permits
+            {
+                self.transition(word, State::Closed, None);
+            }
+            return;
+        }
+        if failed {
+            let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.rules.consecutive_failures.is_some_and(|max| n >= max) || self.rate_tripped(now)
+            {
+                let d = self.next_open_duration(false);
+                self.transition(word, State::Open, Some(d));
+            }
+        } else {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            // A success can still complete `minimum_calls` over a window
+            // whose rates are past their thresholds.
+            if self.rate_tripped(now) {
+                let d = self.next_open_duration(false);
+                self.transition(word, State::Open, Some(d));
+            }
+        }
+    }
+
+    fn rate_tripped(&self, now: u64) -> bool {
+        let c = self.window.counts(now);
+        if c.calls == 0 || c.calls < self.rules.minimum_calls {
+            return false;
+        }
+        let calls = f64::from(c.calls);
+        self.rules
+            .failure_rate
+            .is_some_and(|r| f64::from(c.failures) / calls >= r)
+            || self
+                .rules
+                .slow_rate
+                .is_some_and(|r| f64::from(c.slow) / calls >= r)
+    }
+}
+
+/// A three-state circuit breaker (Closed, Open, HalfOpen, plus ForcedOpen
+/// and Disabled). Cheap to clone: clones share one state.
+///
+/// See the [crate docs](crate) for the rules.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.inner.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// A snapshot of a breaker's statistics.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    /// The current state.
+    pub state: State,
+    /// Calls in the window.
+    pub calls: u32,
+    /// Failed calls in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// Failures / calls over the window (0 when empty).
+    pub failure_rate: f64,
+    /// Slow calls / calls over the window (0 when empty).
+    pub slow_call_rate: f64,
+    /// Calls refused since the breaker was built.
+    pub rejections: u64,
+}
+
+impl CircuitBreaker {
+    /// A builder with the defaults documented on each setter.
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        CircuitBreaker {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The current state. An Open breaker whose time is up reports Open
+    /// until the next `try_acquire` moves it to HalfOpen.
+    pub fn state(&self) -> State {
+        State::from_bits(self.inner.word())
+    }
+
+    /// Asks to make one call: a [`Permit`] to record its outcome on, or
+    /// [`Rejected`] with the time left in Open.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
+        let (word, half) = self.inner.try_acquire()?;
+        let start = self.inner.rules.slow_threshold.map(|_| self.inner.now());
+        Ok(Permit::new(&self.inner, word, half, start))
+    }
+
+    /// Runs `f` if the breaker admits it; an `Err` counts as a failure.
+    pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(f, |r: &Result<T, E>| {
+            if r.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` if the breaker admits it; `classify` says whether its result
+    /// is a success, a failure or to be ignored (a 404 is no failure).
+    pub async fn call_with<F, Fut, T, E, C>(&self, f: F, classify: C) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Fn(&Result<T, E>) -> Outcome,
+    {
+        let permit = self.try_acquire().map_err(BreakerError::Rejected)?;
+        let result = f().await;
+        permit.record(classify(&result));
+        result.map_err(BreakerError::Inner)
+    }
+
+    /// Opens the breaker for `d` now, whatever its state (but Disabled):
+    /// for an upstream's `Retry-After`.
+    pub fn trip_for(&self, d: Duration) {
+        loop {
+            let w = self.inner.word();
+            if State::from_bits(w) == State::Disabled
+                || self.inner.transition(w, State::Open, Some(d))
+            {
+                return;
+            }
+        }
+    }
+
+    /// Refuses every call until [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.move_to(State::ForcedOpen);
+    }
+
+    /// Admits every call and records nothing until [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.move_to(State::Disabled);
+    }
+
+    /// Closes the breaker and clears its window.
+    pub fn reset(&self) {
+        self.move_to(State::Closed);
+    }
+
+    fn move_to(&self, to: State) {
+        loop {
+            let w = self.inner.word();
+            if self.inner.transition(w, to, None) {
+                return;
+            }
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> BreakerStats {
+        let c = self.inner.window.counts(self.inner.now_nanos());
+        let rate = |n: u32| {
+            if c.calls == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(c.calls)
+            }
+        };
+        BreakerStats {
+            state: self.state(),
+            calls: c.calls,
+            failures: c.failures,
+            slow_calls: c.slow,
+            failure_rate: rate(c.failures),
+            slow_call_rate: rate(c.slow),
+            rejections: self.inner.rejections.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! 8 threads hammer `call` while the breaker trips and recovers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use levee_breaker::{BreakerEvent, CircuitBreaker, State, Window};
+use levee_core::ManualClock;
+
+#[test]
+fn half_open_never_admits_more_than_permits_and_counts_add_up() {
+    let clock = ManualClock::new();
+    let permits = 3u32;
+    // Every probe is recorded at once, so each HalfOpen phase admits at
+    // most `permits` probes: probes <= permits * phases.
+    let probes = Arc::new(AtomicU64::new(0));
+    let phases = Arc::new(AtomicU64::new(0));
+    let transitions = Arc::new(AtomicU64::new(0));
+    let (t, phase) = (transitions.clone(), phases.clone());
+    let b = CircuitBreaker::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window(Window::Count(50))
+        .minimum_calls(20)
+        .open_duration(Duration::from_millis(5))
+        .half_open_permits(permits)
+        .clock(clock.shared())
+        .on_event(move |e| {
+            if let BreakerEvent::StateChanged { to, .. } = e {
+                t.fetch_add(1, Ordering::Relaxed);
+                if *to == State::HalfOpen {
+                    phase.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for thread in 0..8u64 {
+            let (b, clock) = (b.clone(), clock.clone());
+            let (admitted, rejected) = (admitted.clone(), rejected.clone());
+            let probes = probes.clone();
+            s.spawn(move || {
+                for i in 0..20_000u64 {
+                    // Phases of failures and successes make it trip and recover.
+                    let fail = (i / 2_000) % 2 == 0 && (i + thread) % 3 != 0;
+                    match b.try_acquire() {
+                        Ok(p) => {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            if p.is_probe() {
+                                probes.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if fail { p.failure() } else { p.success() }
+                        }
+                        Err(_) => {
+                            rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if i % 100 == 0 {
+                        clock.advance(Duration::from_millis(1));
+                    }
+                }
+            });
+        }
+    });
+    let total = admitted.load(Ordering::Relaxed) + rejected.load(Ordering::Relaxed);
+    assert_eq!(total, 8 * 20_000);
+    assert_eq!(b.stats().rejections, rejected.load(Ordering::Relaxed));
+    let (probes, phases) = (probes.load(Ordering::SeqCst), phases.load(Ordering::SeqCst));
+    assert!(phases > 0, "the breaker never went half-open");
+    assert!(
+        probes <= u64::from(permits) * phases,
+        "{probes} probes in {phases} half-open phases"
+    );
+    assert!(
+        transitions.load(Ordering::Relaxed) >= 3,
+        "the breaker should have tripped and recovered"
+    );
+    assert!(rejected.load(Ordering::Relaxed) > 0);
+}
