@@ -227,7 +227,13 @@ impl Inner {
         }
         let failed = outcome == Outcome::Failure;
         let slow = matches!((elapsed, self.rules.slow_threshold), (Some(e), Some(t)) if e >= t);
-        let now = self.now_nanos();
+        // Only a time window needs the time; reading a clock costs more
+        // than the rest of the closed path.
+        let now = if self.window.needs_time() {
+            self.now_nanos()
+        } else {
+            0
+        };
         self.window.record(failed, slow, now);
         if self.word() != word {
             return; // issued before the last state change: statistics only
@@ -418,7 +424,12 @@ impl CircuitBreaker {
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> BreakerStats {
-        let c = self.inner.window.counts(self.inner.now_nanos());
+        let now = if self.inner.window.needs_time() {
+            self.inner.now_nanos()
+        } else {
+            0
+        };
+        let c = self.inner.window.counts(now);
         let rate = |n: u32| {
             if c.calls == 0 {
                 0.0

@@ -43,6 +43,12 @@ impl OutcomeWindow {
         }
     }
 
+    /// Whether `record` and `counts` read their `now_nanos` argument.
+    #[inline]
+    pub(crate) fn needs_time(&self) -> bool {
+        matches!(self, OutcomeWindow::Time(_))
+    }
+
     #[inline]
     pub(crate) fn record(&self, failed: bool, slow: bool, now_nanos: u64) {
         match self {
