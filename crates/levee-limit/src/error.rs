@@ -29,6 +29,16 @@ pub enum LimitError {
         /// What is wrong and what to do instead.
         reason: String,
     },
+    /// Every slot of a concurrency limit is taken and its queue is full.
+    #[error(
+        "all {max_in_flight} slots are busy and the queue of {max_queue} is full; shed this call or retry later"
+    )]
+    QueueFull {
+        /// Calls allowed in flight.
+        max_in_flight: usize,
+        /// Callers allowed to wait.
+        max_queue: usize,
+    },
     /// Waiting for a permit took longer than the caller allowed.
     #[error("no permit within {0:?}: the limit stayed exhausted; retry later")]
     Timeout(std::time::Duration),

@@ -1,0 +1,342 @@
+//! [`SlidingWindow`]: a keyed, local sliding-window rate limiter.
+
+mod state;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use levee_core::{SharedClock, SystemClock};
+use parking_lot::{Mutex, RwLock};
+
+use state::KeyState;
+pub use state::WindowMode;
+
+use crate::{Decision, LimitError, Quota, RateLimiter};
+
+type Hasher = foldhash::fast::RandomState;
+
+struct Slot {
+    state: Mutex<KeyState>,
+    last_seen: AtomicU64,
+}
+
+struct Inner<K> {
+    mode: WindowMode,
+    clock: SharedClock,
+    base: Instant,
+    default_quota: RwLock<Quota>,
+    classes: RwLock<HashMap<String, Quota>>,
+    keys: DashMap<K, Slot, Hasher>,
+    /// One FIFO queue per key that has waiters, so `acquire` callers are
+    /// served in arrival order.
+    waiters: DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>,
+    idle_timeout: Option<Duration>,
+    ops_since_sweep: AtomicU64,
+}
+
+/// A keyed sliding-window rate limiter, local to this process.
+///
+/// Cheap to clone: clones share one state. Keys idle for longer than the
+/// idle timeout (default: twice the longest window) are evicted as the
+/// limiter is used, so memory stays bounded without the caller's help.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use levee_limit::{Quota, SlidingWindow};
+///
+/// let limiter = SlidingWindow::<String>::builder(Quota::per_minute(NonZeroU32::new(5).unwrap()))
+///     .classes([("authenticated", Quota::per_minute(NonZeroU32::new(500).unwrap()))])
+///     .build()?;
+/// let user = "alice".to_string();
+/// for _ in 0..5 {
+///     assert!(limiter.check(&user).allowed);
+/// }
+/// let denied = limiter.check(&user);
+/// assert!(!denied.allowed && denied.retry_after.is_some());
+/// assert!(limiter.check_in(&"bob".to_string(), "authenticated")?.allowed);
+/// # Ok::<(), levee_limit::LimitError>(())
+/// ```
+pub struct SlidingWindow<K> {
+    inner: Arc<Inner<K>>,
+}
+
+impl<K> Clone for SlidingWindow<K> {
+    fn clone(&self) -> Self {
+        SlidingWindow {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> std::fmt::Debug for SlidingWindow<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlidingWindow")
+            .field("mode", &self.inner.mode)
+            .field("quota", &*self.inner.default_quota.read())
+            .field("keys", &self.inner.keys.len())
+            .finish()
+    }
+}
+
+/// Builds a [`SlidingWindow`].
+#[must_use]
+pub struct SlidingWindowBuilder<K> {
+    quota: Quota,
+    mode: WindowMode,
+    classes: HashMap<String, Quota>,
+    clock: Option<SharedClock>,
+    idle_timeout: Option<Duration>,
+    _key: std::marker::PhantomData<fn(K)>,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
+    /// The algorithm. Default: [`WindowMode::Counter`].
+    pub fn mode(mut self, mode: WindowMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Named quota classes for [`SlidingWindow::check_in`].
+    pub fn classes<I, S>(mut self, classes: I) -> Self
+    where
+        I: IntoIterator<Item = (S, Quota)>,
+        S: Into<String>,
+    {
+        self.classes
+            .extend(classes.into_iter().map(|(s, q)| (s.into(), q)));
+        self
+    }
+
+    /// The time source. Default: [`SystemClock`]; use `TokioClock` for
+    /// `acquire` under paused tokio time.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How long a key may go unchecked before its state is dropped.
+    /// Default: twice the longest window; must be at least that long, so
+    /// eviction never changes a decision.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+
+    /// Builds the limiter.
+    pub fn build(self) -> Result<SlidingWindow<K>, LimitError> {
+        let longest = self
+            .classes
+            .values()
+            .map(Quota::window)
+            .chain([self.quota.window()])
+            .max();
+        if let (Some(idle), Some(longest)) = (self.idle_timeout, longest) {
+            if idle < longest * 2 {
+                return Err(LimitError::InvalidSetting {
+                    setting: "idle_timeout",
+                    reason: format!(
+                        "{idle:?} is shorter than twice the longest window ({longest:?}); evicting earlier would forget admissions"
+                    ),
+                });
+            }
+        }
+        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        Ok(SlidingWindow {
+            inner: Arc::new(Inner {
+                mode: self.mode,
+                base: clock.now(),
+                clock,
+                default_quota: RwLock::new(self.quota),
+                classes: RwLock::new(self.classes),
+                keys: DashMap::with_hasher(Hasher::default()),
+                waiters: DashMap::with_hasher(Hasher::default()),
+                idle_timeout: self.idle_timeout,
+                ops_since_sweep: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
+    /// A builder whose default quota, for keys checked without a class, is
+    /// `quota`.
+    pub fn builder(quota: Quota) -> SlidingWindowBuilder<K> {
+        SlidingWindowBuilder {
+            quota,
+            mode: WindowMode::default(),
+            classes: HashMap::new(),
+            clock: None,
+            idle_timeout: None,
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        let d = self
+            .inner
+            .clock
+            .now()
+            .saturating_duration_since(self.inner.base);
+        // Offset by one hour so that aligned windows never start at a
+        // negative time for keys first seen right after start-up.
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) + 3_600_000_000_000
+    }
+
+    fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {
+        if n.get() > quota.limit() {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n.get(),
+                limit: quota.limit(),
+            });
+        }
+        let now = self.now();
+        self.maybe_sweep(now);
+        let decision = if let Some(slot) = self.inner.keys.get(key) {
+            slot.last_seen.store(now, Ordering::Relaxed);
+            slot.state.lock().check(quota, now, n.get())
+        } else {
+            let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
+                state: Mutex::new(KeyState::new(self.inner.mode)),
+                last_seen: AtomicU64::new(now),
+            });
+            slot.state.lock().check(quota, now, n.get())
+        };
+        Ok(decision)
+    }
+
+    /// Spends one permit for `key` under the default quota.
+    pub fn check(&self, key: &K) -> Decision {
+        let quota = *self.inner.default_quota.read();
+        // n = 1 never exceeds a non-zero limit.
+        self.decide(key, quota, NonZeroU32::MIN)
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
+    /// the limit (it could never be admitted).
+    pub fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        let quota = *self.inner.default_quota.read();
+        self.decide(key, quota, n)
+    }
+
+    /// Spends one permit for `key` under the quota of `class`.
+    pub fn check_in(&self, key: &K, class: &str) -> Result<Decision, LimitError> {
+        let quota = self
+            .inner
+            .classes
+            .read()
+            .get(class)
+            .copied()
+            .ok_or_else(|| LimitError::UnknownClass(class.to_string()))?;
+        self.decide(key, quota, NonZeroU32::MIN)
+    }
+
+    /// Replaces the default quota; keys keep what they already spent.
+    pub fn set_quota(&self, quota: Quota) {
+        *self.inner.default_quota.write() = quota;
+    }
+
+    /// Adds or replaces the quota of `class`.
+    pub fn set_class_quota(&self, class: &str, quota: Quota) {
+        self.inner.classes.write().insert(class.to_string(), quota);
+    }
+
+    /// Waits until one permit for `key` is admitted. Waiters for one key are
+    /// served in arrival order; dropping the future gives up its place.
+    pub async fn acquire(&self, key: &K) -> Decision {
+        let queue = self
+            .inner
+            .waiters
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let decision = {
+            let _turn = queue.lock().await;
+            loop {
+                let d = self.check(key);
+                match d.retry_after {
+                    Some(wait) if !d.allowed => tokio::time::sleep(wait).await,
+                    _ => break d,
+                }
+            }
+        };
+        drop(queue);
+        self.inner
+            .waiters
+            .remove_if(key, |_, q| Arc::strong_count(q) == 1);
+        decision
+    }
+
+    /// Like [`acquire`](Self::acquire), giving up after `max_wait` with
+    /// [`LimitError::Timeout`].
+    pub async fn acquire_timeout(
+        &self,
+        key: &K,
+        max_wait: Duration,
+    ) -> Result<Decision, LimitError> {
+        tokio::time::timeout(max_wait, self.acquire(key))
+            .await
+            .map_err(|_| LimitError::Timeout(max_wait))
+    }
+
+    /// Keys currently held.
+    pub fn len(&self) -> usize {
+        self.inner.keys.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.inner.keys.is_empty()
+    }
+
+    fn idle_nanos(&self) -> u64 {
+        let longest = self
+            .inner
+            .classes
+            .read()
+            .values()
+            .map(Quota::window)
+            .chain([self.inner.default_quota.read().window()])
+            .max()
+            .unwrap_or_default();
+        let idle = self
+            .inner
+            .idle_timeout
+            .unwrap_or(longest * 2)
+            .max(longest * 2);
+        u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops the state of keys idle past the idle timeout; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        self.inner.ops_since_sweep.store(0, Ordering::Relaxed);
+        let now = self.now();
+        let idle = self.idle_nanos();
+        let before = self.inner.keys.len();
+        self.inner
+            .keys
+            .retain(|_, slot| now.saturating_sub(slot.last_seen.load(Ordering::Relaxed)) < idle);
+        before.saturating_sub(self.inner.keys.len())
+    }
+
+    /// Sweeps once the checks since the last sweep outnumber the keys held
+    /// (at least 1024), so the cost per check stays O(1) amortised.
+    fn maybe_sweep(&self, _now: u64) {
+        let ops = self.inner.ops_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
+        if ops >= 1024 && ops >= self.inner.keys.len() as u64 {
+            self.evict_idle();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> for SlidingWindow<K> {
+    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        SlidingWindow::check_n(self, key, n)
+    }
+}

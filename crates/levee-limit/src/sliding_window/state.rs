@@ -1,0 +1,228 @@
+//! Per-key window state: the sliding-window counter and the exact log.
+//! Pure arithmetic on nanosecond timestamps, so it is tested directly.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::{Decision, Quota};
+
+/// Which algorithm a [`SlidingWindow`](crate::SlidingWindow) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WindowMode {
+    /// Two fixed-window buckets, the previous one weighted by how much of it
+    /// still overlaps the sliding window. O(1) memory per key; admits at most
+    /// the limit per aligned window, and can over-admit in an unaligned
+    /// window (see the crate docs for the measured bound).
+    #[default]
+    Counter,
+    /// Every admission's timestamp. Exact: at most the limit in any window
+    /// of its length; memory grows with the limit.
+    Log,
+}
+
+#[derive(Debug)]
+pub(crate) enum KeyState {
+    Counter {
+        start: u64,
+        prev: u32,
+        curr: u32,
+    },
+    Log {
+        entries: VecDeque<(u64, u32)>,
+        total: u32,
+    },
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn dur(n: u64) -> Duration {
+    Duration::from_nanos(n)
+}
+
+impl KeyState {
+    pub(crate) fn new(mode: WindowMode) -> Self {
+        match mode {
+            WindowMode::Counter => KeyState::Counter {
+                start: 0,
+                prev: 0,
+                curr: 0,
+            },
+            WindowMode::Log => KeyState::Log {
+                entries: VecDeque::new(),
+                total: 0,
+            },
+        }
+    }
+
+    /// Admits `n` at `now` if the quota allows, and says so.
+    pub(crate) fn check(&mut self, quota: Quota, now: u64, n: u32) -> Decision {
+        match self {
+            KeyState::Counter { start, prev, curr } => {
+                counter_check(quota, now, n, start, prev, curr)
+            }
+            KeyState::Log { entries, total } => log_check(quota, now, n, entries, total),
+        }
+    }
+}
+
+fn counter_check(
+    quota: Quota,
+    now: u64,
+    n: u32,
+    start: &mut u64,
+    prev: &mut u32,
+    curr: &mut u32,
+) -> Decision {
+    let w = nanos(quota.window()).max(1);
+    let limit = quota.limit();
+    let aligned = now - now % w;
+    if *start != aligned {
+        *prev = if aligned.saturating_sub(*start) == w {
+            *curr
+        } else {
+            0
+        };
+        *curr = 0;
+        *start = aligned;
+    }
+    let into = now - aligned;
+    // Weight of the previous window still inside the sliding window.
+    let prev_weight = (w - into) as f64 / w as f64;
+    let estimate = f64::from(*prev) * prev_weight + f64::from(*curr);
+    let allowed = estimate + f64::from(n) <= f64::from(limit) + 1e-9;
+    let retry_after = if allowed {
+        *curr += n;
+        None
+    } else {
+        Some(counter_wait(w, into, limit, n, *prev, *curr))
+    };
+    let used = f64::from(*prev) * prev_weight + f64::from(*curr);
+    let reset_after = if *curr > 0 {
+        2 * w - into
+    } else if *prev > 0 {
+        w - into
+    } else {
+        0
+    };
+    Decision {
+        allowed,
+        limit,
+        remaining: (f64::from(limit) - used.ceil()).max(0.0) as u32,
+        retry_after,
+        reset_after: dur(reset_after),
+    }
+}
+
+/// Time from `into` (ns into the current window) until `n` more fit.
+fn counter_wait(w: u64, into: u64, limit: u32, n: u32, prev: u32, curr: u32) -> Duration {
+    if curr + n <= limit && prev > 0 {
+        // Wait for the previous window's weight to decay enough.
+        let need = 1.0 - f64::from(limit - curr - n) / f64::from(prev);
+        let at = (need * w as f64).ceil() as u64;
+        return dur(at.saturating_sub(into).max(1));
+    }
+    // In the next window, `curr` becomes the weighted previous bucket.
+    let rest = w - into;
+    let need = if curr == 0 {
+        0.0
+    } else {
+        (1.0 - f64::from(limit - n) / f64::from(curr)).max(0.0)
+    };
+    dur(rest + (need * w as f64).ceil() as u64)
+}
+
+fn log_check(
+    quota: Quota,
+    now: u64,
+    n: u32,
+    entries: &mut VecDeque<(u64, u32)>,
+    total: &mut u32,
+) -> Decision {
+    let w = nanos(quota.window()).max(1);
+    let limit = quota.limit();
+    // An entry at t counts in every window (now - w, now] with t > now - w.
+    while let Some(&(t, c)) = entries.front() {
+        if t + w <= now {
+            entries.pop_front();
+            *total -= c;
+        } else {
+            break;
+        }
+    }
+    let allowed = *total + n <= limit;
+    let retry_after = if allowed {
+        match entries.back_mut() {
+            Some((t, c)) if *t == now => *c += n,
+            _ => entries.push_back((now, n)),
+        }
+        *total += n;
+        None
+    } else {
+        // The earliest time enough old admissions have left the window.
+        let mut freed = 0;
+        let mut at = now;
+        for &(t, c) in entries.iter() {
+            freed += c;
+            at = t + w;
+            if *total - freed + n <= limit {
+                break;
+            }
+        }
+        Some(dur(at - now))
+    };
+    let reset_after = entries.back().map_or(0, |&(t, _)| t + w - now);
+    Decision {
+        allowed,
+        limit,
+        remaining: limit.saturating_sub(*total),
+        retry_after,
+        reset_after: dur(reset_after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    const S: u64 = 1_000_000_000;
+
+    fn quota(limit: u32) -> Quota {
+        Quota::per_second(NonZeroU32::new(limit).unwrap())
+    }
+
+    #[test]
+    fn counter_weights_the_previous_window() {
+        let mut st = KeyState::new(WindowMode::Counter);
+        for _ in 0..10 {
+            assert!(st.check(quota(10), 0, 1).allowed);
+        }
+        assert!(
+            !st.check(quota(10), S / 2, 1).allowed,
+            "half of 10 + 0 ... still 10 in the aligned window"
+        );
+        // 1.5 s: previous window (10) weighs 0.5 -> 5 used, 5 left.
+        for _ in 0..5 {
+            assert!(st.check(quota(10), S + S / 2, 1).allowed);
+        }
+        let d = st.check(quota(10), S + S / 2, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        // Waiting retry_after makes the next call succeed.
+        let wait = nanos(d.retry_after.unwrap());
+        assert!(st.check(quota(10), S + S / 2 + wait, 1).allowed);
+    }
+
+    #[test]
+    fn log_admits_again_exactly_when_the_oldest_leaves() {
+        let mut st = KeyState::new(WindowMode::Log);
+        assert!(st.check(quota(2), 0, 1).allowed);
+        assert!(st.check(quota(2), S / 4, 1).allowed);
+        let d = st.check(quota(2), S / 2, 1);
+        assert_eq!(d.retry_after, Some(Duration::from_millis(500)));
+        assert!(!st.check(quota(2), S - 1, 1).allowed);
+        assert!(st.check(quota(2), S, 1).allowed);
+    }
+}

@@ -1,0 +1,195 @@
+//! check_n, classes, set_quota, acquire, eviction, GCRA and the bulkhead.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use levee_core::{ManualClock, TokioClock};
+use levee_limit::{
+    ConcurrencyLimit, Gcra, LimitError, Quota, RateLimiter, SlidingWindow, WindowMode,
+};
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+#[test]
+fn check_n_spends_n_and_refuses_more_than_the_limit_forever() {
+    let l = SlidingWindow::<&str>::builder(Quota::per_minute(nz(10)))
+        .build()
+        .unwrap();
+    let d = l.check_n(&"k", nz(7)).unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 3);
+    assert!(!l.check_n(&"k", nz(4)).unwrap().allowed);
+    assert!(l.check_n(&"k", nz(3)).unwrap().allowed);
+    let err = l.check_n(&"k", nz(11)).unwrap_err();
+    assert!(err.is_insufficient_capacity(), "{err}");
+}
+
+#[test]
+fn classes_have_their_own_quotas_and_unknown_class_is_an_error() {
+    let l = SlidingWindow::<u32>::builder(Quota::per_minute(nz(1)))
+        .classes([
+            ("anonymous", Quota::per_minute(nz(2))),
+            ("authenticated", Quota::per_minute(nz(5))),
+        ])
+        .build()
+        .unwrap();
+    assert_eq!(
+        (0..10)
+            .filter(|_| l.check_in(&1, "anonymous").unwrap().allowed)
+            .count(),
+        2
+    );
+    assert_eq!(
+        (0..10)
+            .filter(|_| l.check_in(&2, "authenticated").unwrap().allowed)
+            .count(),
+        5
+    );
+    assert!(matches!(l.check_in(&3, "admin"), Err(LimitError::UnknownClass(c)) if c == "admin"));
+}
+
+#[test]
+fn set_quota_takes_effect_at_once() {
+    let clock = ManualClock::new();
+    let l = SlidingWindow::<u8>::builder(Quota::per_second(nz(2)))
+        .mode(WindowMode::Log)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    assert_eq!((0..5).filter(|_| l.check(&0).allowed).count(), 2);
+    l.set_quota(Quota::per_second(nz(4)));
+    assert_eq!(
+        (0..5).filter(|_| l.check(&0).allowed).count(),
+        2,
+        "2 more fit under the new limit of 4"
+    );
+    l.set_class_quota("vip", Quota::per_second(nz(100)));
+    assert!(l.check_in(&0, "vip").unwrap().allowed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_waits_exactly_until_allowed() {
+    let l = SlidingWindow::<u8>::builder(Quota::per_second(nz(2)))
+        .mode(WindowMode::Log)
+        .clock(TokioClock::new().shared())
+        .build()
+        .unwrap();
+    l.check(&0);
+    tokio::time::advance(Duration::from_millis(300)).await;
+    l.check(&0);
+    let start = tokio::time::Instant::now();
+    let d = l.acquire(&0).await;
+    assert!(d.allowed);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(700),
+        "the first admission leaves the window at 1 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_timeout_gives_up() {
+    let l = SlidingWindow::<u8>::builder(Quota::per_minute(nz(1)))
+        .clock(TokioClock::new().shared())
+        .build()
+        .unwrap();
+    l.check(&0);
+    let err = l
+        .acquire_timeout(&0, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_acquire_frees_its_place_for_the_next_waiter() {
+    let l = SlidingWindow::<u8>::builder(Quota::per_second(nz(1)))
+        .mode(WindowMode::Log)
+        .clock(TokioClock::new().shared())
+        .build()
+        .unwrap();
+    l.check(&0);
+    let first = tokio::spawn({
+        let l = l.clone();
+        async move { l.acquire(&0).await }
+    });
+    tokio::task::yield_now().await;
+    first.abort(); // the first waiter gives up in line
+    let _ = first.await;
+    let start = tokio::time::Instant::now();
+    assert!(l.acquire(&0).await.allowed);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[test]
+fn a_million_idle_keys_are_evicted() {
+    let clock = ManualClock::new();
+    let l = SlidingWindow::<u64>::builder(Quota::per_second(nz(5)))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    for k in 0..1_000_000u64 {
+        l.check(&k);
+    }
+    assert!(l.len() > 900_000);
+    clock.advance(Duration::from_secs(3));
+    // Keep using the limiter: the incremental sweep evicts on its own.
+    for _ in 0..1_000_000u64 {
+        l.check(&u64::MAX);
+    }
+    assert!(l.len() < 10, "{} keys left", l.len());
+    assert_eq!(l.evict_idle(), 0);
+}
+
+#[test]
+fn idle_timeout_shorter_than_two_windows_is_refused() {
+    let err = SlidingWindow::<u8>::builder(Quota::per_minute(nz(1)))
+        .idle_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("idle_timeout"));
+}
+
+#[tokio::test]
+async fn gcra_auth0_quota_burst_then_one_every_12_seconds() {
+    let clock = ManualClock::new();
+    let g = Gcra::<&str>::with_clock(nz(10), Duration::from_secs(12), clock.shared()).unwrap();
+    for _ in 0..10 {
+        assert!(g.check(&"u").allowed);
+    }
+    let d = RateLimiter::check(&g, &"u").await.unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Some(Duration::from_secs(12)));
+    clock.advance(Duration::from_secs(12));
+    assert!(g.check(&"u").allowed);
+    assert!(!g.check(&"u").allowed);
+    assert!(
+        g.check_n(&"u", nz(11))
+            .unwrap_err()
+            .is_insufficient_capacity()
+    );
+}
+
+#[tokio::test]
+async fn bulkhead_queues_then_refuses_and_frees_on_drop() {
+    let b = ConcurrencyLimit::new(1, 1).unwrap();
+    let held = b.acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire().await.map(|_| ()) }
+    });
+    while b.waiting() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        b.acquire().await,
+        Err(LimitError::QueueFull { .. })
+    ));
+    assert_eq!(b.in_flight(), 1);
+    drop(held);
+    waiter.await.unwrap().unwrap();
+    assert_eq!(b.in_flight(), 0);
+    assert_eq!(b.waiting(), 0);
+}
