@@ -1,2 +1,95 @@
-//! Placeholder until this bench group is written.
-fn main() {}
+//! SlidingWindow and Gcra beside governor's keyed limiter: one check on a
+//! resident key (1000 keys, all far below their limit) at 1 and 2 threads.
+//!
+//! Run: `cargo bench -p levee-benches --bench limiter`
+#![allow(missing_docs)] // criterion_main! generates an undocumented `main`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use levee_limit::{Gcra, Quota, SlidingWindow, WindowMode};
+
+const KEYS: u64 = 1000;
+/// High enough that no check in the run is denied.
+const LIMIT: u32 = u32::MAX / 2;
+
+fn parallel<F: Fn(u64) + Sync>(threads: usize, iters: u64, op: F) -> Duration {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let op = &op;
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                let mut k = t * 131;
+                for _ in 0..iters {
+                    k = (k + 7) % KEYS;
+                    op(k);
+                }
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    })
+    .elapsed()
+}
+
+fn check(c: &mut Criterion) {
+    let mut g = c.benchmark_group("limiter/check");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    let quota = Quota::per_second(NonZeroU32::new(LIMIT).unwrap());
+    let counter = SlidingWindow::<u64>::builder(quota).build().unwrap();
+    let log = SlidingWindow::<u64>::builder(Quota::per_second(NonZeroU32::new(1_000_000).unwrap()))
+        .mode(WindowMode::Log)
+        .build()
+        .unwrap();
+    let gcra = Gcra::<u64>::new(NonZeroU32::new(LIMIT).unwrap(), Duration::from_nanos(1)).unwrap();
+    let governor = governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(
+        NonZeroU32::new(LIMIT).unwrap(),
+    ));
+    for k in 0..KEYS {
+        counter.check(&k);
+        gcra.check(&k);
+        let _ = governor.check_key(&k);
+    }
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(format!("levee_sliding_counter/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |k| {
+                    black_box(counter.check(&k));
+                })
+            })
+        });
+        g.bench_function(format!("levee_gcra/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |k| {
+                    black_box(gcra.check(&k));
+                })
+            })
+        });
+        g.bench_function(format!("governor_keyed/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |k| {
+                    let _ = black_box(governor.check_key(&k));
+                })
+            })
+        });
+    }
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("levee_sliding_log/1t", |b| {
+        b.iter_custom(|iters| {
+            parallel(1, iters, |k| {
+                black_box(log.check(&k));
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, check);
+criterion_main!(benches);

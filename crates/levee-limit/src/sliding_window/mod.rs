@@ -30,13 +30,21 @@ struct Inner<K> {
     clock: SharedClock,
     base: Instant,
     default_quota: RwLock<Quota>,
+    /// The default quota's limit and window, readable without a lock.
+    default_limit: std::sync::atomic::AtomicU32,
+    default_window: AtomicU64,
+    /// The idle timeout in ns, recomputed when quotas change.
+    idle_nanos: AtomicU64,
     classes: RwLock<HashMap<String, Quota>>,
     keys: DashMap<K, Slot, Hasher>,
     /// One FIFO queue per key that has waiters, so `acquire` callers are
     /// served in arrival order.
     waiters: DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>,
     idle_timeout: Option<Duration>,
-    ops_since_sweep: AtomicU64,
+    /// Keys inserted since the last sweep.
+    inserts_since_sweep: AtomicU64,
+    /// When the last sweep ran (limiter time, ns).
+    last_sweep: AtomicU64,
 }
 
 /// A keyed sliding-window rate limiter, local to this process.
@@ -146,19 +154,27 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
             }
         }
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
-        Ok(SlidingWindow {
+        let limiter = SlidingWindow {
             inner: Arc::new(Inner {
                 mode: self.mode,
                 base: clock.now(),
                 clock,
                 default_quota: RwLock::new(self.quota),
+                default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
+                default_window: AtomicU64::new(
+                    u64::try_from(self.quota.window().as_nanos()).unwrap_or(u64::MAX),
+                ),
+                idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
                 keys: DashMap::with_hasher(Hasher::default()),
                 waiters: DashMap::with_hasher(Hasher::default()),
                 idle_timeout: self.idle_timeout,
-                ops_since_sweep: AtomicU64::new(0),
+                inserts_since_sweep: AtomicU64::new(0),
+                last_sweep: AtomicU64::new(0),
             }),
-        })
+        };
+        limiter.refresh_idle();
+        Ok(limiter)
     }
 }
 
@@ -200,6 +216,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
             slot.last_seen.store(now, Ordering::Relaxed);
             slot.state.lock().check(quota, now, n.get())
         } else {
+            self.inner
+                .inserts_since_sweep
+                .fetch_add(1, Ordering::Relaxed);
             let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
                 state: Mutex::new(KeyState::new(self.inner.mode)),
                 last_seen: AtomicU64::new(now),
@@ -209,9 +228,23 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         Ok(decision)
     }
 
+    fn default_quota(&self) -> Quota {
+        let limit = self.inner.default_limit.load(Ordering::Relaxed);
+        let window = Duration::from_nanos(self.inner.default_window.load(Ordering::Relaxed));
+        // A reader racing `set_quota` may pair the new limit with the old
+        // window for one check; both halves are valid quotas.
+        Quota::new(limit, window).unwrap_or_else(|_| *self.inner.default_quota.read())
+    }
+
+    fn refresh_idle(&self) {
+        self.inner
+            .idle_nanos
+            .store(self.idle_nanos(), Ordering::Relaxed);
+    }
+
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
-        let quota = *self.inner.default_quota.read();
+        let quota = self.default_quota();
         // n = 1 never exceeds a non-zero limit.
         self.decide(key, quota, NonZeroU32::MIN)
             .unwrap_or_else(|_| unreachable!())
@@ -220,7 +253,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
     /// the limit (it could never be admitted).
     pub fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
-        let quota = *self.inner.default_quota.read();
+        let quota = self.default_quota();
         self.decide(key, quota, n)
     }
 
@@ -239,11 +272,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Replaces the default quota; keys keep what they already spent.
     pub fn set_quota(&self, quota: Quota) {
         *self.inner.default_quota.write() = quota;
+        self.inner
+            .default_limit
+            .store(quota.limit(), Ordering::Relaxed);
+        self.inner.default_window.store(
+            u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.refresh_idle();
     }
 
     /// Adds or replaces the quota of `class`.
     pub fn set_class_quota(&self, class: &str, quota: Quota) {
         self.inner.classes.write().insert(class.to_string(), quota);
+        self.refresh_idle();
     }
 
     /// Waits until one permit for `key` is admitted. Waiters for one key are
@@ -314,8 +356,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
 
     /// Drops the state of keys idle past the idle timeout; returns how many.
     pub fn evict_idle(&self) -> usize {
-        self.inner.ops_since_sweep.store(0, Ordering::Relaxed);
         let now = self.now();
+        self.inner.inserts_since_sweep.store(0, Ordering::Relaxed);
+        self.inner.last_sweep.store(now, Ordering::Relaxed);
         let idle = self.idle_nanos();
         let before = self.inner.keys.len();
         self.inner
@@ -324,13 +367,22 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         before.saturating_sub(self.inner.keys.len())
     }
 
-    /// Sweeps once the checks since the last sweep outnumber the keys held
-    /// (at least 1024), so the cost per check stays O(1) amortised.
-    fn maybe_sweep(&self, _now: u64) {
-        let ops = self.inner.ops_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
-        if ops >= 1024 && ops >= self.inner.keys.len() as u64 {
+    /// Sweeps when the keys inserted since the last sweep outnumber those
+    /// held (at least 1024), which bounds memory at about twice the active
+    /// keys at O(1) amortised cost; and once per idle timeout, so a map that
+    /// stopped growing still empties. The hot path only reads shared state.
+    fn maybe_sweep(&self, now: u64) {
+        let inserts = self.inner.inserts_since_sweep.load(Ordering::Relaxed);
+        let grown = inserts >= 1024 && inserts >= self.inner.keys.len() as u64;
+        let due = now.saturating_sub(self.inner.last_sweep.load(Ordering::Relaxed))
+            >= self.idle_nanos_cached();
+        if grown || due {
             self.evict_idle();
         }
+    }
+
+    fn idle_nanos_cached(&self) -> u64 {
+        self.inner.idle_nanos.load(Ordering::Relaxed)
     }
 }
 
