@@ -1,0 +1,196 @@
+//! [`MemoryCacheBuilder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use levee_core::SharedClock;
+use parking_lot::RwLock;
+
+use super::shard::{Hasher, Shard};
+use super::stats::Stats;
+use super::time::TimeSource;
+use super::{EvictionCause, EvictionPolicy, Inner, Listener, MemoryCache, Weigher};
+use crate::ConfigError;
+
+/// Builds a [`MemoryCache`]. Set a bound: `max_capacity`, or `weigher`
+/// with `max_weight`.
+#[must_use]
+pub struct MemoryCacheBuilder<K, V> {
+    max_capacity: Option<u64>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    stale_retention: Duration,
+    listener: Option<Listener<K, V>>,
+    clock: Option<SharedClock>,
+    shards: Option<usize>,
+    policy: EvictionPolicy,
+}
+
+impl<K, V> std::fmt::Debug for MemoryCacheBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("max_weight", &self.max_weight)
+            .field("ttl", &self.ttl)
+            .field("stale_retention", &self.stale_retention)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> MemoryCacheBuilder<K, V>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub(crate) fn new() -> Self {
+        MemoryCacheBuilder {
+            max_capacity: None,
+            max_weight: None,
+            weigher: None,
+            ttl: None,
+            stale_retention: Duration::ZERO,
+            listener: None,
+            clock: None,
+            shards: None,
+            policy: EvictionPolicy::default(),
+        }
+    }
+
+    /// At most `entries` entries. No default: set this or a weight bound.
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.max_capacity = Some(entries);
+        self
+    }
+
+    /// Weighs each entry (at least 1); with [`max_weight`](Self::max_weight).
+    pub fn weigher(mut self, f: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(move |k, v| f(k, v).max(1)));
+        self
+    }
+
+    /// At most this total weight. An entry heavier than a shard's share is
+    /// refused (reported to the listener as `Evicted`).
+    pub fn max_weight(mut self, w: u64) -> Self {
+        self.max_weight = Some(w);
+        self
+    }
+
+    /// How long an entry is fresh. Default: forever.
+    pub fn time_to_live(mut self, d: Duration) -> Self {
+        self.ttl = Some(d);
+        self
+    }
+
+    /// How long an entry is kept as stale after its fresh time. Default: 0.
+    pub fn stale_retention(mut self, d: Duration) -> Self {
+        self.stale_retention = d;
+        self
+    }
+
+    /// Called with each entry that leaves the cache, and why. Runs on the
+    /// thread that caused it, after the shard lock is released.
+    pub fn eviction_listener(
+        mut self,
+        f: impl Fn(&K, &V, EvictionCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(f));
+        self
+    }
+
+    /// The time source. Default: the system's coarse monotonic clock
+    /// (1 to 4 ms resolution: an entry may read as fresh up to that long past
+    /// its TTL). An injected clock is read exactly.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Number of shards, rounded up to a power of two. Default: 64, fewer
+    /// for small capacities (each shard holds at least 32 entries' worth).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// The eviction policy. Default: S3-FIFO.
+    pub fn policy(mut self, p: EvictionPolicy) -> Self {
+        self.policy = p;
+        self
+    }
+
+    /// Checks the settings and builds the cache.
+    pub fn build(self) -> Result<MemoryCache<K, V>, ConfigError> {
+        let capacity = match (self.max_capacity, self.max_weight, self.weigher.is_some()) {
+            (_, Some(_), false) => {
+                return Err(ConfigError::new(
+                    "max_weight",
+                    "a weight bound needs a `weigher`",
+                ));
+            }
+            (Some(_), _, true) => {
+                return Err(ConfigError::new(
+                    "max_capacity",
+                    "with a `weigher`, bound the cache with `max_weight`",
+                ));
+            }
+            (None, None, _) => {
+                return Err(ConfigError::new(
+                    "max_capacity",
+                    "the cache needs a bound: set `max_capacity(entries)` or `weigher` + `max_weight`",
+                ));
+            }
+            (None, Some(w), true) => w,
+            (Some(c), None, _) => c,
+        };
+        if capacity == 0 {
+            return Err(ConfigError::new(
+                "max_capacity",
+                "a capacity of 0 holds nothing; use at least 1",
+            ));
+        }
+        if self.shards == Some(0) {
+            return Err(ConfigError::new("shards", "use at least 1 shard"));
+        }
+        if self.ttl.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "time_to_live",
+                "a TTL of 0 makes every entry stale at once",
+            ));
+        }
+        let by_size = (capacity / 32).max(1) as usize;
+        let shards = self
+            .shards
+            .unwrap_or(64)
+            .min(by_size)
+            .next_power_of_two()
+            .min(1 << 16);
+        let base = capacity / shards as u64;
+        let rem = capacity % shards as u64;
+        let hasher = Hasher::default();
+        let inner = Inner {
+            shards: (0..shards)
+                .map(|_| CachePadded::new(RwLock::new(Shard::new(hasher.clone()))))
+                .collect(),
+            shard_capacity: (0..shards as u64)
+                .map(|i| base + u64::from(i < rem))
+                .collect(),
+            shift: 64 - shards.trailing_zeros(),
+            hasher,
+            time: self
+                .clock
+                .map_or_else(TimeSource::coarse, TimeSource::clock),
+            ttl: self.ttl,
+            stale_retention: self.stale_retention,
+            weigher: self.weigher,
+            listener: self.listener,
+            policy: self.policy,
+            stats: Stats::default(),
+        };
+        Ok(MemoryCache {
+            inner: Arc::new(inner),
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! [`MemoryCache`]: a bounded, sharded, in-process cache with TTLs, stale
+//! retention and S3-FIFO eviction: levee's L1.
+
+mod builder;
+mod entry;
+mod shard;
+mod stats;
+mod time;
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+
+pub use builder::MemoryCacheBuilder;
+pub use entry::{EntryFreshness, EvictionCause, EvictionPolicy, Expiry, MemoryEntry};
+pub use stats::MemoryCacheStats;
+
+use shard::{Hasher, Removed, Shard};
+use stats::Stats;
+use time::{TimeSource, nanos};
+
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+type Listener<K, V> = Arc<dyn Fn(&K, &V, EvictionCause) + Send + Sync>;
+
+type Shards<K, V> = Box<[CachePadded<RwLock<Shard<K, V>>>]>;
+
+struct Inner<K, V> {
+    shards: Shards<K, V>,
+    /// Capacity (entries, or weight with a weigher) of each shard.
+    shard_capacity: Box<[u64]>,
+    hasher: Hasher,
+    shift: u32,
+    time: TimeSource,
+    ttl: Option<Duration>,
+    stale_retention: Duration,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    policy: EvictionPolicy,
+    stats: Stats,
+}
+
+/// A bounded in-process cache: levee's L1, and a cache of its own.
+///
+/// - Bounded by entry count ([`max_capacity`](MemoryCacheBuilder::max_capacity))
+///   or by weight ([`weigher`](MemoryCacheBuilder::weigher) +
+///   [`max_weight`](MemoryCacheBuilder::max_weight)); the bound holds at
+///   every moment a caller can see.
+/// - Entries are fresh for their TTL, then kept as stale for
+///   `stale_retention`: [`get`](Self::get) returns fresh values only,
+///   [`get_entry`](Self::get_entry) stale ones too, with their age.
+/// - Eviction is S3-FIFO; reads take a shard read lock and touch no shared
+///   counter.
+/// - Cheap to clone: clones share one cache. Values are cloned on every
+///   read, so store `Arc<V>` for values that are costly to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_cache::{EntryFreshness, MemoryCache};
+/// use levee_core::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// let cache = MemoryCache::<String, u32>::builder()
+///     .max_capacity(10_000)
+///     .time_to_live(Duration::from_secs(60))
+///     .stale_retention(Duration::from_secs(3600))
+///     .clock(clock.shared())
+///     .build()?;
+/// cache.insert("alice".to_string(), 42);
+/// assert_eq!(cache.get("alice"), Some(42));
+///
+/// clock.advance(Duration::from_secs(90));
+/// assert_eq!(cache.get("alice"), None); // not fresh any more...
+/// let stale = cache.get_entry("alice").unwrap(); // ...but kept as stale
+/// assert_eq!(stale.freshness, EntryFreshness::Stale { age: Duration::from_secs(30) });
+/// # Ok::<(), levee_cache::ConfigError>(())
+/// ```
+pub struct MemoryCache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for MemoryCache<K, V> {
+    fn clone(&self) -> Self {
+        MemoryCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for MemoryCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("shards", &self.inner.shards.len())
+            .field("capacity", &self.inner.shard_capacity.iter().sum::<u64>())
+            .field("policy", &self.inner.policy)
+            .finish()
+    }
+}
+
+impl<K, V> MemoryCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder; see its setters for the defaults.
+    pub fn builder() -> MemoryCacheBuilder<K, V> {
+        MemoryCacheBuilder::new()
+    }
+
+    #[inline]
+    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        let h = self.inner.hasher.hash_one(key);
+        // High bits pick the shard; the map uses the hash's low bits.
+        h.checked_shr(self.inner.shift).unwrap_or(0) as usize
+    }
+
+    /// The value for `key` if it is fresh.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = &*self.inner;
+        let guard = inner.shards[self.shard_of(key)].read();
+        if let Some(slot) = guard.map.get(key) {
+            if slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now() {
+                slot.touch();
+                let v = slot.value.clone();
+                drop(guard);
+                inner.stats.hit();
+                return Some(v);
+            }
+        }
+        drop(guard);
+        inner.stats.miss();
+        None
+    }
+
+    /// The value for `key`, fresh or stale (within its stale retention),
+    /// with its expiry and freshness.
+    pub fn get_entry<Q>(&self, key: &Q) -> Option<MemoryEntry<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = &*self.inner;
+        let now = inner.time.now();
+        let guard = inner.shards[self.shard_of(key)].read();
+        let found = guard
+            .map
+            .get(key)
+            .filter(|s| s.stale_until > now)
+            .map(|slot| {
+                slot.touch();
+                let freshness = if slot.fresh_until > now {
+                    EntryFreshness::Fresh
+                } else {
+                    EntryFreshness::Stale {
+                        age: Duration::from_nanos(now - slot.fresh_until),
+                    }
+                };
+                let expiry = Expiry {
+                    fresh_until: inner.time.nanos_to_instant(slot.fresh_until),
+                    stale_until: inner.time.nanos_to_instant(slot.stale_until),
+                };
+                MemoryEntry {
+                    value: slot.value.clone(),
+                    expiry,
+                    freshness,
+                }
+            });
+        drop(guard);
+        match &found {
+            Some(e) if e.freshness == EntryFreshness::Fresh => inner.stats.hit(),
+            Some(_) => inner.stats.stale_hit(),
+            None => inner.stats.miss(),
+        }
+        found
+    }
+
+    /// Inserts `value`, fresh for the cache's TTL (forever without one).
+    pub fn insert(&self, key: K, value: V) {
+        let now = self.inner.time.now();
+        let fresh = self
+            .inner
+            .ttl
+            .map_or(u64::MAX, |ttl| now.saturating_add(nanos(ttl)));
+        self.insert_at(
+            key,
+            value,
+            now,
+            fresh,
+            fresh.saturating_add(nanos(self.inner.stale_retention)),
+        );
+    }
+
+    /// Inserts `value`, fresh for `ttl`, then stale for the stale retention.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let now = self.inner.time.now();
+        let fresh = now.saturating_add(nanos(ttl));
+        self.insert_at(
+            key,
+            value,
+            now,
+            fresh,
+            fresh.saturating_add(nanos(self.inner.stale_retention)),
+        );
+    }
+
+    /// Inserts `value` with absolute times (a value promoted from L2 keeps
+    /// the times it was stored with).
+    pub fn insert_with_expiry(&self, key: K, value: V, expiry: Expiry) {
+        let now = self.inner.time.now();
+        let fresh = self.inner.time.instant_to_nanos(expiry.fresh_until);
+        let stale = self
+            .inner
+            .time
+            .instant_to_nanos(expiry.stale_until)
+            .max(fresh);
+        self.insert_at(key, value, now, fresh, stale);
+    }
+
+    fn insert_at(&self, key: K, value: V, now: u64, fresh_until: u64, stale_until: u64) {
+        let inner = &*self.inner;
+        let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let i = self.shard_of(&key);
+        let mut removed: Removed<K, V> = Vec::new();
+        if u64::from(weight) > inner.shard_capacity[i] {
+            // Too heavy to ever fit: refuse it as an immediate eviction.
+            removed.push((key, value, EvictionCause::Evicted));
+        } else {
+            let cap = inner.shard_capacity[i];
+            inner.shards[i].write().insert(
+                key,
+                value,
+                fresh_until,
+                stale_until,
+                weight,
+                cap,
+                inner.policy,
+                now,
+                &mut removed,
+            );
+        }
+        inner.stats.insert();
+        self.report(removed);
+    }
+
+    fn report(&self, removed: Removed<K, V>) {
+        for (k, v, cause) in removed {
+            self.inner.stats.removed(cause);
+            if let Some(l) = &self.inner.listener {
+                l(&k, &v, cause);
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value if it was held.
+    pub fn invalidate<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.shard_of(key);
+        let mut shard = self.inner.shards[i].write();
+        let owned = shard.map.get_key_value(key).map(|(k, _)| k.clone())?;
+        let slot = shard.remove(&owned)?;
+        drop(shard);
+        self.report(vec![(
+            owned,
+            slot.value.clone(),
+            EvictionCause::Invalidated,
+        )]);
+        Some(slot.value)
+    }
+
+    /// Removes every entry.
+    pub fn invalidate_all(&self) {
+        for shard in self.inner.shards.iter() {
+            let removed: Removed<K, V> = shard
+                .write()
+                .clear()
+                .map(|(k, v)| (k, v, EvictionCause::Invalidated))
+                .collect();
+            self.report(removed);
+        }
+    }
+
+    /// Entries held, stale ones and expired ones not yet reclaimed included.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.read().map.len()).sum()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight held (the entry count without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.read().weight).sum()
+    }
+
+    /// The capacity (entries, or weight with a weigher).
+    pub fn capacity(&self) -> u64 {
+        self.inner.shard_capacity.iter().sum()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MemoryCacheStats {
+        self.inner.stats.snapshot()
+    }
+}

@@ -1,0 +1,116 @@
+//! Time for the cache: the injected clock, or, by default, a coarse
+//! monotonic clock that is cheaper to read on the hit path.
+
+use std::time::{Duration, Instant};
+
+use levee_core::SharedClock;
+
+/// Nanoseconds on one monotonic scale, with conversions from `Instant`.
+#[derive(Debug, Clone)]
+pub(crate) enum TimeSource {
+    /// `CLOCK_MONOTONIC_COARSE` (Linux): a few ns to read, 1 to 4 ms
+    /// resolution. An entry may be served as fresh up to that long past its
+    /// expiry; that is the documented cost.
+    Coarse {
+        base_instant: Instant,
+        base_nanos: u64,
+    },
+    /// An injected clock, read exactly (tests use `ManualClock`).
+    Clock { clock: SharedClock, base: Instant },
+}
+
+impl TimeSource {
+    pub(crate) fn coarse() -> Self {
+        TimeSource::Coarse {
+            base_instant: Instant::now(),
+            base_nanos: coarse_nanos(),
+        }
+    }
+
+    pub(crate) fn clock(clock: SharedClock) -> Self {
+        // Start at an offset so that "now minus a duration" never underflows.
+        let base = clock.now();
+        TimeSource::Clock { clock, base }
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        match self {
+            TimeSource::Coarse { .. } => coarse_nanos(),
+            TimeSource::Clock { clock, base } => {
+                OFFSET + nanos(clock.now().saturating_duration_since(*base))
+            }
+        }
+    }
+
+    /// `at` on this source's scale (saturating at its ends).
+    pub(crate) fn instant_to_nanos(&self, at: Instant) -> u64 {
+        let (base_instant, base_nanos) = match self {
+            TimeSource::Coarse {
+                base_instant,
+                base_nanos,
+            } => (*base_instant, *base_nanos),
+            TimeSource::Clock { base, .. } => (*base, OFFSET),
+        };
+        match at.checked_duration_since(base_instant) {
+            Some(d) => base_nanos.saturating_add(nanos(d)),
+            None => base_nanos.saturating_sub(nanos(base_instant - at)),
+        }
+    }
+
+    /// A time on this scale as an `Instant`.
+    pub(crate) fn nanos_to_instant(&self, t: u64) -> Instant {
+        let (base_instant, base_nanos) = match self {
+            TimeSource::Coarse {
+                base_instant,
+                base_nanos,
+            } => (*base_instant, *base_nanos),
+            TimeSource::Clock { base, .. } => (*base, OFFSET),
+        };
+        if t >= base_nanos {
+            let far = Duration::from_secs(100 * 365 * 24 * 3600);
+            base_instant
+                .checked_add(Duration::from_nanos(t - base_nanos).min(far))
+                .unwrap_or(base_instant + far)
+        } else {
+            base_instant
+                .checked_sub(Duration::from_nanos(base_nanos - t))
+                .unwrap_or(base_instant)
+        }
+    }
+}
+
+const OFFSET: u64 = 1 << 40;
+
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn coarse_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC_COARSE
+    // is a valid clock id on Linux; clock_gettime writes only into `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return fallback_nanos();
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_nanos() -> u64 {
+    fallback_nanos()
+}
+
+fn fallback_nanos() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    OFFSET + nanos(START.get_or_init(Instant::now).elapsed())
+}

@@ -1,0 +1,209 @@
+//! TTL, per-entry TTL, stale retention, weights, listener causes, stats and
+//! concurrency of MemoryCache.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use levee_cache::{EntryFreshness, EvictionCause, Expiry, MemoryCache};
+use levee_core::{Clock, ManualClock};
+
+#[test]
+fn ttl_then_stale_retention_then_gone() {
+    let clock = ManualClock::new();
+    let c = MemoryCache::<&str, u32>::builder()
+        .max_capacity(10)
+        .time_to_live(Duration::from_secs(10))
+        .stale_retention(Duration::from_secs(20))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    c.insert("k", 1);
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(c.get("k"), Some(1));
+    assert_eq!(c.get_entry("k").unwrap().freshness, EntryFreshness::Fresh);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(c.get("k"), None, "expired exactly at the TTL");
+    let e = c.get_entry("k").unwrap();
+    assert_eq!(
+        e.freshness,
+        EntryFreshness::Stale {
+            age: Duration::ZERO
+        }
+    );
+    clock.advance(Duration::from_secs(19));
+    assert_eq!(
+        c.get_entry("k").unwrap().freshness,
+        EntryFreshness::Stale {
+            age: Duration::from_secs(19)
+        }
+    );
+    clock.advance(Duration::from_secs(1));
+    assert!(c.get_entry("k").is_none(), "past the stale retention");
+    let s = c.stats();
+    assert_eq!((s.hits, s.stale_hits), (2, 2));
+}
+
+#[test]
+fn per_entry_ttl_and_absolute_expiry() {
+    let clock = ManualClock::new();
+    let c = MemoryCache::<u8, u8>::builder()
+        .max_capacity(10)
+        .time_to_live(Duration::from_secs(100))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    c.insert_with_ttl(1, 1, Duration::from_secs(5));
+    let now = clock.now();
+    c.insert_with_expiry(
+        2,
+        2,
+        Expiry {
+            fresh_until: now + Duration::from_secs(3),
+            stale_until: now + Duration::from_secs(8),
+        },
+    );
+    assert_eq!(
+        c.get_entry(&2).unwrap().expiry.fresh_until,
+        now + Duration::from_secs(3)
+    );
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(c.get(&1), Some(1));
+    assert_eq!(c.get(&2), None);
+    assert!(matches!(
+        c.get_entry(&2).unwrap().freshness,
+        EntryFreshness::Stale { .. }
+    ));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(c.get(&1), None);
+}
+
+#[test]
+fn weigher_bounds_total_weight_and_refuses_oversized() {
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let sink = evicted.clone();
+    let c = MemoryCache::<u32, String>::builder()
+        .weigher(|_, v: &String| v.len() as u32)
+        .max_weight(100)
+        .shards(1)
+        .eviction_listener(move |k, _, cause| sink.lock().unwrap().push((*k, cause)))
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        c.insert(i, "x".repeat(10));
+        assert!(c.weighted_size() <= 100);
+    }
+    c.insert(99, "y".repeat(101));
+    assert_eq!(c.get(&99), None);
+    assert!(
+        evicted
+            .lock()
+            .unwrap()
+            .contains(&(99, EvictionCause::Evicted))
+    );
+}
+
+#[test]
+fn listener_reports_replaced_and_invalidated() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let c = MemoryCache::<u8, u8>::builder()
+        .max_capacity(10)
+        .eviction_listener(move |k, v, cause| sink.lock().unwrap().push((*k, *v, cause)))
+        .build()
+        .unwrap();
+    c.insert(1, 10);
+    c.insert(1, 11);
+    assert_eq!(c.invalidate(&1), Some(11));
+    c.insert(2, 20);
+    c.invalidate_all();
+    assert!(c.is_empty());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (1, 10, EvictionCause::Replaced),
+            (1, 11, EvictionCause::Invalidated),
+            (2, 20, EvictionCause::Invalidated)
+        ]
+    );
+}
+
+#[test]
+fn s3fifo_keeps_a_hot_key_through_a_scan() {
+    let c = MemoryCache::<u64, u64>::builder()
+        .max_capacity(100)
+        .shards(1)
+        .build()
+        .unwrap();
+    c.insert(0, 0);
+    for round in 0..10u64 {
+        assert_eq!(c.get(&0), Some(0), "round {round}");
+        for k in 1..=50u64 {
+            c.insert(round * 1000 + k, k); // one-time keys
+        }
+    }
+}
+
+#[test]
+fn invalid_settings_are_named() {
+    assert_eq!(
+        MemoryCache::<u8, u8>::builder()
+            .build()
+            .unwrap_err()
+            .setting,
+        "max_capacity"
+    );
+    assert_eq!(
+        MemoryCache::<u8, u8>::builder()
+            .max_capacity(0)
+            .build()
+            .unwrap_err()
+            .setting,
+        "max_capacity"
+    );
+    assert_eq!(
+        MemoryCache::<u8, u8>::builder()
+            .max_weight(5)
+            .build()
+            .unwrap_err()
+            .setting,
+        "max_weight"
+    );
+}
+
+#[test]
+fn eight_threads_mixing_operations_keep_the_bounds() {
+    let c = MemoryCache::<u64, u64>::builder()
+        .max_capacity(500)
+        .time_to_live(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let c = c.clone();
+            s.spawn(move || {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = x % 2_000;
+                    match x % 10 {
+                        0..=5 => {
+                            if let Some(v) = c.get(&k) {
+                                assert_eq!(v, k * 3, "a value never written for this key");
+                            }
+                        }
+                        6..=8 => c.insert(k, k * 3),
+                        _ => {
+                            c.invalidate(&k);
+                        }
+                    }
+                    assert!(c.weighted_size() <= 500);
+                }
+            });
+        }
+    });
+    assert!(c.len() <= 500);
+    let s = c.stats();
+    assert!(s.hits + s.misses > 0 && s.inserts > 0);
+}
