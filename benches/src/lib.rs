@@ -1,1 +1,86 @@
-//! Workload generators shared by levee's benches and measurement examples.
+//! Workload generators shared by levee's benches and measurement examples:
+//! a seeded Zipf sampler and key traces.
+
+/// A small, fast, seeded generator (xorshift64*): workloads repeat exactly.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A float in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Zipf(`s`) over `n` ranks: rank `i` (0-based) has weight `1 / (i+1)^s`.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    /// A sampler over `n` ranks with exponent `s`.
+    pub fn new(n: usize, s: f64) -> Self {
+        let mut cdf = Vec::with_capacity(n);
+        let mut total = 0.0;
+        for i in 0..n {
+            total += 1.0 / ((i + 1) as f64).powf(s);
+            cdf.push(total);
+        }
+        for c in &mut cdf {
+            *c /= total;
+        }
+        Zipf { cdf }
+    }
+
+    /// A rank in 0..n.
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = rng.next_f64();
+        self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1) as u64
+    }
+
+    /// `len` samples, with ranks scrambled so that hot keys do not sit next
+    /// to each other in hash order.
+    pub fn trace(&self, len: usize, seed: u64) -> Vec<u64> {
+        let mut rng = Rng::new(seed);
+        (0..len).map(|_| scramble(self.sample(&mut rng))).collect()
+    }
+}
+
+/// A bijection on u64 (so distinct ranks stay distinct keys).
+pub fn scramble(x: u64) -> u64 {
+    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53) ^ (x >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_rank_zero_is_most_frequent() {
+        let z = Zipf::new(1000, 1.0);
+        let mut rng = Rng::new(1);
+        let mut counts = [0u32; 3];
+        for _ in 0..100_000 {
+            let r = z.sample(&mut rng) as usize;
+            if r < 3 {
+                counts[r] += 1;
+            }
+        }
+        assert!(counts[0] > counts[1] && counts[1] > counts[2], "{counts:?}");
+    }
+}
