@@ -1,4 +1,4 @@
-//! Hit ratios of MemoryCache (S3-FIFO, and plain FIFO for comparison), moka
+//! Hit ratios of MemoryCache (S3-FIFO; LRU and FIFO for comparison), moka
 //! and quick_cache on the same traces: Zipf 0.8 and 1.0 over 1M keys with a
 //! capacity of 10k, and a loop/scan workload (a hot Zipf set interleaved with
 //! one-time sequential scans). A miss inserts the key.
@@ -80,14 +80,15 @@ fn main() {
     ];
     println!("hit ratio (%), capacity {CAPACITY}");
     println!(
-        "{:<20} {:>14} {:>12} {:>8} {:>12}",
-        "workload", "levee S3-FIFO", "levee FIFO", "moka", "quick_cache"
+        "{:<20} {:>14} {:>10} {:>10} {:>8} {:>12}",
+        "workload", "levee S3-FIFO", "levee LRU", "levee FIFO", "moka", "quick_cache"
     );
     for (name, trace) in &workloads {
         println!(
-            "{:<20} {:>14.2} {:>12.2} {:>8.2} {:>12.2}",
+            "{:<20} {:>14.2} {:>10.2} {:>10.2} {:>8.2} {:>12.2}",
             name,
             levee(EvictionPolicy::S3Fifo, trace),
+            levee(EvictionPolicy::Lru, trace),
             levee(EvictionPolicy::Fifo, trace),
             moka(trace),
             quick(trace),

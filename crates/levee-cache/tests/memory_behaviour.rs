@@ -207,3 +207,23 @@ fn eight_threads_mixing_operations_keep_the_bounds() {
     let s = c.stats();
     assert!(s.hits + s.misses > 0 && s.inserts > 0);
 }
+
+#[test]
+fn lru_evicts_the_least_recently_used() {
+    let c = MemoryCache::<u8, u8>::builder()
+        .max_capacity(3)
+        .shards(1)
+        .policy(levee_cache::EvictionPolicy::Lru)
+        .build()
+        .unwrap();
+    c.insert(1, 1);
+    c.insert(2, 2);
+    c.insert(3, 3);
+    assert_eq!(c.get(&1), Some(1)); // 2 is now the least recently used
+    c.insert(4, 4);
+    assert_eq!(c.get(&2), None);
+    assert_eq!(
+        (c.get(&1), c.get(&3), c.get(&4)),
+        (Some(1), Some(3), Some(4))
+    );
+}

@@ -57,7 +57,9 @@ pub enum EvictionPolicy {
     /// again, a ghost FIFO remembering recent evictions. Scan resistant.
     #[default]
     S3Fifo,
-    /// Evict in insertion order, ignoring reads (FIFO). For comparison; a
-    /// true LRU is not offered yet.
+    /// Evict in insertion order, ignoring reads (FIFO). For comparison.
     Fifo,
+    /// Evict the least recently used entry. For comparison: every hit takes
+    /// the shard's write lock to move the key to the back of the queue.
+    Lru,
 }

@@ -131,6 +131,9 @@ where
                 slot.touch();
                 let v = slot.value.clone();
                 drop(guard);
+                if inner.policy == EvictionPolicy::Lru {
+                    inner.shards[self.shard_of(key)].write().record_access(key);
+                }
                 inner.stats.hit();
                 return Some(v);
             }
@@ -174,6 +177,9 @@ where
                 }
             });
         drop(guard);
+        if found.is_some() && inner.policy == EvictionPolicy::Lru {
+            inner.shards[self.shard_of(key)].write().record_access(key);
+        }
         match &found {
             Some(e) if e.freshness == EntryFreshness::Fresh => inner.stats.hit(),
             Some(_) => inner.stats.stale_hit(),

@@ -216,6 +216,25 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// LRU: moves `key` to the back of the queue (its older queue slot is
+    /// skipped later, as its stamp no longer matches).
+    pub(crate) fn record_access<Q>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let stamp = self.next_id;
+        let Some(k) = self.map.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        self.next_id += 1;
+        self.small.push_back((k, stamp));
+        if let Some(slot) = self.map.get_mut(key) {
+            slot.id = stamp;
+        }
+        self.compact_queues();
+    }
+
     /// Removes `key`; its queue slot is skipped later.
     pub(crate) fn remove(&mut self, key: &K) -> Option<Slot<V>> {
         let slot = self.map.remove(key)?;
