@@ -14,7 +14,7 @@ use crate::permit::{Outcome, Permit};
 use crate::window::OutcomeWindow;
 use crate::{BreakerError, Rejected};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Rules {
     pub(crate) failure_rate: Option<f64>,
     pub(crate) slow_threshold: Option<Duration>,
@@ -26,6 +26,7 @@ pub(crate) struct Rules {
     pub(crate) backoff_multiplier: f64,
     pub(crate) jitter: f64,
     pub(crate) half_open_permits: u32,
+    pub(crate) classifier: Option<crate::builder::Classifier>,
 }
 
 /// State word layout: the low 3 bits are the [`State`], the rest is a
@@ -128,6 +129,13 @@ impl Inner {
             .store((generation << STATE_BITS) | to.bits(), Ordering::Release);
         drop(guard);
         tracing::debug!(breaker = %self.name, from = ?State::from_bits(from), to = ?to, "circuit breaker state change");
+        #[cfg(feature = "metrics")]
+        {
+            metrics::gauge!("levee_breaker_state", "breaker" => self.name.to_string())
+                .set(to.bits() as f64);
+            metrics::counter!("levee_breaker_transitions_total", "breaker" => self.name.to_string(), "to" => format!("{to:?}"))
+                .increment(1);
+        }
         self.emit(|| BreakerEvent::StateChanged {
             name: self.name.clone(),
             from: State::from_bits(from),
@@ -166,6 +174,9 @@ impl Inner {
 
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.rejections.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("levee_breaker_rejections_total", "breaker" => self.name.to_string())
+            .increment(1);
         self.emit(|| BreakerEvent::Rejected {
             name: self.name.clone(),
             state,
@@ -355,18 +366,20 @@ impl CircuitBreaker {
         Ok(Permit::new(&self.inner, word, half, start))
     }
 
-    /// Runs `f` if the breaker admits it; an `Err` counts as a failure.
+    /// Runs `f` if the breaker admits it; an `Err` counts as a failure, or
+    /// as the builder's [`classifier`](CircuitBreakerBuilder::classifier)
+    /// says.
     pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        E: 'static,
     {
-        self.call_with(f, |r: &Result<T, E>| {
-            if r.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            }
+        let classifier = self.inner.rules.classifier.clone();
+        self.call_with(f, move |r: &Result<T, E>| match (r, &classifier) {
+            (Ok(_), _) => Outcome::Success,
+            (Err(e), Some(c)) => c(e),
+            (Err(_), None) => Outcome::Failure,
         })
         .await
     }

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use levee_core::{SharedClock, SystemClock};
 
-use crate::BreakerConfigError;
+use crate::{BreakerConfigError, Outcome};
+
+/// How `call` counts an error.
+pub(crate) type Classifier = Arc<dyn Fn(&dyn std::any::Any) -> Outcome + Send + Sync>;
 use crate::breaker::{CircuitBreaker, Inner, Rules};
 use crate::event::{BreakerEvent, Listener};
 use crate::window::{OutcomeWindow, Window};
@@ -42,6 +45,7 @@ pub struct CircuitBreakerBuilder {
     half_open_permits: u32,
     clock: Option<SharedClock>,
     listeners: Vec<Listener>,
+    classifier: Option<Classifier>,
 }
 
 impl std::fmt::Debug for CircuitBreakerBuilder {
@@ -75,6 +79,7 @@ impl Default for CircuitBreakerBuilder {
             half_open_permits: 5,
             clock: None,
             listeners: Vec::new(),
+            classifier: None,
         }
     }
 }
@@ -163,6 +168,29 @@ impl CircuitBreakerBuilder {
     /// The time source. Default: [`SystemClock`].
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Decides how [`call`](CircuitBreaker::call) counts an `Err`: the error
+    /// is passed as `&dyn Any` (the breaker is not generic over error types),
+    /// so downcast it. Default: every `Err` is a failure.
+    ///
+    /// ```
+    /// use levee_breaker::{CircuitBreaker, Outcome};
+    /// let breaker = CircuitBreaker::builder()
+    ///     .consecutive_failures(1)
+    ///     .classifier(|err| match err.downcast_ref::<u16>() {
+    ///         Some(404) => Outcome::Ignore, // not found is an answer, not a failure
+    ///         _ => Outcome::Failure,
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), levee_breaker::BreakerConfigError>(())
+    /// ```
+    pub fn classifier(
+        mut self,
+        f: impl Fn(&dyn std::any::Any) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier = Some(Arc::new(f));
         self
     }
 
@@ -260,6 +288,7 @@ impl CircuitBreakerBuilder {
             backoff_multiplier: self.backoff_multiplier,
             jitter: self.jitter,
             half_open_permits: self.half_open_permits,
+            classifier: self.classifier,
         };
         Ok(CircuitBreaker::from_inner(Inner::new(
             self.name,

@@ -55,6 +55,12 @@
 //! - Events ([`BreakerEvent`]) fire once per transition and once per
 //!   rejection, to the `on_event` listeners.
 //!
+//! With the `metrics` feature, transitions and rejections are reported
+//! through the `metrics` crate: `levee_breaker_state` (gauge: 0 Closed,
+//! 1 Open, 2 HalfOpen, 3 ForcedOpen, 4 Disabled),
+//! `levee_breaker_transitions_total{to}` and `levee_breaker_rejections_total`,
+//! each labelled `breaker` with the breaker's name.
+//!
 //! The Closed path takes no lock: the state is one atomic word (state and
 //! generation), the windows are atomics, transitions take a mutex that the
 //! hot path never touches.

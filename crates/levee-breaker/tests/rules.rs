@@ -343,3 +343,23 @@ fn invalid_settings_are_named() {
         .unwrap_err();
     assert_eq!(err.setting, "sliding_window");
 }
+
+#[tokio::test]
+async fn builder_classifier_decides_how_call_counts_errors() {
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .classifier(|e| match e.downcast_ref::<u16>() {
+            Some(404) => Outcome::Ignore,
+            _ => Outcome::Failure,
+        })
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let _ = b.call(|| async { Err::<(), u16>(404) }).await;
+    }
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.stats().calls, 0, "ignored outcomes are not counted");
+    let _ = b.call(|| async { Err::<(), u16>(500) }).await;
+    let _ = b.call(|| async { Err::<(), u16>(500) }).await;
+    assert_eq!(b.state(), State::Open);
+}
