@@ -46,17 +46,20 @@ pub struct RedisConfig {
     cluster: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
+    root_cert: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
-    /// A single Redis server: `redis://[user:password@]host:port[/db]`.
-    /// (`rediss://` needs TLS support, which this build does not include.)
+    /// A single Redis server: `redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS (trusting the system's roots, or the CA given to
+    /// [`tls_root_cert_pem`](Self::tls_root_cert_pem)).
     pub fn standalone(url: impl Into<String>) -> Self {
         RedisConfig {
             nodes: vec![url.into()],
             cluster: false,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
+            root_cert: None,
         }
     }
 
@@ -87,6 +90,28 @@ impl RedisConfig {
     pub fn response_timeout(mut self, d: Duration) -> Self {
         self.response_timeout = d;
         self
+    }
+
+    /// For `rediss://`: trust this CA certificate (PEM) instead of the
+    /// system's roots (a private CA, or a test certificate).
+    #[must_use]
+    pub fn tls_root_cert_pem(mut self, pem: Vec<u8>) -> Self {
+        self.root_cert = Some(pem);
+        self
+    }
+
+    fn tls_certs(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: self.root_cert.clone(),
+        }
+    }
+
+    fn client(&self, url: &str) -> Result<redis::Client, RedisError> {
+        match &self.root_cert {
+            Some(_) => redis::Client::build_with_tls(url, self.tls_certs()),
+            None => redis::Client::open(url),
+        }
     }
 
     /// Whether this describes a Redis Cluster.
@@ -120,7 +145,7 @@ impl RedisConfig {
     pub async fn open_pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
         let mut last = None;
         for node in &self.nodes {
-            let client = redis::Client::open(node.as_str())?;
+            let client = self.client(node)?;
             match tokio::time::timeout(self.connect_timeout, client.get_async_pubsub()).await {
                 Ok(Ok(pubsub)) => return Ok(pubsub),
                 Ok(Err(e)) => last = Some(e),
@@ -142,9 +167,6 @@ impl RedisConfig {
                         reason: e.to_string(),
                     }
                 })?;
-            if node.starts_with("rediss://") {
-                return Err(RedisSetupError::TlsUnsupported { url: redact(node) });
-            }
             drop(info);
         }
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
@@ -164,6 +186,7 @@ impl fmt::Debug for RedisConfig {
             .field("cluster", &self.cluster)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("tls_root_cert", &self.root_cert.is_some())
             .finish()
     }
 }
@@ -305,18 +328,21 @@ impl RedisConnection {
     async fn open(&self) -> Result<Conn, RedisError> {
         let cfg = &self.inner.config;
         if cfg.cluster {
-            let client = ClusterClientBuilder::new(cfg.nodes.iter().map(String::as_str))
+            let mut builder = ClusterClientBuilder::new(cfg.nodes.iter().map(String::as_str))
                 .connection_timeout(cfg.connect_timeout)
                 .response_timeout(cfg.response_timeout)
-                .retries(1)
-                .build()?;
+                .retries(1);
+            if cfg.root_cert.is_some() {
+                builder = builder.certs(cfg.tls_certs());
+            }
+            let client = builder.build()?;
             match tokio::time::timeout(cfg.connect_timeout * 2, client.get_async_connection()).await
             {
                 Ok(r) => r.map(Conn::Cluster),
                 Err(_) => Err(timeout_error("connecting to the cluster")),
             }
         } else {
-            let client = redis::Client::open(cfg.nodes[0].as_str())?;
+            let client = cfg.client(&cfg.nodes[0])?;
             let mgr_cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(cfg.connect_timeout))
                 .set_response_timeout(Some(cfg.response_timeout))

@@ -200,3 +200,41 @@ async fn two_timeouts_keep_the_connection() {
         .unwrap();
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_auth() {
+    let server =
+        RedisServer::start_with(RedisServerOptions::default().tls().password("tls-pw")).unwrap();
+    assert!(server.url().starts_with("rediss://"));
+    let conn = RedisConfig::standalone(server.url())
+        .tls_root_cert_pem(server.ca_cert_pem().unwrap())
+        .connect()
+        .unwrap();
+    eventually_pong(&conn).await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("over tls")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let v: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(v, "over tls");
+}
+
+#[tokio::test]
+async fn tls_refuses_a_server_certificate_it_does_not_trust() {
+    let server = RedisServer::start_with(RedisServerOptions::default().tls()).unwrap();
+    let other = RedisServer::start_with(RedisServerOptions::default().tls()).unwrap();
+    let conn = RedisConfig::standalone(server.url())
+        .tls_root_cert_pem(other.ca_cert_pem().unwrap())
+        .connect()
+        .unwrap();
+    assert!(
+        ping(&conn).await.is_err(),
+        "a certificate from another CA must be refused"
+    );
+}

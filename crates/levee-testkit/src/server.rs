@@ -13,6 +13,7 @@ use crate::TestkitError;
 pub struct RedisServerOptions {
     password: Option<String>,
     cluster: bool,
+    tls: bool,
 }
 
 impl RedisServerOptions {
@@ -20,6 +21,14 @@ impl RedisServerOptions {
     #[must_use]
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Serve TLS only (`rediss://`), with a fresh self-signed certificate
+    /// for 127.0.0.1; [`RedisServer::ca_cert_pem`] gives it to clients.
+    #[must_use]
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -71,9 +80,21 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), TestkitError> {
         let log = self.log_path();
         let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        if self.opts.tls {
+            let cert = self.write_cert()?;
+            cmd.args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(self.dir.path().join("key.pem"))
+                .arg("--tls-ca-cert-file")
+                .arg(&cert)
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.arg("--port").arg(self.port.to_string());
+        }
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -128,14 +149,64 @@ impl RedisServer {
         TestkitError::NotReady(msg, self.log_path().display().to_string())
     }
 
+    /// Writes a self-signed certificate for 127.0.0.1 (once) and returns
+    /// its path.
+    fn write_cert(&self) -> Result<PathBuf, TestkitError> {
+        let cert_path = self.dir.path().join("cert.pem");
+        if cert_path.exists() {
+            return Ok(cert_path);
+        }
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| {
+            TestkitError::NotReady(format!("generating a test certificate: {e}"), String::new())
+        })?;
+        std::fs::write(&cert_path, generated.cert.pem())
+            .map_err(TestkitError::io("writing cert.pem"))?;
+        std::fs::write(
+            self.dir.path().join("key.pem"),
+            generated.signing_key.serialize_pem(),
+        )
+        .map_err(TestkitError::io("writing key.pem"))?;
+        Ok(cert_path)
+    }
+
+    /// The PEM of the certificate a TLS server presents (its own CA).
+    pub fn ca_cert_pem(&self) -> Option<Vec<u8>> {
+        self.opts
+            .tls
+            .then(|| std::fs::read(self.dir.path().join("cert.pem")).ok())
+            .flatten()
+    }
+
     /// Sends `PING` (after `AUTH` when a password is set); true on `PONG`.
     pub fn ping(&self, timeout: Duration) -> bool {
+        if self.opts.tls {
+            return self.tls_ping();
+        }
         let mut cmds = Vec::new();
         if let Some(pw) = &self.opts.password {
             cmds.push(vec!["AUTH", pw.as_str()]);
         }
         cmds.push(vec!["PING"]);
         matches!(self.raw(&cmds, timeout), Ok(reply) if reply.contains("PONG"))
+    }
+
+    fn tls_ping(&self) -> bool {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["--tls", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("--cacert")
+            .arg(self.dir.path().join("cert.pem"));
+        if let Some(pw) = &self.opts.password {
+            cmd.args(["--no-auth-warning", "-a", pw]);
+        }
+        cmd.arg("PING")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            .unwrap_or(false)
     }
 
     /// Sends commands over a fresh connection; returns the raw replies.
@@ -165,11 +236,13 @@ impl RedisServer {
         Ok(reply)
     }
 
-    /// `redis://127.0.0.1:PORT` (with `:password@` when one is set).
+    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS; with `:password@`
+    /// when one is set).
     pub fn url(&self) -> String {
+        let scheme = if self.opts.tls { "rediss" } else { "redis" };
         match &self.opts.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(pw) => format!("{scheme}://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
