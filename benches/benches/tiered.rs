@@ -1,2 +1,0 @@
-//! Placeholder until this bench group is written.
-fn main() {}
