@@ -1,0 +1,67 @@
+//! What the tiered cache returns, and what a loader returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A value with where it came from and how fresh it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached<V> {
+    /// The value.
+    pub value: V,
+    /// Fresh, or stale and by how much.
+    pub freshness: Freshness,
+    /// Which layer answered.
+    pub source: Source,
+}
+
+/// How fresh a returned value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Freshness {
+    /// Within its TTL.
+    Fresh,
+    /// Past its TTL by `age`, served under stale tier `tier`.
+    Stale {
+        /// The name of the stale tier whose window covers `age`.
+        tier: Arc<str>,
+        /// Time since the value stopped being fresh.
+        age: Duration,
+    },
+}
+
+impl Freshness {
+    /// Whether the value is stale.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Freshness::Stale { .. })
+    }
+}
+
+/// Which layer a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The in-process memory cache.
+    L1,
+    /// The shared Redis cache.
+    L2,
+    /// A load that this call started or joined.
+    Loader,
+}
+
+/// What a loader returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded<V> {
+    /// A value, fresh for the cache's TTL.
+    Value(V),
+    /// A value with its own TTL (e.g. a token's `exp`), capped by the
+    /// cache's TTL.
+    ValueWithTtl(V, Duration),
+    /// Known absent: cached for the negative TTL.
+    Absent,
+}
+
+impl<V> From<V> for Loaded<V> {
+    fn from(v: V) -> Self {
+        Loaded::Value(v)
+    }
+}

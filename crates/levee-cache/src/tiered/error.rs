@@ -1,0 +1,50 @@
+//! [`CacheError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why `get_or_load` has no value to give.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError<E> {
+    /// The loader failed and no stale value fits a tier. Every caller
+    /// coalesced onto that load gets the same error.
+    #[error("loading failed and no stale value fits any tier: {0}")]
+    Load(Arc<E>),
+    /// The loader panicked; the next call loads again.
+    #[error("the loader panicked; the next call will load again")]
+    LoaderPanicked,
+    /// The load took longer than the hard timeout and was abandoned.
+    #[error("the load took longer than {0:?} and was abandoned; no stale value fits any tier")]
+    Timeout(Duration),
+    /// A recent load failed, so this key is not loaded again until the
+    /// backoff ends, and no stale value fits any tier.
+    #[error("a recent load of this key failed; retry after {retry_after:?}")]
+    Backoff {
+        /// Time left in the failure backoff.
+        retry_after: Duration,
+    },
+}
+
+impl<E> Clone for CacheError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            CacheError::Load(e) => CacheError::Load(e.clone()),
+            CacheError::LoaderPanicked => CacheError::LoaderPanicked,
+            CacheError::Timeout(d) => CacheError::Timeout(*d),
+            CacheError::Backoff { retry_after } => CacheError::Backoff {
+                retry_after: *retry_after,
+            },
+        }
+    }
+}
+
+impl<E> CacheError<E> {
+    /// The loader's own error, when that is what happened.
+    pub fn load_error(&self) -> Option<&E> {
+        match self {
+            CacheError::Load(e) => Some(e),
+            _ => None,
+        }
+    }
+}

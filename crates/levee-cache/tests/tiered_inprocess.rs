@@ -1,0 +1,432 @@
+//! TieredCache without Redis: single-flight, cancellation, panics,
+//! stale-while-revalidate, stale tiers, failure backoff, negative caching,
+//! invalidation during a load, and ending background work on drop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use levee_cache::{CacheError, Cached, Freshness, Loaded, Source, TieredCache};
+use levee_core::ManualClock;
+
+type Cache = TieredCache<String, String>;
+
+fn counted_loader(
+    calls: &Arc<AtomicU32>,
+    value: &str,
+) -> impl FnOnce() -> std::future::Ready<Result<Loaded<String>, String>> + Send + 'static {
+    let calls = calls.clone();
+    let value = value.to_string();
+    move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(Loaded::Value(value)))
+    }
+}
+
+fn failing_loader(
+    calls: &Arc<AtomicU32>,
+) -> impl FnOnce() -> std::future::Ready<Result<Loaded<String>, String>> + Send + 'static {
+    let calls = calls.clone();
+    move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err("upstream 503".to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_callers_cause_one_load() {
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut waiters = Vec::new();
+    for _ in 0..10_000 {
+        let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
+        waiters.push(tokio::spawn(async move {
+            cache
+                .get_or_load("user".to_string(), move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<_, String>(Loaded::Value("v".to_string()))
+                })
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.notify_waiters();
+    gate.notify_one();
+    for w in waiters {
+        assert_eq!(w.await.unwrap().unwrap().unwrap().value, "v");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn dropped_first_caller_does_not_cancel_the_load() {
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let first = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let _ = wait.await;
+                    Ok::<_, String>(Loaded::Value("loaded".to_string()))
+                })
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    first.abort();
+    let second = tokio::spawn({
+        let cache = cache.clone();
+        let calls = calls.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), counted_loader(&calls, "second"))
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    release.send(()).unwrap();
+    let got = second.await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        got.value, "loaded",
+        "the second caller joined the first load"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn panicking_loader_fails_every_waiter_and_the_next_call_loads_again() {
+    let cache: Cache = TieredCache::builder("t")
+        .failure_backoff(Duration::ZERO)
+        .build()
+        .unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let leader = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    let _ = wait.await;
+                    panic!("loader bug");
+                    #[allow(unreachable_code)]
+                    Ok::<Loaded<String>, String>(Loaded::Absent)
+                })
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let follower = tokio::spawn({
+        let (cache, calls) = (cache.clone(), calls.clone());
+        async move {
+            cache
+                .get_or_load("k".to_string(), counted_loader(&calls, "x"))
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    release.send(()).unwrap();
+    assert!(matches!(
+        leader.await.unwrap(),
+        Err(CacheError::LoaderPanicked)
+    ));
+    assert!(matches!(
+        follower.await.unwrap(),
+        Err(CacheError::LoaderPanicked)
+    ));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the follower joined the panicking load"
+    );
+    let next = cache
+        .get_or_load("k".to_string(), counted_loader(&calls, "ok"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.value, "ok");
+}
+
+async fn load_ok(cache: &Cache, calls: &Arc<AtomicU32>, v: &str) -> Cached<String> {
+    cache
+        .get_or_load("k".to_string(), counted_loader(calls, v))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_at_once_and_refreshes_once() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_while_revalidate(Duration::from_secs(30))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    clock.advance(Duration::from_secs(70));
+    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+    let c = calls.clone();
+    let got = cache
+        .get_or_load("k".to_string(), move || async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = gate_rx.await;
+            Ok::<_, String>(Loaded::Value("v2".to_string()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value, "v1");
+    assert!(
+        matches!(got.freshness, Freshness::Stale { age, .. } if age == Duration::from_secs(10))
+    );
+    let again = load_ok(&cache, &calls, "v3").await;
+    assert_eq!(again.value, "v1", "still stale while the one refresh runs");
+    gate_tx.send(()).unwrap();
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one initial load and exactly one refresh"
+    );
+    let fresh = cache.get(&"k".to_string()).expect("refreshed");
+    assert_eq!(
+        (fresh.value.as_str(), fresh.freshness),
+        ("v2", Freshness::Fresh)
+    );
+}
+
+#[tokio::test]
+async fn failing_loader_serves_the_tier_that_covers_the_age_then_errors() {
+    let clock = ManualClock::new();
+    let h = 3600;
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(h))
+        .stale_tiers([
+            ("secondary", Duration::from_secs(12 * h)),
+            ("emergency", Duration::from_secs(48 * h)),
+            ("backup", Duration::from_secs(14 * 24 * h)),
+        ])
+        .failure_backoff(Duration::from_secs(60))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    // Written at 0 with a 1 h TTL: ages past expiry of 1 h, 13 h and 72 h.
+    for (advance_h, age_h, tier) in [
+        (2, 1, "secondary"),
+        (12, 13, "emergency"),
+        (59, 72, "backup"),
+    ] {
+        clock.advance(Duration::from_secs(advance_h * h));
+        let got = cache
+            .get_or_load("k".to_string(), failing_loader(&calls))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.value, "v1");
+        assert_eq!(got.source, Source::L1);
+        match got.freshness {
+            Freshness::Stale { tier: t, age } => {
+                assert_eq!((&*t, age), (tier, Duration::from_secs(age_h * h)))
+            }
+            other => panic!("expected stale, got {other:?}"),
+        }
+    }
+    clock.advance(Duration::from_secs(15 * 24 * h));
+    let err = cache
+        .get_or_load("k".to_string(), failing_loader(&calls))
+        .await
+        .unwrap_err();
+    assert_eq!(err.load_error().map(String::as_str), Some("upstream 503"));
+}
+
+#[tokio::test]
+async fn failure_backoff_stops_calling_the_loader_and_serves_stale() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(10))
+        .stale_tiers([("secondary", Duration::from_secs(3600))])
+        .failure_backoff(Duration::from_secs(30))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    clock.advance(Duration::from_secs(20));
+    assert!(
+        cache
+            .get_or_load("k".to_string(), failing_loader(&calls))
+            .await
+            .unwrap()
+            .unwrap()
+            .freshness
+            .is_stale()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_secs(10));
+    let got = cache
+        .get_or_load("k".to_string(), failing_loader(&calls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.freshness.is_stale());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "within the backoff the loader is not called"
+    );
+    let other = cache
+        .get_or_load("nothing-cached".to_string(), failing_loader(&calls))
+        .await
+        .unwrap_err();
+    assert!(matches!(other, CacheError::Load(_)));
+    let again = cache
+        .get_or_load("nothing-cached".to_string(), failing_loader(&calls))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, CacheError::Backoff { .. }));
+    clock.advance(Duration::from_secs(21));
+    load_ok(&cache, &calls, "v2").await;
+    assert_eq!(cache.get(&"k".to_string()).unwrap().value, "v2");
+}
+
+#[tokio::test]
+async fn absent_is_cached_for_the_negative_ttl_and_value_ttl_caps() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(300))
+        .negative_ttl(Duration::from_secs(5))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let absent = move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok::<_, String>(Loaded::<String>::Absent))
+    };
+    assert!(
+        cache
+            .get_or_load("gone".to_string(), absent.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        cache
+            .get_or_load("gone".to_string(), absent.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(6));
+    assert!(
+        cache
+            .get_or_load("gone".to_string(), absent)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let token = || {
+        std::future::ready(Ok::<_, String>(Loaded::ValueWithTtl(
+            "jwt".to_string(),
+            Duration::from_secs(30),
+        )))
+    };
+    cache.get_or_load("tok".to_string(), token).await.unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert!(
+        cache.get(&"tok".to_string()).is_none(),
+        "the token's own TTL capped the configured one"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let waiter = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    let _ = wait.await;
+                    Ok::<_, String>(Loaded::Value("old".to_string()))
+                })
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    cache.invalidate(&"k".to_string());
+    release.send(()).unwrap();
+    assert_eq!(
+        waiter.await.unwrap().unwrap().unwrap().value,
+        "old",
+        "the waiter still gets its result"
+    );
+    assert!(
+        cache.get(&"k".to_string()).is_none(),
+        "but it was not cached"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_cache_ends_its_loads() {
+    struct Flag(Arc<AtomicU32>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicU32::new(0));
+    let cache: Cache = TieredCache::builder("t")
+        .stale_while_revalidate(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let flag = Flag(dropped.clone());
+    let pending = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    let _keep = flag;
+                    std::future::pending::<()>().await;
+                    Ok::<_, String>(Loaded::Absent)
+                })
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    pending.abort();
+    let _ = pending.await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the load outlives its caller"
+    );
+    drop(cache);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "dropping the cache ended the load"
+    );
+}
