@@ -1,79 +1,130 @@
 //! levee quickstart: runs with no Redis.
 //!
-//! A flaky upstream sits behind a circuit breaker: after three failures in a
-//! row the breaker opens and callers get an immediate "retry after" instead
-//! of waiting on a dead service; after the open duration one probe call
-//! decides whether it closes again. Bearer tokens used as keys are hashed
-//! with a deployment secret first, so they never reach logs or Redis.
+//! The story levee exists for: a backend calls an identity provider's
+//! `/userinfo` for every request. Here the "provider" is a function that
+//! counts its calls and can be switched to failing. levee turns five
+//! concurrent page requests into one upstream call, serves the cached value
+//! (labelled stale, with its tier) while the provider is down, and a circuit
+//! breaker stops hammering a provider that keeps failing.
 //!
 //! Run: `cargo run --example quickstart`
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use levee::breaker::{BreakerError, CircuitBreaker, State};
-use levee::core::{KeyHasher, ManualClock, RedisKey};
+use levee::breaker::{BreakerError, CircuitBreaker};
+use levee::cache::{Freshness, Loaded, TieredCache};
+use levee::core::{KeyHasher, ManualClock, SensitiveKey};
 
-/// Stands in for an upstream that fails while `down` is set.
-struct Upstream {
-    down: std::sync::atomic::AtomicBool,
+/// Stands in for the identity provider.
+#[derive(Default)]
+struct Provider {
+    down: AtomicBool,
     calls: AtomicU32,
 }
 
-impl Upstream {
+impl Provider {
     async fn userinfo(&self, user: &str) -> Result<String, String> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        if self.down.load(Ordering::Relaxed) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await; // network time
+        if self.down.load(Ordering::SeqCst) {
             Err("503 Service Unavailable".into())
         } else {
-            Ok(format!("{{\"sub\":\"{user}\"}}"))
+            Ok(format!(
+                "{{\"sub\":\"{user}\",\"email\":\"{user}@example.com\"}}"
+            ))
         }
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Time is injected: this example moves it by hand instead of sleeping.
+    // Time is injected: the example moves it by hand instead of waiting.
     let clock = ManualClock::new();
+    let provider = Arc::new(Provider::default());
     let breaker = CircuitBreaker::builder()
-        .name("userinfo")
+        .name("idp")
         .consecutive_failures(3)
         .open_duration(Duration::from_secs(30))
         .half_open_permits(1)
         .clock(clock.shared())
-        .on_event(|e| println!("  event: {e:?}"))
         .build()?;
-    let upstream = Upstream {
-        down: true.into(),
-        calls: AtomicU32::new(0),
+    let cache = TieredCache::<SensitiveKey, String>::builder("userinfo")
+        .ttl(Duration::from_secs(300))
+        .stale_tiers([
+            ("secondary", Duration::from_secs(12 * 3600)),
+            ("emergency", Duration::from_secs(48 * 3600)),
+        ])
+        .failure_backoff(Duration::from_secs(10))
+        .clock(clock.shared())
+        .build()?;
+    // Bearer tokens are keys only after a keyed hash: the raw token is never
+    // stored, logged or sent to Redis.
+    let hasher = KeyHasher::new(b"a 32-byte deployment secret here".as_slice());
+    let key = hasher.key("eyJhbGciOiJSUzI1NiJ9.alice-token");
+
+    let fetch = |cache: TieredCache<SensitiveKey, String>,
+                 provider: Arc<Provider>,
+                 breaker: CircuitBreaker| async move {
+        cache
+            .get_or_load(key, move || async move {
+                match breaker.call(|| provider.userinfo("alice")).await {
+                    Ok(body) => Ok(Loaded::Value(body)),
+                    Err(BreakerError::Rejected(r)) => Err(format!("breaker open: {r}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
     };
 
-    let hasher = KeyHasher::new(b"a 32-byte deployment secret here".as_slice());
-    let key = hasher.key("eyJhbGciOiJSUzI1NiJ9.user-token");
-    println!(
-        "cache key for a bearer token: {key} (in Redis: {}...)",
-        &key.redis_key_string()[..12]
-    );
-
-    println!("\nthe upstream is down; 6 calls:");
-    for i in 1..=6 {
-        match breaker.call(|| upstream.userinfo("alice")).await {
-            Ok(body) => println!("call {i}: ok {body}"),
-            Err(BreakerError::Rejected(r)) => println!("call {i}: rejected at once, {r}"),
-            Err(e) => println!("call {i}: upstream error: {e}"),
-        }
+    println!("1. a page load fires 5 requests at once:");
+    let page: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(fetch(cache.clone(), provider.clone(), breaker.clone())))
+        .collect();
+    for request in page {
+        let got = request.await??.ok_or("absent")?;
+        println!(
+            "   {:?} from {:?}: {}",
+            got.freshness, got.source, got.value
+        );
     }
     println!(
-        "upstream calls made: {} (3 failed, then the breaker shielded it)",
-        upstream.calls.load(Ordering::Relaxed)
+        "   upstream calls: {}",
+        provider.calls.load(Ordering::SeqCst)
     );
 
-    println!("\n30 s later the upstream is back:");
-    upstream.down.store(false, Ordering::Relaxed);
+    println!("\n2. six minutes later the provider is down:");
+    clock.advance(Duration::from_secs(360));
+    provider.down.store(true, Ordering::SeqCst);
+    for i in 1..=4 {
+        let got = fetch(cache.clone(), provider.clone(), breaker.clone())
+            .await?
+            .ok_or("absent")?;
+        if let Freshness::Stale { tier, age } = &got.freshness {
+            println!(
+                "   request {i}: served stale from tier {tier:?}, {age:?} past its TTL, no error shown to the user"
+            );
+        }
+        clock.advance(Duration::from_secs(11)); // past the failure backoff
+    }
+    println!(
+        "   upstream calls: {} (the breaker is {:?} after 3 failures, so the 4th request did not call it)",
+        provider.calls.load(Ordering::SeqCst),
+        breaker.state()
+    );
+
+    println!("\n3. the provider is back and the breaker's 30 s are over:");
+    provider.down.store(false, Ordering::SeqCst);
     clock.advance(Duration::from_secs(30));
-    let body = breaker.call(|| upstream.userinfo("alice")).await?;
-    println!("probe call: ok {body}; breaker is {:?}", breaker.state());
-    assert_eq!(breaker.state(), State::Closed);
-    println!("stats: {:?}", breaker.stats());
+    let got = fetch(cache.clone(), provider.clone(), breaker.clone())
+        .await?
+        .ok_or("absent")?;
+    println!(
+        "   {:?} from {:?}; breaker {:?}",
+        got.freshness,
+        got.source,
+        breaker.state()
+    );
     Ok(())
 }
