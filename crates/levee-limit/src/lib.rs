@@ -10,6 +10,9 @@
 //! - [`Gcra`]: the same trait over `governor`'s GCRA, for burst + sustained
 //!   quotas such as "10 burst, 5 a minute".
 //! - [`ConcurrencyLimit`]: at most N calls in flight, a bounded queue.
+//! - `RedisSlidingWindow` (feature `redis`): the same limits shared by
+//!   every replica through Redis, one round trip per decision, with a
+//!   policy for when Redis is down.
 //!
 //! ```
 //! use std::num::NonZeroU32;
@@ -42,6 +45,8 @@ mod error;
 mod gcra;
 mod limiter;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis_window;
 mod sliding_window;
 
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
@@ -50,4 +55,7 @@ pub use error::LimitError;
 pub use gcra::Gcra;
 pub use limiter::RateLimiter;
 pub use quota::Quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_window::{OnRedisError, RedisSlidingWindow, RedisSlidingWindowBuilder, TimeSource};
 pub use sliding_window::{SlidingWindow, SlidingWindowBuilder, WindowMode};

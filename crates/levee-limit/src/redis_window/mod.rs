@@ -1,0 +1,324 @@
+//! [`RedisSlidingWindow`]: one limit shared by every replica, through Redis.
+
+mod scripts;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use levee_core::redis::RedisConnection;
+use levee_core::{RedisKey, SharedClock, SystemClock};
+
+use crate::{Decision, LimitError, Quota, RateLimiter, SlidingWindow, WindowMode};
+
+/// Where a [`RedisSlidingWindow`] takes "now" from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeSource {
+    /// The Redis server's `TIME`: one clock for every replica, immune to
+    /// their skew. The default.
+    #[default]
+    Server,
+    /// The limiter's injected [`Clock`](levee_core::Clock) (its wall time):
+    /// for tests and simulated time. Replicas must have synchronised clocks.
+    Clock,
+}
+
+/// What a [`RedisSlidingWindow`] does when Redis cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisError {
+    /// Admit the request (availability over the limit).
+    FailOpen,
+    /// Refuse with [`LimitError::Backend`] (the limit over availability).
+    FailClosed,
+    /// Decide locally with `limit / replicas` per window (at least 1), so
+    /// the fleet together stays near the limit.
+    Local {
+        /// How many replicas share the limit.
+        replicas: u32,
+    },
+}
+
+/// A sliding-window limiter whose state lives in Redis, so every replica
+/// shares one limit. One round trip (a Lua script through `EVALSHA`, loaded
+/// again on `NOSCRIPT`) per decision; keys are `{prefix}:{<key>}` with the
+/// key in a hash tag, so it works on Redis Cluster.
+///
+/// Modes ([`WindowMode`]): `Log` is exact (at most the limit in any window of
+/// the quota's length; memory grows with the limit); `Counter` (the default)
+/// admits at most the limit per aligned window, with the same bounded
+/// over-admission in unaligned windows as the local counter.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::num::NonZeroU32;
+/// use levee_core::redis::RedisConfig;
+/// use levee_limit::{OnRedisError, Quota, RateLimiter, RedisSlidingWindow};
+///
+/// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
+/// let limiter = RedisSlidingWindow::builder(conn, Quota::per_minute(NonZeroU32::new(5).unwrap()))
+///     .prefix("idp-quota")
+///     .on_redis_error(OnRedisError::Local { replicas: 3 })
+///     .build()?;
+/// let decision = limiter.check("user-42").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisSlidingWindow {
+    conn: RedisConnection,
+    quota: Quota,
+    prefix: Arc<str>,
+    mode: WindowMode,
+    time: TimeSource,
+    on_error: OnRedisError,
+    timeout: Duration,
+    clock: SharedClock,
+    script: Arc<redis::Script>,
+    fallback: Option<SlidingWindow<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for RedisSlidingWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSlidingWindow")
+            .field("quota", &self.quota)
+            .field("prefix", &self.prefix)
+            .field("mode", &self.mode)
+            .field("time", &self.time)
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisSlidingWindow`].
+#[must_use]
+#[derive(Debug)]
+pub struct RedisSlidingWindowBuilder {
+    conn: RedisConnection,
+    quota: Quota,
+    prefix: String,
+    mode: WindowMode,
+    time: TimeSource,
+    on_error: OnRedisError,
+    timeout: Duration,
+    clock: Option<SharedClock>,
+}
+
+impl RedisSlidingWindowBuilder {
+    /// Key prefix. Default: `"levee:rl"`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The algorithm. Default: [`WindowMode::Counter`].
+    pub fn mode(mut self, mode: WindowMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Where "now" comes from. Default: [`TimeSource::Server`].
+    pub fn time_source(mut self, t: TimeSource) -> Self {
+        self.time = t;
+        self
+    }
+
+    /// What to do when Redis fails. Default: [`OnRedisError::FailOpen`].
+    pub fn on_redis_error(mut self, e: OnRedisError) -> Self {
+        self.on_error = e;
+        self
+    }
+
+    /// The budget for one decision's round trip. Default: 50 ms.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// The clock for [`TimeSource::Clock`] and the local fallback.
+    /// Default: [`SystemClock`].
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the settings and builds the limiter.
+    pub fn build(self) -> Result<RedisSlidingWindow, LimitError> {
+        if self.timeout.is_zero() {
+            return Err(LimitError::InvalidSetting {
+                setting: "timeout",
+                reason: "must be above zero".into(),
+            });
+        }
+        if self.quota.window() < Duration::from_millis(1) {
+            return Err(LimitError::InvalidSetting {
+                setting: "quota.window",
+                reason: "must be at least 1ms".into(),
+            });
+        }
+        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        let fallback = match self.on_error {
+            OnRedisError::Local { replicas: 0 } => {
+                return Err(LimitError::InvalidSetting {
+                    setting: "on_redis_error",
+                    reason: "replicas must be at least 1".into(),
+                });
+            }
+            OnRedisError::Local { replicas } => {
+                let local =
+                    Quota::new((self.quota.limit() / replicas).max(1), self.quota.window())?;
+                Some(
+                    SlidingWindow::builder(local)
+                        .mode(self.mode)
+                        .clock(clock.clone())
+                        .build()?,
+                )
+            }
+            _ => None,
+        };
+        let script = match self.mode {
+            WindowMode::Log => scripts::LOG,
+            WindowMode::Counter => scripts::COUNTER,
+        };
+        Ok(RedisSlidingWindow {
+            conn: self.conn,
+            quota: self.quota,
+            prefix: Arc::from(self.prefix),
+            mode: self.mode,
+            time: self.time,
+            on_error: self.on_error,
+            timeout: self.timeout,
+            clock,
+            script: Arc::new(redis::Script::new(script)),
+            fallback,
+        })
+    }
+}
+
+impl RedisSlidingWindow {
+    /// A builder sharing `quota` through `conn`.
+    pub fn builder(conn: RedisConnection, quota: Quota) -> RedisSlidingWindowBuilder {
+        RedisSlidingWindowBuilder {
+            conn,
+            quota,
+            prefix: "levee:rl".into(),
+            mode: WindowMode::Counter,
+            time: TimeSource::Server,
+            on_error: OnRedisError::FailOpen,
+            timeout: Duration::from_millis(50),
+            clock: None,
+        }
+    }
+
+    fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + 16);
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(b":{");
+        key.write_redis_key(&mut out);
+        out.push(b'}');
+        out
+    }
+
+    fn now_micros(&self) -> i64 {
+        match self.time {
+            TimeSource::Server => -1,
+            TimeSource::Clock => {
+                let wall = self
+                    .clock
+                    .system_now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                i64::try_from(wall.as_micros()).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Vec<i64>, redis::RedisError> {
+        let window = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
+        let seed = rand_seed();
+        let mut invocation = self.script.key(key);
+        invocation
+            .arg(self.now_micros())
+            .arg(window)
+            .arg(self.quota.limit())
+            .arg(n)
+            .arg(seed);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "rate-limit decision timed out",
+            ))),
+        }
+    }
+
+    fn decision(&self, reply: &[i64]) -> Decision {
+        let at = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
+        let allowed = at(0) == 1;
+        Decision {
+            allowed,
+            limit: self.quota.limit(),
+            remaining: at(1).min(u64::from(self.quota.limit())) as u32,
+            retry_after: (!allowed).then(|| Duration::from_micros(at(2).max(1))),
+            reset_after: Duration::from_micros(at(3)),
+        }
+    }
+
+    fn on_failure(
+        &self,
+        key: Vec<u8>,
+        n: NonZeroU32,
+        err: redis::RedisError,
+    ) -> Result<Decision, LimitError> {
+        tracing::warn!(error = %err, policy = ?self.on_error, "levee: Redis rate limiter unavailable");
+        match (&self.on_error, &self.fallback) {
+            (OnRedisError::FailOpen, _) => Ok(Decision {
+                allowed: true,
+                limit: self.quota.limit(),
+                remaining: self.quota.limit().saturating_sub(n.get()),
+                retry_after: None,
+                reset_after: Duration::ZERO,
+            }),
+            (OnRedisError::Local { .. }, Some(local)) => local.check_n(&key, n),
+            _ => Err(LimitError::Backend {
+                message: format!("Redis did not decide: {err}"),
+                source: Some(Box::new(err)),
+            }),
+        }
+    }
+}
+
+fn rand_seed() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Unique per call: the process's start time and pid tell replicas
+    // apart, the counter tells calls apart.
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    });
+    format!(
+        "{start:x}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[async_trait::async_trait]
+impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
+    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        if n.get() > self.quota.limit() {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n.get(),
+                limit: self.quota.limit(),
+            });
+        }
+        let key = self.redis_key(key);
+        match self.ask_redis(&key, n.get()).await {
+            Ok(reply) => Ok(self.decision(&reply)),
+            Err(err) => self.on_failure(key, n, err),
+        }
+    }
+}

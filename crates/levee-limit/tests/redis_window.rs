@@ -1,0 +1,180 @@
+//! RedisSlidingWindow against real redis-server processes.
+#![cfg(feature = "redis")]
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use levee_core::ManualClock;
+use levee_core::redis::RedisConfig;
+use levee_limit::{
+    LimitError, OnRedisError, Quota, RateLimiter, RedisSlidingWindow, TimeSource, WindowMode,
+};
+use levee_testkit::{RedisCluster, RedisServer};
+
+fn limiter(
+    conn: levee_core::redis::RedisConnection,
+    limit: u32,
+    mode: WindowMode,
+    clock: &ManualClock,
+) -> RedisSlidingWindow {
+    RedisSlidingWindow::builder(conn, Quota::new(limit, Duration::from_secs(10)).unwrap())
+        .mode(mode)
+        .time_source(TimeSource::Clock)
+        .clock(clock.shared())
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+/// Two clients, 16 tasks, one key, one instant: exactly `limit` admitted;
+/// after the window, admissions resume.
+async fn two_clients_never_exceed_the_limit(urls: Vec<String>, cluster: bool) {
+    let clock = ManualClock::new();
+    for mode in [WindowMode::Log, WindowMode::Counter] {
+        let conf = |urls: &Vec<String>| {
+            if cluster {
+                RedisConfig::cluster(urls.clone())
+            } else {
+                RedisConfig::standalone(urls[0].clone())
+            }
+        };
+        let a = Arc::new(limiter(conf(&urls).connect().unwrap(), 25, mode, &clock));
+        let b = Arc::new(limiter(conf(&urls).connect().unwrap(), 25, mode, &clock));
+        let key = format!("user-{mode:?}");
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let l = if t % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut admitted = 0;
+                for _ in 0..10 {
+                    if l.check(key.as_str()).await.unwrap().allowed {
+                        admitted += 1;
+                    }
+                }
+                admitted
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        assert_eq!(total, 25, "{mode:?}: 160 requests in one instant, limit 25");
+        let denied = a.check(key.as_str()).await.unwrap();
+        assert!(!denied.allowed && denied.retry_after.is_some());
+        clock.advance(Duration::from_secs(21));
+        assert!(
+            b.check(key.as_str()).await.unwrap().allowed,
+            "{mode:?}: a new window admits again"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_two_clients_sixteen_tasks() {
+    let server = RedisServer::start().unwrap();
+    two_clients_never_exceed_the_limit(vec![server.url()], false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_two_clients_sixteen_tasks() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    two_clients_never_exceed_the_limit(cluster.urls(), true).await;
+}
+
+#[tokio::test]
+async fn log_mode_retry_after_is_when_the_oldest_leaves() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l = limiter(
+        RedisConfig::standalone(server.url()).connect().unwrap(),
+        2,
+        WindowMode::Log,
+        &clock,
+    );
+    l.check("k").await.unwrap();
+    clock.advance(Duration::from_secs(4));
+    l.check("k").await.unwrap();
+    let d = l.check("k").await.unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Some(Duration::from_secs(6)));
+    assert!(
+        l.check_n("k", NonZeroU32::new(3).unwrap())
+            .await
+            .unwrap_err()
+            .is_insufficient_capacity()
+    );
+}
+
+#[tokio::test]
+async fn server_time_mode_admits_the_limit_per_window() {
+    let server = RedisServer::start().unwrap();
+    let l = RedisSlidingWindow::builder(
+        RedisConfig::standalone(server.url()).connect().unwrap(),
+        Quota::new(5, Duration::from_secs(60)).unwrap(),
+    )
+    .mode(WindowMode::Log)
+    .build()
+    .unwrap();
+    let mut admitted = 0;
+    for _ in 0..20 {
+        if l.check("srv").await.unwrap().allowed {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5);
+}
+
+#[tokio::test]
+async fn redis_down_follows_the_configured_policy_and_recovers() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let conn = || {
+        RedisConfig::standalone(server.url())
+            .connect_timeout(Duration::from_millis(200))
+            .response_timeout(Duration::from_millis(200))
+            .connect()
+            .unwrap()
+    };
+    let build = |policy| {
+        RedisSlidingWindow::builder(conn(), Quota::new(9, Duration::from_secs(10)).unwrap())
+            .time_source(TimeSource::Clock)
+            .clock(clock.shared())
+            .on_redis_error(policy)
+            .build()
+            .unwrap()
+    };
+    let open = build(OnRedisError::FailOpen);
+    let closed = build(OnRedisError::FailClosed);
+    let local = build(OnRedisError::Local { replicas: 3 });
+    assert!(closed.check("k").await.unwrap().allowed, "Redis is up");
+    server.kill();
+    for _ in 0..20 {
+        assert!(open.check("k").await.unwrap().allowed);
+    }
+    assert!(matches!(
+        closed.check("k").await,
+        Err(LimitError::Backend { .. })
+    ));
+    let mut admitted = 0;
+    for _ in 0..20 {
+        if local.check("k").await.unwrap().allowed {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3, "9 / 3 replicas locally");
+    server.restart().unwrap();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if closed.check("k2").await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "decisions come from Redis again once it is back");
+}
