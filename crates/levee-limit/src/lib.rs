@@ -10,6 +10,10 @@
 //! - [`Gcra`]: the same trait over `governor`'s GCRA, for burst + sustained
 //!   quotas such as "10 burst, 5 a minute".
 //! - [`ConcurrencyLimit`]: at most N calls in flight, a bounded queue.
+//! - [`UpstreamQuota`]: learns an upstream's own limits from its responses
+//!   (`Retry-After`, `x-ratelimit-*`, IETF `RateLimit`/`RateLimit-Policy`)
+//!   and holds calls back until its reset; `SharedUpstreamQuota` (feature
+//!   `redis`) shares those holds with every replica.
 //! - `RedisSlidingWindow` (feature `redis`): the same limits shared by
 //!   every replica through Redis, one round trip per decision, with a
 //!   policy for when Redis is down.
@@ -48,6 +52,7 @@ mod quota;
 #[cfg(feature = "redis")]
 mod redis_window;
 mod sliding_window;
+mod upstream;
 
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
 pub use decision::Decision;
@@ -59,3 +64,7 @@ pub use quota::Quota;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_window::{OnRedisError, RedisSlidingWindow, RedisSlidingWindowBuilder, TimeSource};
 pub use sliding_window::{SlidingWindow, SlidingWindowBuilder, WindowMode};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use upstream::SharedUpstreamQuota;
+pub use upstream::{Learned, QuotaState, UpstreamQuota, parse_headers};

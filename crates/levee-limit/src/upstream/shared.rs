@@ -1,0 +1,110 @@
+//! [`SharedUpstreamQuota`]: holds learned by one replica reach all of them.
+
+use std::hash::Hash;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{HeaderMap, StatusCode};
+use levee_core::RedisKey;
+use levee_core::redis::RedisConnection;
+
+use super::{Learned, QuotaState, UpstreamQuota, hold_for, unix_millis_after};
+
+/// An [`UpstreamQuota`] whose holds are also written to Redis (a key per
+/// held-back key, expiring with the hold), so that what one replica learns
+/// holds back every replica.
+///
+/// `check` answers from the local tracker first; only when nothing is held
+/// locally does it read Redis (one `GET`, under `timeout`), and a hold found
+/// there is copied locally so later checks skip the round trip. If Redis
+/// fails, `check` answers from local knowledge alone (Ready when nothing is
+/// known) and `observe` still records locally.
+#[derive(Clone)]
+pub struct SharedUpstreamQuota<K> {
+    local: UpstreamQuota<K>,
+    conn: RedisConnection,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl<K: Hash + Eq> std::fmt::Debug for SharedUpstreamQuota<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedUpstreamQuota")
+            .field("local", &self.local)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuota<K> {
+    /// Shares `local`'s holds through `conn` under keys `{prefix}:{<key>}`.
+    pub fn new(local: UpstreamQuota<K>, conn: RedisConnection, prefix: impl Into<String>) -> Self {
+        SharedUpstreamQuota {
+            local,
+            conn,
+            prefix: prefix.into(),
+            timeout: Duration::from_millis(50),
+        }
+    }
+
+    fn redis_key(&self, key: &K) -> Vec<u8> {
+        let mut out = self.prefix.as_bytes().to_vec();
+        out.extend_from_slice(b":{");
+        key.write_redis_key(&mut out);
+        out.push(b'}');
+        out
+    }
+
+    /// Learns from a response, and shares a resulting hold through Redis.
+    pub async fn observe(&self, key: &K, status: StatusCode, headers: &HeaderMap) -> Learned {
+        let learned = self.local.observe(key, status, headers);
+        if let Some(d) = hold_for(&learned, self.local.inner.default_hold) {
+            let until = unix_millis_after(&self.local.inner.clock, d);
+            let ms = d.as_millis().max(1) as u64;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.redis_key(key)).arg(until).arg("PX").arg(ms);
+            let mut conn = self.conn.clone();
+            match tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "levee: could not share an upstream hold through Redis")
+                }
+                Err(_) => tracing::warn!("levee: sharing an upstream hold through Redis timed out"),
+            }
+        }
+        learned
+    }
+
+    /// Whether a call for `key` should go out now, across replicas.
+    pub async fn check(&self, key: &K) -> QuotaState {
+        if let held @ QuotaState::HoldBack { .. } = self.local.check(key) {
+            return held;
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.redis_key(key));
+        let get = cmd.query_async::<Option<u64>>(&mut conn);
+        let until_ms = match tokio::time::timeout(self.timeout, get).await {
+            Ok(Ok(Some(ms))) => ms,
+            Ok(Ok(None)) => return QuotaState::Ready,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "levee: upstream quota read from Redis failed; answering locally");
+                return QuotaState::Ready;
+            }
+            Err(_) => return QuotaState::Ready,
+        };
+        let now_ms = self
+            .local
+            .inner
+            .clock
+            .system_now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        if until_ms <= now_ms {
+            return QuotaState::Ready;
+        }
+        let d = Duration::from_millis(until_ms - now_ms);
+        self.local.hold(key, d);
+        QuotaState::HoldBack { retry_after: d }
+    }
+}

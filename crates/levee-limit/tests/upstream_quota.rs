@@ -1,0 +1,147 @@
+//! UpstreamQuota: holds learned from headers, timed with a ManualClock, and
+//! shared between replicas through a real Redis.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{HeaderMap, StatusCode};
+use levee_core::ManualClock;
+use levee_limit::{QuotaState, UpstreamQuota};
+
+fn h(pairs: &[(&'static str, String)]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    for (k, v) in pairs {
+        m.insert(*k, v.parse().unwrap());
+    }
+    m
+}
+
+#[test]
+fn auth0_remaining_zero_holds_until_the_unix_reset_then_releases() {
+    let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    let reset = (1_800_000_000u64 + 24).to_string();
+    q.observe(
+        &"alice",
+        StatusCode::OK,
+        &h(&[
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", reset),
+        ]),
+    );
+    assert_eq!(
+        q.check(&"alice"),
+        QuotaState::HoldBack {
+            retry_after: Duration::from_secs(24)
+        }
+    );
+    assert_eq!(q.check(&"bob"), QuotaState::Ready, "holds are per key");
+    clock.advance(Duration::from_secs(24));
+    assert_eq!(q.check(&"alice"), QuotaState::Ready);
+}
+
+#[test]
+fn retry_after_takes_precedence_over_the_reset() {
+    let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    let reset = (1_800_000_000u64 + 60).to_string();
+    q.observe(
+        &"k",
+        StatusCode::TOO_MANY_REQUESTS,
+        &h(&[
+            ("retry-after", "5".into()),
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", reset),
+        ]),
+    );
+    assert_eq!(
+        q.check(&"k"),
+        QuotaState::HoldBack {
+            retry_after: Duration::from_secs(5)
+        }
+    );
+}
+
+#[test]
+fn bare_429_holds_for_the_default_and_remaining_lifts_it() {
+    let clock = ManualClock::new();
+    let q = UpstreamQuota::<&str>::new()
+        .clock(clock.shared())
+        .default_hold(Duration::from_secs(2));
+    q.observe(&"k", StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+    assert_eq!(
+        q.check(&"k"),
+        QuotaState::HoldBack {
+            retry_after: Duration::from_secs(2)
+        }
+    );
+    q.observe(
+        &"k",
+        StatusCode::OK,
+        &h(&[("x-ratelimit-remaining", "4".into())]),
+    );
+    assert_eq!(q.check(&"k"), QuotaState::Ready);
+}
+
+#[test]
+fn draft_11_ratelimit_zero_remaining_holds() {
+    let clock = ManualClock::new();
+    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    q.observe(
+        &"k",
+        StatusCode::OK,
+        &h(&[("ratelimit", "\"default\";r=0;t=30".into())]),
+    );
+    assert_eq!(
+        q.check(&"k"),
+        QuotaState::HoldBack {
+            retry_after: Duration::from_secs(30)
+        }
+    );
+}
+
+#[test]
+fn ended_holds_are_dropped_as_new_ones_arrive() {
+    let clock = ManualClock::new();
+    let q = UpstreamQuota::<u32>::new().clock(clock.shared());
+    for k in 0..5_000 {
+        q.hold(&k, Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(2));
+    for k in 5_000..10_000 {
+        q.hold(&k, Duration::from_secs(1));
+    }
+    assert!(q.len() <= 5_000 + 2_048, "{} holds kept", q.len());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_hold_learned_by_one_replica_holds_back_the_other() {
+    use levee_core::redis::RedisConfig;
+    use levee_limit::SharedUpstreamQuota;
+    let server = levee_testkit::RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let replica = || {
+        SharedUpstreamQuota::new(
+            UpstreamQuota::<String>::new().clock(clock.shared()),
+            RedisConfig::standalone(server.url()).connect().unwrap(),
+            "idp",
+        )
+    };
+    let (a, b) = (replica(), replica());
+    let user = "alice".to_string();
+    assert_eq!(b.check(&user).await, QuotaState::Ready);
+    a.observe(
+        &user,
+        StatusCode::TOO_MANY_REQUESTS,
+        &h(&[("retry-after", "30".into())]),
+    )
+    .await;
+    match b.check(&user).await {
+        QuotaState::HoldBack { retry_after } => {
+            assert!(retry_after <= Duration::from_secs(30) && retry_after > Duration::from_secs(28))
+        }
+        QuotaState::Ready => panic!("the other replica must be held back"),
+    }
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(b.check(&user).await, QuotaState::Ready);
+}
