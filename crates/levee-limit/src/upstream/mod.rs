@@ -199,7 +199,7 @@ fn hold_for(l: &Learned, default_hold: Duration) -> Option<Duration> {
 #[cfg(feature = "redis")]
 fn unix_millis_after(clock: &SharedClock, d: Duration) -> u64 {
     (clock.system_now() + d)
-        .duration_since(UNIX_EPOCH)
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
 }
