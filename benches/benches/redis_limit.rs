@@ -1,0 +1,93 @@
+//! RedisSlidingWindow beside raw `redis` calls on the same throwaway
+//! server (started by levee-testkit): one decision's round trip against a
+//! raw `EVALSHA` of a one-line script and a raw `INCR`, sequential on one
+//! connection.
+//!
+//! Run: `cargo bench -p levee-benches --bench redis_limit`
+#![allow(missing_docs)] // criterion_main! generates an undocumented `main`
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use levee_core::redis::RedisConfig;
+use levee_limit::{Quota, RateLimiter, RedisSlidingWindow, WindowMode};
+
+/// Runs `op(i)` for i in 0..iters on `rt`; returns the elapsed time.
+macro_rules! timed {
+    ($rt:expr, $iters:expr, |$i:ident| $body:expr) => {{
+        $rt.block_on(async {
+            let start = Instant::now();
+            for $i in 0..$iters {
+                $body;
+            }
+            start.elapsed()
+        })
+    }};
+}
+
+fn redis_limit(c: &mut Criterion) {
+    let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
+    let counter = RedisSlidingWindow::builder(conn.clone(), quota)
+        .build()
+        .unwrap();
+    let log = RedisSlidingWindow::builder(
+        conn.clone(),
+        Quota::per_second(NonZeroU32::new(1_000_000).unwrap()),
+    )
+    .mode(WindowMode::Log)
+    .build()
+    .unwrap();
+    let trivial = redis::Script::new("return 1");
+    let keys: Vec<String> = (0..100).map(|i| format!("user-{i}")).collect();
+    let mut g = c.benchmark_group("redis_limit/round_trip");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    g.bench_function("levee_counter_check", |b| {
+        b.iter_custom(|iters| {
+            timed!(rt, iters, |i| counter
+                .check(keys[i as usize % 100].as_str())
+                .await
+                .unwrap())
+        })
+    });
+    g.bench_function("levee_log_check", |b| {
+        b.iter_custom(|iters| {
+            timed!(rt, iters, |i| log
+                .check(keys[i as usize % 100].as_str())
+                .await
+                .unwrap())
+        })
+    });
+    g.bench_function("raw_evalsha_return_1", |b| {
+        b.iter_custom(|iters| {
+            let mut conn = conn.clone();
+            timed!(rt, iters, |_i| {
+                let _: i64 = trivial.invoke_async(&mut conn).await.unwrap();
+            })
+        })
+    });
+    g.bench_function("raw_incr", |b| {
+        b.iter_custom(|iters| {
+            let mut conn = conn.clone();
+            timed!(rt, iters, |i| {
+                let _: i64 = redis::cmd("INCR")
+                    .arg(&keys[i as usize % 100])
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, redis_limit);
+criterion_main!(benches);
