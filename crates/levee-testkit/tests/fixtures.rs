@@ -192,3 +192,32 @@ async fn idp_outage_answers_503() {
     idp.set_outage(false);
     assert_eq!(get_userinfo(&idp, "carol").await.0, 200);
 }
+
+#[tokio::test]
+async fn blackholed_proxy_makes_a_redis_client_time_out_and_pass_restores_it() {
+    use levee_core::redis::RedisConfig;
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let conn = RedisConfig::standalone(proxy.url())
+        .response_timeout(Duration::from_millis(150))
+        .connect()
+        .unwrap();
+    let ping = || {
+        let mut c = conn.clone();
+        async move { redis::cmd("PING").query_async::<String>(&mut c).await }
+    };
+    assert_eq!(ping().await.unwrap(), "PONG");
+    proxy.set_mode(FaultMode::Blackhole);
+    let err = ping().await.unwrap_err();
+    assert!(levee_core::redis::is_timeout(&err), "{err}");
+    proxy.set_mode(FaultMode::Pass);
+    let mut ok = false;
+    for _ in 0..40 {
+        if ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ok, "the client works again once the proxy passes");
+}
