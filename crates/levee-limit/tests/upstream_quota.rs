@@ -145,3 +145,57 @@ async fn a_hold_learned_by_one_replica_holds_back_the_other() {
     clock.advance(Duration::from_secs(31));
     assert_eq!(b.check(&user).await, QuotaState::Ready);
 }
+
+/// One request as a careful client makes it: wait out any hold, call the
+/// IdP, learn from the answer. Returns whether the answer was a 429.
+#[cfg(feature = "redis")]
+async fn careful_call(
+    quota: &levee_limit::SharedUpstreamQuota<String>,
+    idp: &levee_testkit::MockIdp,
+    clock: &ManualClock,
+    user: &str,
+) -> bool {
+    if let QuotaState::HoldBack { retry_after } = quota.check(&user.to_string()).await {
+        clock.advance(retry_after);
+    }
+    let (status, headers, _) = idp.userinfo(&format!("token-{user}")).await.unwrap();
+    quota.observe(&user.to_string(), status, &headers).await;
+    status == StatusCode::TOO_MANY_REQUESTS
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
+    use levee_core::redis::RedisConfig;
+    let server = levee_testkit::RedisServer::start().unwrap();
+    let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let idp = levee_testkit::MockIdp::start(clock.shared()).await.unwrap();
+    let replica = |prefix: &str| {
+        UpstreamQuota::<String>::new().clock(clock.shared()).redis(
+            RedisConfig::standalone(server.url()).connect().unwrap(),
+            prefix,
+        )
+    };
+    let alone = replica("solo");
+    let mut throttled = 0;
+    for _ in 0..100 {
+        throttled += u32::from(careful_call(&alone, &idp, &clock, "alice").await);
+    }
+    assert_eq!(
+        throttled, 0,
+        "one replica never spends a request that would be refused"
+    );
+    assert_eq!(idp.calls("alice"), 100);
+    assert_eq!(idp.rate_limited("alice"), 0);
+
+    let (a, b) = (replica("fleet"), replica("fleet"));
+    for i in 0..100 {
+        let r = if i % 2 == 0 { &a } else { &b };
+        throttled += u32::from(careful_call(r, &idp, &clock, "bob").await);
+    }
+    assert_eq!(
+        throttled, 0,
+        "two replicas sharing holds through Redis never get a 429"
+    );
+    assert_eq!(idp.rate_limited("bob"), 0);
+}

@@ -109,6 +109,43 @@ impl MockIdp {
         *self.state.latency.lock() = d;
     }
 
+    /// Calls `GET /userinfo` with `Authorization: Bearer {token}` over a
+    /// fresh HTTP/1.1 connection; returns the status, headers and body.
+    pub async fn userinfo(
+        &self,
+        token: &str,
+    ) -> Result<(http::StatusCode, http::HeaderMap, String), TestkitError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let io = TestkitError::io("calling the mock IdP");
+        let mut s = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(TestkitError::io("connecting to the mock IdP"))?;
+        let req = format!(
+            "GET /userinfo HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(TestkitError::io("calling the mock IdP"))?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.map_err(io)?;
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .get(9..12)
+            .and_then(|c| c.parse::<u16>().ok())
+            .and_then(|c| http::StatusCode::from_u16(c).ok())
+            .unwrap_or(http::StatusCode::BAD_GATEWAY);
+        let mut headers = http::HeaderMap::new();
+        for line in head.split("\r\n").skip(1) {
+            if let Some((k, v)) = line.split_once(": ") {
+                if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
+                    headers.insert(k, v);
+                }
+            }
+        }
+        Ok((status, headers, body.to_string()))
+    }
+
     /// Requests received for `user` (any answer but 401).
     pub fn calls(&self, user: &str) -> u64 {
         self.state.counts.lock().get(user).map_or(0, |c| c.calls)

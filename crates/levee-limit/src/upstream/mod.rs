@@ -162,6 +162,21 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> UpstreamQuota<K> {
         }
     }
 
+    /// This tracker, sharing its holds with every replica through Redis
+    /// (keys `{prefix}:{<key>}`).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(
+        self,
+        conn: levee_core::redis::RedisConnection,
+        prefix: impl Into<String>,
+    ) -> SharedUpstreamQuota<K>
+    where
+        K: levee_core::RedisKey,
+    {
+        SharedUpstreamQuota::new(self, conn, prefix)
+    }
+
     /// Keys currently held back (ended holds not yet dropped included).
     pub fn len(&self) -> usize {
         self.inner.holds.len()
