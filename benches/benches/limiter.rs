@@ -1,5 +1,6 @@
-//! SlidingWindow and Gcra beside governor's keyed limiter: one check on a
-//! resident key (1000 keys, all far below their limit) at 1 and 2 threads.
+//! SlidingWindow and Gcra beside governor's keyed limiter: one check with
+//! keys drawn Zipf(1.0) from 10k (all far below their limit) at 1 and 2
+//! threads, and on a single key.
 //!
 //! Run: `cargo bench -p levee-benches --bench limiter`
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
@@ -11,22 +12,25 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_limit::{Gcra, Quota, SlidingWindow, WindowMode};
 
-const KEYS: u64 = 1000;
+const KEYS: u64 = 10_000;
 /// High enough that no check in the run is denied.
 const LIMIT: u32 = u32::MAX / 2;
 
 fn parallel<F: Fn(u64) + Sync>(threads: usize, iters: u64, op: F) -> Duration {
+    static TRACE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    let trace =
+        TRACE.get_or_init(|| levee_benches::Zipf::new(KEYS as usize, 1.0).trace(1 << 20, 5));
     let barrier = std::sync::Barrier::new(threads + 1);
     let op = &op;
     std::thread::scope(|s| {
-        for t in 0..threads as u64 {
+        for t in 0..threads {
             let barrier = &barrier;
             s.spawn(move || {
                 barrier.wait();
-                let mut k = t * 131;
+                let mut i = t * (trace.len() / 2);
                 for _ in 0..iters {
-                    k = (k + 7) % KEYS;
-                    op(k);
+                    op(trace[i]);
+                    i = (i + 1) & (trace.len() - 1);
                 }
             });
         }
@@ -52,6 +56,7 @@ fn check(c: &mut Criterion) {
         NonZeroU32::new(LIMIT).unwrap(),
     ));
     for k in 0..KEYS {
+        let k = levee_benches::scramble(k);
         counter.check(&k);
         gcra.check(&k);
         let _ = governor.check_key(&k);
@@ -81,6 +86,12 @@ fn check(c: &mut Criterion) {
         });
     }
     g.throughput(Throughput::Elements(1));
+    g.bench_function("levee_sliding_counter/single_key", |b| {
+        b.iter(|| black_box(counter.check(&7)))
+    });
+    g.bench_function("governor_keyed/single_key", |b| {
+        b.iter(|| black_box(governor.check_key(&7).is_ok()))
+    });
     g.bench_function("levee_sliding_log/1t", |b| {
         b.iter_custom(|iters| {
             parallel(1, iters, |k| {

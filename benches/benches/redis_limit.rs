@@ -89,5 +89,71 @@ fn redis_limit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, redis_limit);
+/// Throughput: 64 tasks at once on a multi-threaded runtime, with a server,
+/// runtime and connection of its own.
+fn concurrent(c: &mut Criterion) {
+    let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
+    let counter = RedisSlidingWindow::builder(conn.clone(), quota)
+        .build()
+        .unwrap();
+    let trivial = redis::Script::new("return 1");
+    let mut g = c.benchmark_group("redis_limit/64_tasks");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(15);
+    g.throughput(criterion::Throughput::Elements(64));
+    g.bench_function("levee_counter_check", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..64)
+                    .map(|t| {
+                        let l = counter.clone();
+                        tokio::spawn(async move {
+                            let key = format!("user-{t}");
+                            for _ in 0..iters {
+                                l.check(key.as_str()).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("raw_evalsha_return_1", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..64)
+                    .map(|_| {
+                        let (mut conn, script) = (conn.clone(), trivial.clone());
+                        tokio::spawn(async move {
+                            for _ in 0..iters {
+                                let _: i64 = script.invoke_async(&mut conn).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, redis_limit, concurrent);
 criterion_main!(benches);

@@ -31,8 +31,9 @@ end
 return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 "#;
 
-/// Sliding-window counter in one hash (field = window index): at most
-/// `limit` per aligned window.
+/// Sliding-window counter in one hash with fixed fields: `w` (the current
+/// window's index), `c` (its count), `p` (the previous window's count). At
+/// most `limit` per aligned window.
 pub(crate) const COUNTER: &str = r#"
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -44,17 +45,21 @@ if now < 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local idx = math.floor(now / window)
-local curr = tonumber(redis.call('HGET', key, tostring(idx)) or '0')
-local prev = tonumber(redis.call('HGET', key, tostring(idx - 1)) or '0')
+local s = redis.call('HMGET', key, 'w', 'c', 'p')
+local w = tonumber(s[1] or '-2')
+local curr = tonumber(s[2] or '0')
+local prev = tonumber(s[3] or '0')
+if w == idx - 1 then
+  prev = curr
+  curr = 0
+elseif w ~= idx then
+  prev = 0
+  curr = 0
+end
 local into = now - idx * window
 local est = prev * (window - into) / window + curr
 if est + n <= limit + 1e-9 then
-  redis.call('HINCRBY', key, tostring(idx), n)
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    if tonumber(f) < idx - 1 then
-      redis.call('HDEL', key, f)
-    end
-  end
+  redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
   redis.call('PEXPIRE', key, math.ceil(2 * window / 1000) + 1)
   return {1, math.max(0, math.floor(limit - est - n)), 0, 2 * window - into}
 end
