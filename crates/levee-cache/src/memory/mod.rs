@@ -190,24 +190,17 @@ where
 
     /// Inserts `value`, fresh for the cache's TTL (forever without one).
     pub fn insert(&self, key: K, value: V) {
-        let now = self.inner.time.now();
-        let fresh = self
-            .inner
-            .ttl
-            .map_or(u64::MAX, |ttl| now.saturating_add(nanos(ttl)));
-        self.insert_at(
-            key,
-            value,
-            now,
-            fresh,
-            fresh.saturating_add(nanos(self.inner.stale_retention)),
-        );
+        self.insert_for(key, value, self.inner.ttl);
     }
 
     /// Inserts `value`, fresh for `ttl`, then stale for the stale retention.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.insert_for(key, value, Some(ttl));
+    }
+
+    fn insert_for(&self, key: K, value: V, ttl: Option<Duration>) {
         let now = self.inner.time.now();
-        let fresh = now.saturating_add(nanos(ttl));
+        let fresh = ttl.map_or(u64::MAX, |ttl| now.saturating_add(nanos(ttl)));
         self.insert_at(
             key,
             value,

@@ -207,13 +207,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     fn remove_evicted(&mut self, key: K, cause: EvictionCause, removed: &mut Removed<K, V>) {
-        if let Some(slot) = self.map.remove(&key) {
-            self.weight -= u64::from(slot.weight);
-            if !slot.in_main {
-                self.small_weight -= u64::from(slot.weight);
-            }
+        if let Some(slot) = self.take(&key) {
             removed.push((key, slot.value, cause));
         }
+    }
+
+    /// Removes `key` from the map and its weight from the totals.
+    fn take(&mut self, key: &K) -> Option<Slot<V>> {
+        let slot = self.map.remove(key)?;
+        self.weight -= u64::from(slot.weight);
+        if !slot.in_main {
+            self.small_weight -= u64::from(slot.weight);
+        }
+        Some(slot)
     }
 
     /// LRU: moves `key` to the back of the queue (its older queue slot is
@@ -237,11 +243,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Removes `key`; its queue slot is skipped later.
     pub(crate) fn remove(&mut self, key: &K) -> Option<Slot<V>> {
-        let slot = self.map.remove(key)?;
-        self.weight -= u64::from(slot.weight);
-        if !slot.in_main {
-            self.small_weight -= u64::from(slot.weight);
-        }
+        let slot = self.take(key)?;
         self.compact_queues();
         Some(slot)
     }

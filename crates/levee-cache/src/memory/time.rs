@@ -43,15 +43,20 @@ impl TimeSource {
         }
     }
 
-    /// `at` on this source's scale (saturating at its ends).
-    pub(crate) fn instant_to_nanos(&self, at: Instant) -> u64 {
-        let (base_instant, base_nanos) = match self {
+    /// The `Instant` and the nanosecond reading that denote the same moment.
+    fn base(&self) -> (Instant, u64) {
+        match self {
             TimeSource::Coarse {
                 base_instant,
                 base_nanos,
             } => (*base_instant, *base_nanos),
             TimeSource::Clock { base, .. } => (*base, OFFSET),
-        };
+        }
+    }
+
+    /// `at` on this source's scale (saturating at its ends).
+    pub(crate) fn instant_to_nanos(&self, at: Instant) -> u64 {
+        let (base_instant, base_nanos) = self.base();
         match at.checked_duration_since(base_instant) {
             Some(d) => base_nanos.saturating_add(nanos(d)),
             None => base_nanos.saturating_sub(nanos(base_instant - at)),
@@ -60,13 +65,7 @@ impl TimeSource {
 
     /// A time on this scale as an `Instant`.
     pub(crate) fn nanos_to_instant(&self, t: u64) -> Instant {
-        let (base_instant, base_nanos) = match self {
-            TimeSource::Coarse {
-                base_instant,
-                base_nanos,
-            } => (*base_instant, *base_nanos),
-            TimeSource::Clock { base, .. } => (*base, OFFSET),
-        };
+        let (base_instant, base_nanos) = self.base();
         if t >= base_nanos {
             let far = Duration::from_secs(100 * 365 * 24 * 3600);
             base_instant
