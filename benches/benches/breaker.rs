@@ -6,7 +6,7 @@
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
@@ -22,22 +22,7 @@ fn levee_count() -> CircuitBreaker {
 
 /// Runs `op` `iters` times on each of `threads` threads; returns the wall time.
 fn parallel<F: Fn() + Sync>(threads: usize, iters: u64, op: F) -> Duration {
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                barrier.wait();
-                for _ in 0..iters {
-                    op();
-                }
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        // Scope end joins the threads.
-        start
-    })
-    .elapsed()
+    levee_benches::run_threads(threads, iters, |_, _| op())
 }
 
 fn closed_path(c: &mut Criterion) {

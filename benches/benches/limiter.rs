@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use levee_limit::{Gcra, Quota, SlidingWindow, WindowMode};
@@ -20,24 +20,10 @@ fn parallel<F: Fn(u64) + Sync>(threads: usize, iters: u64, op: F) -> Duration {
     static TRACE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
     let trace =
         TRACE.get_or_init(|| levee_benches::Zipf::new(KEYS as usize, 1.0).trace(1 << 20, 5));
-    let barrier = std::sync::Barrier::new(threads + 1);
-    let op = &op;
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            s.spawn(move || {
-                barrier.wait();
-                let mut i = t * (trace.len() / 2);
-                for _ in 0..iters {
-                    op(trace[i]);
-                    i = (i + 1) & (trace.len() - 1);
-                }
-            });
-        }
-        barrier.wait();
-        Instant::now()
+    let half = trace.len() / 2;
+    levee_benches::run_threads(threads, iters, |t, i| {
+        op(trace[(t * half + i as usize) & (trace.len() - 1)])
     })
-    .elapsed()
 }
 
 fn check(c: &mut Criterion) {

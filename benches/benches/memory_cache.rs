@@ -7,7 +7,7 @@
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
@@ -80,23 +80,10 @@ fn caches(capacity: u64) -> Vec<(&'static str, Box<dyn Cache>)> {
 
 /// Each of `threads` threads walks the trace from its own offset for `iters` operations.
 fn run(threads: usize, iters: u64, trace: &[u64], op: &(dyn Fn(u64, u64) + Sync)) -> Duration {
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            s.spawn(move || {
-                barrier.wait();
-                let mut i = t * (trace.len() / 2);
-                for n in 0..iters {
-                    op(trace[i], n);
-                    i = (i + 1) & (trace.len() - 1);
-                }
-            });
-        }
-        barrier.wait();
-        Instant::now()
+    let half = trace.len() / 2;
+    levee_benches::run_threads(threads, iters, |t, n| {
+        op(trace[(t * half + n as usize) & (trace.len() - 1)], n)
     })
-    .elapsed()
 }
 
 fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {

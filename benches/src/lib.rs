@@ -66,6 +66,31 @@ pub fn scramble(x: u64) -> u64 {
     (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53) ^ (x >> 29)
 }
 
+/// Runs `op(thread, i)` for `i` in `0..iters` on each of `threads` threads,
+/// started together; returns the wall time from the start signal until all
+/// are done.
+pub fn run_threads<F: Fn(usize, u64) + Sync>(
+    threads: usize,
+    iters: u64,
+    op: F,
+) -> std::time::Duration {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let (op, barrier) = (&op, &barrier);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..iters {
+                    op(t, i);
+                }
+            });
+        }
+        barrier.wait();
+        std::time::Instant::now()
+    })
+    .elapsed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
