@@ -430,3 +430,73 @@ async fn dropping_the_cache_ends_its_loads() {
         "dropping the cache ended the load"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn soft_timeout_serves_stale_and_the_load_fills_the_cache_later() {
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(10))
+        .stale_tiers([("secondary", Duration::from_secs(3600))])
+        .soft_timeout(Duration::from_secs(1))
+        .clock(levee_core::TokioClock::new().shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let started = tokio::time::Instant::now();
+    let got = cache
+        .get_or_load("k".to_string(), || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, String>(Loaded::Value("v2".to_string()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "the caller waited the soft timeout only"
+    );
+    assert_eq!(got.value, "v1");
+    assert!(got.freshness.is_stale());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        cache.get(&"k".to_string()).unwrap().value,
+        "v2",
+        "the load went on and filled the cache"
+    );
+}
+
+#[tokio::test]
+async fn ttl_jitter_spreads_expiry_within_the_ttl() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(100))
+        .ttl_jitter(0.5)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    for i in 0..100 {
+        cache
+            .get_or_load(format!("k{i}"), || async {
+                Ok::<_, String>(Loaded::Value("v".to_string()))
+            })
+            .await
+            .unwrap();
+    }
+    let fresh = |cache: &Cache| {
+        (0..100)
+            .filter(|i| cache.get(&format!("k{i}")).is_some())
+            .count()
+    };
+    clock.advance(Duration::from_secs(49));
+    assert_eq!(fresh(&cache), 100, "no TTL is cut by more than half");
+    clock.advance(Duration::from_secs(26));
+    let mid = fresh(&cache);
+    assert!(
+        mid > 0 && mid < 100,
+        "expiries are spread: {mid} of 100 still fresh at 75 s"
+    );
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(fresh(&cache), 0, "no TTL is lengthened");
+}

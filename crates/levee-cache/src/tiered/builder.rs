@@ -33,6 +33,8 @@ pub struct TieredCacheBuilder<K, V> {
     failure_backoff: Duration,
     negative_ttl: Duration,
     hard_timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
+    ttl_jitter: f64,
     clock: Option<SharedClock>,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
 }
@@ -63,6 +65,8 @@ where
             failure_backoff: Duration::from_secs(5),
             negative_ttl: Duration::from_secs(30),
             hard_timeout: None,
+            soft_timeout: None,
+            ttl_jitter: 0.0,
             clock: None,
             _types: std::marker::PhantomData,
         }
@@ -121,6 +125,22 @@ where
         self
     }
 
+    /// When a stale value is held: callers wait this long for a load, then
+    /// get the stale value (if its age fits a tier) while the load goes on
+    /// in the background and fills the cache. Default: wait for the load.
+    pub fn soft_timeout(mut self, d: Duration) -> Self {
+        self.soft_timeout = Some(d);
+        self
+    }
+
+    /// Shortens each loaded value's TTL by a random fraction up to
+    /// `fraction` (0..1), so replicas and keys loaded together do not expire
+    /// together. Default: 0 (no jitter).
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.ttl_jitter = fraction;
+        self
+    }
+
     /// The time source. Default: [`SystemClock`].
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
@@ -147,6 +167,20 @@ where
                 "each tier needs a name and a staleness above zero",
             ));
         }
+        if !(0.0..1.0).contains(&self.ttl_jitter) {
+            return Err(ConfigError::new(
+                "ttl_jitter",
+                "must be in [0, 1): the fraction of the TTL to take off at most",
+            ));
+        }
+        if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout) {
+            if soft >= hard {
+                return Err(ConfigError::new(
+                    "soft_timeout",
+                    "must be shorter than hard_timeout",
+                ));
+            }
+        }
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
         let keep = self
             .tiers
@@ -169,6 +203,8 @@ where
                 failure_backoff: self.failure_backoff,
                 negative_ttl: self.negative_ttl,
                 hard_timeout: self.hard_timeout,
+                soft_timeout: self.soft_timeout,
+                ttl_jitter: self.ttl_jitter,
                 flights: super::flight::Flights::new(),
                 backoff: parking_lot::Mutex::new(std::collections::HashMap::default()),
             }),

@@ -40,6 +40,8 @@ pub(crate) struct Shared<K, V> {
     failure_backoff: Duration,
     negative_ttl: Duration,
     hard_timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
+    ttl_jitter: f64,
     flights: Flights<K>,
     backoff: Mutex<HashMap<K, Instant, foldhash::fast::RandomState>>,
 }
@@ -183,7 +185,15 @@ where
             Ok(rx) => rx,
             Err(registered) => self.spawn_load(key, load, registered),
         };
-        match self.wait(rx).await {
+        let has_stale = entry.as_ref().is_some_and(|e| e.value.is_some());
+        let result = match self.shared.soft_timeout.filter(|_| has_stale) {
+            // The load goes on after the soft timeout: it is on its own task.
+            Some(soft) => tokio::time::timeout(soft, self.wait(rx))
+                .await
+                .unwrap_or(Err(CacheError::Timeout(soft))),
+            None => self.wait(rx).await,
+        };
+        match result {
             Ok(v) => Ok(v.map(|value| Cached {
                 value,
                 freshness: Freshness::Fresh,
@@ -300,8 +310,8 @@ where
     fn store(&self, key: &K, loaded: Loaded<V>, keep: bool) -> Option<V> {
         let now = self.clock.now();
         let (value, ttl) = match loaded {
-            Loaded::Value(v) => (Some(v), self.ttl),
-            Loaded::ValueWithTtl(v, ttl) => (Some(v), ttl.min(self.ttl)),
+            Loaded::Value(v) => (Some(v), self.jittered(self.ttl)),
+            Loaded::ValueWithTtl(v, ttl) => (Some(v), self.jittered(ttl.min(self.ttl))),
             Loaded::Absent => (None, self.negative_ttl),
         };
         if keep {
@@ -321,6 +331,14 @@ where
                 .insert_with_expiry(key.clone(), Arc::new(value.clone()), expiry);
         }
         value
+    }
+
+    /// `ttl` shortened by a random fraction up to `ttl_jitter`.
+    fn jittered(&self, ttl: Duration) -> Duration {
+        if self.ttl_jitter == 0.0 {
+            return ttl;
+        }
+        ttl.mul_f64(1.0 - self.ttl_jitter * rand::random::<f64>())
     }
 
     fn tier_for(&self, age: Duration) -> Option<Arc<str>> {
