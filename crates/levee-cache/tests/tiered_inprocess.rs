@@ -372,7 +372,7 @@ async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
         }
     });
     tokio::task::yield_now().await;
-    cache.invalidate(&"k".to_string());
+    cache.invalidate(&"k".to_string()).await;
     release.send(()).unwrap();
     assert_eq!(
         waiter.await.unwrap().unwrap().unwrap().value,

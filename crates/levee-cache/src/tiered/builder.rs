@@ -5,8 +5,14 @@ use std::time::Duration;
 
 use levee_core::{SharedClock, SystemClock};
 
-use super::{Shared, TaskGuard, TieredCache};
-use crate::{ConfigError, MemoryCache};
+#[cfg(feature = "redis")]
+use levee_core::redis::RedisConfig;
+
+use super::refresh::Rng;
+use super::slot::Stored;
+use super::{KeyIndex, Settings, Shared, TaskGuard, TieredCache};
+use crate::l2::L2Port;
+use crate::{ConfigError, EvictionCause, MemoryCache};
 
 /// Builds a [`TieredCache`].
 ///
@@ -36,8 +42,26 @@ pub struct TieredCacheBuilder<K, V> {
     soft_timeout: Option<Duration>,
     ttl_jitter: f64,
     clock: Option<SharedClock>,
+    l1_ttl: Option<Duration>,
+    early_refresh: f64,
+    seed: Option<u64>,
+    load_lock: Option<Duration>,
+    prefix: String,
+    schema: u32,
+    backplane: bool,
+    #[cfg(feature = "redis")]
+    codec: crate::Codec,
+    #[cfg(feature = "redis")]
+    l2: Option<L2Factory<K, V>>,
     _types: std::marker::PhantomData<fn() -> (K, V)>,
 }
+
+/// Binds an L2 to the cache's key layout once every setting is known.
+#[cfg(feature = "redis")]
+type L2Factory<K, V> = Box<
+    dyn FnOnce(crate::Codec, &str, &str, u32) -> (Arc<dyn L2Port<K, V>>, String, RedisConfig)
+        + Send,
+>;
 
 impl<K, V> std::fmt::Debug for TieredCacheBuilder<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +92,17 @@ where
             soft_timeout: None,
             ttl_jitter: 0.0,
             clock: None,
+            l1_ttl: None,
+            early_refresh: 0.0,
+            seed: None,
+            load_lock: None,
+            prefix: "levee".to_string(),
+            schema: 1,
+            backplane: true,
+            #[cfg(feature = "redis")]
+            codec: crate::Codec::default(),
+            #[cfg(feature = "redis")]
+            l2: None,
             _types: std::marker::PhantomData,
         }
     }
@@ -141,6 +176,64 @@ where
         self
     }
 
+    /// How long an L1 copy is trusted before L2 is asked again, at most
+    /// `ttl`. A shorter `l1_ttl` bounds how long a replica that missed an
+    /// invalidation (backplane down) serves the old value. While L2 cannot
+    /// be reached the L1 copy is served for the value's whole `ttl`.
+    /// Default: `ttl`.
+    pub fn l1_ttl(mut self, d: Duration) -> Self {
+        self.l1_ttl = Some(d);
+        self
+    }
+
+    /// Early refresh (XFetch) with weight `beta` (1.0 is the usual choice,
+    /// larger refreshes earlier): a read of a fresh value starts a
+    /// background refresh with a probability that rises as expiry nears,
+    /// scaled by how long the value took to load, so a hot key is reloaded
+    /// once before it expires instead of by every caller after. Default: 0
+    /// (off).
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = beta;
+        self
+    }
+
+    /// Seeds the random source of early refresh and TTL jitter, for
+    /// repeatable tests. Default: a random seed.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// With an L2: before loading a missing key, take a lock on Redis
+    /// (`SET NX PX`) so that one replica loads while the others watch L2
+    /// for its value, for at most `wait` (then they load themselves; the
+    /// lock also expires after `wait`). Default: off (each replica loads).
+    pub fn load_lock(mut self, wait: Duration) -> Self {
+        self.load_lock = Some(wait);
+        self
+    }
+
+    /// The first part of every Redis key and channel of this cache:
+    /// `{prefix}:{name}:v{schema}:{key}`. Default: `levee`.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    /// The schema version in Redis keys: raise it when `V` changes shape,
+    /// so old values are never read as new ones. Default: 1.
+    pub fn schema_version(mut self, v: u32) -> Self {
+        self.schema = v;
+        self
+    }
+
+    /// With an L2: publish invalidations on Redis and drop the keys other
+    /// replicas invalidate (needs a tokio runtime at `build`). Default: on.
+    pub fn backplane(mut self, on: bool) -> Self {
+        self.backplane = on;
+        self
+    }
+
     /// The time source. Default: [`SystemClock`].
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
@@ -149,66 +242,177 @@ where
 
     /// Checks the settings and builds the cache.
     pub fn build(self) -> Result<TieredCache<K, V>, ConfigError> {
+        self.validate()?;
+        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        let cfg = Settings {
+            ttl: self.ttl,
+            l1_ttl: self.l1_ttl.unwrap_or(self.ttl),
+            swr: self.swr,
+            tiers: self.tiers,
+            failure_backoff: self.failure_backoff,
+            negative_ttl: self.negative_ttl,
+            hard_timeout: self.hard_timeout,
+            soft_timeout: self.soft_timeout,
+            ttl_jitter: self.ttl_jitter,
+            early_refresh: self.early_refresh,
+            load_lock: self.load_lock,
+        };
+        #[cfg(feature = "redis")]
+        let (l2, backplane) = match self.l2 {
+            Some(bind) => {
+                let (port, channel, config) =
+                    bind(self.codec, &self.prefix, &self.name, self.schema);
+                let runtime = tokio::runtime::Handle::try_current().ok();
+                let backplane = match (self.backplane, runtime) {
+                    (false, _) => None,
+                    (true, Some(rt)) => Some((rt, channel, config)),
+                    (true, None) => {
+                        return Err(ConfigError::new(
+                            "backplane",
+                            "the backplane listener needs a tokio runtime: build the cache inside one, or turn it off with backplane(false)",
+                        ));
+                    }
+                };
+                (Some(port), backplane)
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "redis"))]
+        let l2: Option<Arc<dyn L2Port<K, V>>> = None;
+        #[cfg(feature = "redis")]
+        let keys = backplane.as_ref().map(|_| Arc::new(KeyIndex::default()));
+        #[cfg(not(feature = "redis"))]
+        let keys = None;
+        let l1 = l1_cache(self.l1_capacity, cfg.keep_stale(), &clock, &l2, &keys)?;
+        let shared = Arc::new(Shared {
+            name: self.name,
+            l1,
+            clock,
+            cfg,
+            flights: super::flight::Flights::new(),
+            backoff: parking_lot::Mutex::new(std::collections::HashMap::default()),
+            rng: Rng::new(self.seed),
+            l2,
+            keys,
+            replica_id: rand::random(),
+            stats: super::stats::Counters::default(),
+            subscribed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let guard = Arc::new(TaskGuard::default());
+        #[cfg(feature = "redis")]
+        if let Some((rt, channel, config)) = backplane {
+            let strong: Arc<dyn crate::l2::backplane::Receiver> = shared.clone();
+            let weak = Arc::downgrade(&strong);
+            drop(strong);
+            let task = rt.spawn(crate::l2::backplane::listen(config, channel, weak));
+            guard.track(task.abort_handle());
+        }
+        Ok(TieredCache { shared, guard })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |setting, reason: &str| Err(ConfigError::new(setting, reason));
         if self.ttl.is_zero() {
-            return Err(ConfigError::new(
-                "ttl",
-                "a TTL of 0 makes every value stale at once",
-            ));
+            return err("ttl", "a TTL of 0 makes every value stale at once");
+        }
+        if self.l1_ttl.is_some_and(|d| d.is_zero() || d > self.ttl) {
+            return err("l1_ttl", "must be above zero and at most `ttl`");
         }
         if self.tiers.windows(2).any(|w| w[0].1 >= w[1].1) {
-            return Err(ConfigError::new(
+            return err(
                 "stale_tiers",
                 "tiers must be in increasing order of staleness",
-            ));
+            );
         }
         if self.tiers.iter().any(|(n, d)| n.is_empty() || d.is_zero()) {
-            return Err(ConfigError::new(
+            return err(
                 "stale_tiers",
                 "each tier needs a name and a staleness above zero",
-            ));
+            );
         }
         if !(0.0..1.0).contains(&self.ttl_jitter) {
-            return Err(ConfigError::new(
+            return err(
                 "ttl_jitter",
                 "must be in [0, 1): the fraction of the TTL to take off at most",
-            ));
+            );
+        }
+        if !(self.early_refresh.is_finite() && self.early_refresh >= 0.0) {
+            return err(
+                "early_refresh",
+                "beta must be a finite number >= 0 (1.0 is usual; 0 turns it off)",
+            );
+        }
+        if self.load_lock.is_some_and(|d| d.is_zero()) {
+            return err("load_lock", "the wait must be above zero");
+        }
+        if self.prefix.is_empty() || self.name.is_empty() {
+            return err(
+                "prefix",
+                "the prefix and the cache name must not be empty (they start every Redis key)",
+            );
         }
         if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout) {
             if soft >= hard {
-                return Err(ConfigError::new(
-                    "soft_timeout",
-                    "must be shorter than hard_timeout",
-                ));
+                return err("soft_timeout", "must be shorter than hard_timeout");
             }
         }
-        let clock = self.clock.unwrap_or_else(SystemClock::shared);
-        let keep = self
-            .tiers
-            .last()
-            .map_or(Duration::ZERO, |t| t.1)
-            .max(self.swr);
-        let l1 = MemoryCache::builder()
-            .max_capacity(self.l1_capacity)
-            .stale_retention(keep)
-            .clock(clock.clone())
-            .build()?;
-        Ok(TieredCache {
-            shared: Arc::new(Shared {
-                name: self.name,
-                l1,
-                clock,
-                ttl: self.ttl,
-                swr: self.swr,
-                tiers: self.tiers,
-                failure_backoff: self.failure_backoff,
-                negative_ttl: self.negative_ttl,
-                hard_timeout: self.hard_timeout,
-                soft_timeout: self.soft_timeout,
-                ttl_jitter: self.ttl_jitter,
-                flights: super::flight::Flights::new(),
-                backoff: parking_lot::Mutex::new(std::collections::HashMap::default()),
-            }),
-            guard: Arc::new(TaskGuard::default()),
-        })
+        Ok(())
     }
+}
+
+#[cfg(feature = "redis")]
+impl<K, V> TieredCacheBuilder<K, V>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + levee_core::RedisKey + 'static,
+    V: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    /// Shares values with other replicas through `l2` (Redis), under
+    /// `{prefix}:{name}:v{schema}:{key}`. Needs `K: RedisKey` (use
+    /// [`KeyHasher`](levee_core::KeyHasher) keys for secrets) and serde
+    /// for `V`. Default: no L2.
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn l2(mut self, l2: crate::RedisL2) -> Self {
+        self.l2 = Some(Box::new(move |codec, prefix, name, schema| {
+            let config = l2.connection().config().clone();
+            let bound = crate::l2::Bound::new(l2, codec, prefix, name, schema);
+            let channel = bound.channel().to_string();
+            (Arc::new(bound) as Arc<dyn L2Port<K, V>>, channel, config)
+        }));
+        self
+    }
+
+    /// How values are written to L2. Default: [`Codec::Json`](crate::Codec::Json).
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn codec(mut self, codec: crate::Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+}
+
+/// The L1 memory cache; with a backplane, it keeps the key index in step
+/// with what it holds.
+fn l1_cache<K, V>(
+    capacity: u64,
+    keep: Duration,
+    clock: &SharedClock,
+    l2: &Option<Arc<dyn L2Port<K, V>>>,
+    keys: &Option<Arc<KeyIndex<K>>>,
+) -> Result<MemoryCache<K, Stored<V>>, ConfigError>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    let mut l1 = MemoryCache::builder()
+        .max_capacity(capacity)
+        .stale_retention(keep)
+        .clock(clock.clone());
+    if let (Some(l2), Some(keys)) = (l2, keys) {
+        let (l2, keys) = (l2.clone(), keys.clone());
+        l1 = l1.eviction_listener(move |k, _, cause| {
+            if cause != EvictionCause::Replaced {
+                keys.remove(&*l2.key_bytes(k));
+            }
+        });
+    }
+    l1.build()
 }

@@ -10,10 +10,10 @@ use std::sync::atomic::AtomicBool;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::CacheError;
+use super::{CacheError, Cached};
 
 /// What a finished load hands its waiters: the value (`None`: absent).
-pub(crate) type FlightResult<V, E> = Result<Option<V>, CacheError<E>>;
+pub(crate) type FlightResult<V, E> = Result<Option<Cached<V>>, CacheError<E>>;
 pub(crate) type FlightRx<V, E> = watch::Receiver<Option<FlightResult<V, E>>>;
 
 /// A load just registered: its sender, a receiver, and its invalidation

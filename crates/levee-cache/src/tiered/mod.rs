@@ -1,20 +1,24 @@
-//! [`TieredCache`]: single-flight loads over the memory cache, with
-//! stale-while-revalidate and stale tiers that serve old values while the
-//! upstream fails.
-//!
-//! This is the in-process part of levee's tiered cache; the Redis L2, the
-//! backplane and early refresh are not built yet.
+//! [`TieredCache`]: single-flight loads over an in-process L1 and an
+//! optional shared Redis L2, with stale-while-revalidate, early refresh and
+//! stale tiers that serve old values while the upstream fails.
 
 mod builder;
 mod cached;
 mod error;
 mod flight;
+mod load;
+mod refresh;
+mod remote;
+pub(crate) mod slot;
+mod stale;
+mod stats;
+mod tasks;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use levee_core::SharedClock;
@@ -23,75 +27,67 @@ use parking_lot::Mutex;
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
 pub use error::CacheError;
+pub use stats::TieredStats;
 
-use crate::{EntryFreshness, Expiry, MemoryCache, MemoryEntry};
-use flight::{FlightResult, FlightRx, Flights, NewFlight};
+use crate::l2::L2Port;
+use crate::{EntryFreshness, MemoryCache};
+use flight::{FlightResult, FlightRx, Flights};
+use refresh::Rng;
+use slot::{Slot, Stored};
+use tasks::TaskGuard;
 
-/// What L1 holds for a key: a value, or a cached absence.
-type Stored<V> = Arc<Option<V>>;
+/// The settings a built cache runs with.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) ttl: Duration,
+    pub(crate) l1_ttl: Duration,
+    pub(crate) swr: Duration,
+    pub(crate) tiers: Vec<(Arc<str>, Duration)>,
+    pub(crate) failure_backoff: Duration,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) hard_timeout: Option<Duration>,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) ttl_jitter: f64,
+    pub(crate) early_refresh: f64,
+    pub(crate) load_lock: Option<Duration>,
+}
+
+impl Settings {
+    /// How long a value is kept past its fresh time: the last stale tier,
+    /// or the stale-while-revalidate window if longer.
+    pub(crate) fn keep_stale(&self) -> Duration {
+        self.tiers
+            .last()
+            .map_or(Duration::ZERO, |t| t.1)
+            .max(self.swr)
+    }
+}
+
+/// Maps the bytes of a key (as published on the backplane) back to the key.
+pub(crate) type KeyIndex<K> = dashmap::DashMap<Box<[u8]>, K, foldhash::fast::RandomState>;
 
 pub(crate) struct Shared<K, V> {
-    name: Arc<str>,
-    l1: MemoryCache<K, Stored<V>>,
-    clock: SharedClock,
-    ttl: Duration,
-    swr: Duration,
-    tiers: Vec<(Arc<str>, Duration)>,
-    failure_backoff: Duration,
-    negative_ttl: Duration,
-    hard_timeout: Option<Duration>,
-    soft_timeout: Option<Duration>,
-    ttl_jitter: f64,
-    flights: Flights<K>,
-    backoff: Mutex<HashMap<K, Instant, foldhash::fast::RandomState>>,
+    pub(crate) name: Arc<str>,
+    pub(crate) l1: MemoryCache<K, Stored<V>>,
+    pub(crate) clock: SharedClock,
+    pub(crate) cfg: Settings,
+    pub(crate) flights: Flights<K>,
+    pub(crate) backoff: Mutex<HashMap<K, Instant, foldhash::fast::RandomState>>,
+    pub(crate) rng: Rng,
+    pub(crate) l2: Option<Arc<dyn L2Port<K, V>>>,
+    /// Present when a backplane listens: keys of L1 entries by their bytes.
+    pub(crate) keys: Option<Arc<KeyIndex<K>>>,
+    pub(crate) replica_id: u64,
+    pub(crate) stats: stats::Counters,
+    pub(crate) subscribed: AtomicBool,
 }
 
-/// Ends the cache's background tasks when the last handle is dropped.
-#[derive(Default)]
-pub(crate) struct TaskGuard {
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-}
-
-impl TaskGuard {
-    fn track(&self, handle: tokio::task::AbortHandle) {
-        let mut tasks = self.tasks.lock();
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        for t in self.tasks.get_mut().drain(..) {
-            t.abort();
-        }
-    }
-}
-
-static LOADS: AtomicU64 = AtomicU64::new(0);
-
-/// A task handle that aborts the task when dropped, so that ending a load's
-/// outer task also ends the loader it is waiting on.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A cache that loads missing values once per key, serves stale values
-/// while an upstream fails, and says where each value came from and how
-/// fresh it is.
+/// A cache that loads missing values once per key, shares them with other
+/// replicas through an optional Redis L2, serves stale values while an
+/// upstream fails, and says where each value came from and how fresh it is.
 ///
 /// Cheap to clone: clones share one cache. Dropping the last clone ends its
-/// background loads and refreshes.
+/// background loads, refreshes and backplane listener.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -126,6 +122,7 @@ impl<K, V> std::fmt::Debug for TieredCache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieredCache")
             .field("name", &self.shared.name)
+            .field("l2", &self.shared.l2.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -135,20 +132,22 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A builder for a cache named `name` (used in logs and metrics).
+    /// A builder for a cache named `name` (used in Redis keys, logs and
+    /// metrics).
     pub fn builder(name: &str) -> TieredCacheBuilder<K, V> {
         TieredCacheBuilder::new(name)
     }
 
     /// The value for `key`, loading it with `load` when no fresh one is held.
     ///
-    /// One load per key runs at a time, on its own task: callers that ask
-    /// meanwhile wait for it, and a caller that is dropped does not cancel
-    /// it. Within `stale_while_revalidate` after expiry the stale value is
-    /// returned at once and refreshed in the background. When the load
-    /// fails (or is in its failure backoff), a stale value whose age fits a
-    /// stale tier is returned, labelled with the tier. `Ok(None)`: the
-    /// loader said the key is absent.
+    /// In order: a fresh L1 value; a fresh L2 value (promoted to L1 with the
+    /// times it was stored with); otherwise one load per key at a time, on
+    /// its own task: callers that ask meanwhile wait for it, and a caller
+    /// that is dropped does not cancel it. Within `stale_while_revalidate`
+    /// after expiry the stale value is returned at once and refreshed in the
+    /// background. When the load fails (or is in its failure backoff), a
+    /// stale value whose age fits a stale tier is returned, labelled with
+    /// the tier. `Ok(None)`: the loader said the key is absent.
     pub async fn get_or_load<F, Fut, E>(
         &self,
         key: K,
@@ -159,34 +158,31 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let entry = self.shared.l1.get_entry(&key);
+        let sh = &*self.shared;
+        let entry = sh.l1.get_entry(&key);
         if let Some(e) = &entry {
-            match e.freshness {
-                EntryFreshness::Fresh => return Ok(fresh(e, Source::L1)),
-                EntryFreshness::Stale { age } if age < self.shared.swr && e.value.is_some() => {
-                    if !self.shared.flights.is_running(&key) {
-                        drop(self.start_load(key, load));
-                    }
-                    let tier = self
-                        .shared
-                        .tier_for(age)
-                        .unwrap_or_else(|| Arc::from("stale-while-revalidate"));
-                    return Ok(stale(e, tier, age));
+            let slot = &e.value;
+            if e.freshness == EntryFreshness::Fresh {
+                if sh.cfg.early_refresh > 0.0
+                    && refresh::due(sh.cfg.early_refresh, slot, sh.clock.now(), &sh.rng)
+                {
+                    sh.stats.early_refresh();
+                    self.refresh(key, load, Some(slot.written_at_ms));
                 }
-                EntryFreshness::Stale { .. } => {}
+                return Ok(slot.cached(Freshness::Fresh, Source::L1));
+            }
+            let now = sh.clock.now();
+            if !slot.is_fresh(now) && slot.value.is_some() && slot.age(now) < sh.cfg.swr {
+                self.refresh(key, load, None);
+                return Ok(sh.serve_stale(slot, now, true));
             }
         }
-        if let Some(left) = self.shared.backoff_left(&key) {
-            return self
-                .shared
-                .stale_or(entry.as_ref(), CacheError::Backoff { retry_after: left });
+        if let Some(left) = sh.backoff_left(&key) {
+            return sh.stale_or(entry.as_ref(), CacheError::Backoff { retry_after: left });
         }
-        let rx = match self.shared.flights.join_or_register::<V, E>(&key) {
-            Ok(rx) => rx,
-            Err(registered) => self.spawn_load(key, load, registered),
-        };
-        let has_stale = entry.as_ref().is_some_and(|e| e.value.is_some());
-        let result = match self.shared.soft_timeout.filter(|_| has_stale) {
+        let rx = self.start_load(key.clone(), load, None);
+        let has_stale = entry.as_ref().is_some_and(|e| e.value.value.is_some());
+        let result = match sh.cfg.soft_timeout.filter(|_| has_stale) {
             // The load goes on after the soft timeout: it is on its own task.
             Some(soft) => tokio::time::timeout(soft, self.wait(rx))
                 .await
@@ -194,12 +190,9 @@ where
             None => self.wait(rx).await,
         };
         match result {
-            Ok(v) => Ok(v.map(|value| Cached {
-                value,
-                freshness: Freshness::Fresh,
-                source: Source::Loader,
-            })),
-            Err(err) => self.shared.stale_or(entry.as_ref(), err),
+            Ok(v) => Ok(v),
+            // The load may have left a stale L2 value in L1: look again.
+            Err(err) => sh.stale_or(sh.l1.get_entry(&key).or(entry).as_ref(), err),
         }
     }
 
@@ -211,7 +204,7 @@ where
                 Err(_) => Err(CacheError::LoaderPanicked),
             }
         };
-        match self.shared.hard_timeout {
+        match self.shared.cfg.hard_timeout {
             Some(t) => tokio::time::timeout(t, waiting)
                 .await
                 .unwrap_or(Err(CacheError::Timeout(t))),
@@ -219,86 +212,84 @@ where
         }
     }
 
-    fn start_load<F, Fut, E>(&self, key: K, load: F) -> FlightRx<V, E>
+    /// Starts a background load of `key` unless one is running.
+    fn refresh<F, Fut, E>(&self, key: K, load: F, newer_than: Option<u64>)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        match self.shared.flights.join_or_register::<V, E>(&key) {
-            Ok(rx) => rx,
-            Err(registered) => self.spawn_load(key, load, registered),
+        if !self.shared.flights.is_running(&key) {
+            drop(self.start_load(key, load, newer_than));
         }
     }
 
-    fn spawn_load<F, Fut, E>(
-        &self,
-        key: K,
-        load: F,
-        NewFlight { tx, rx, token }: NewFlight<V, E>,
-    ) -> FlightRx<V, E>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
-        E: Send + Sync + 'static,
-    {
-        LOADS.fetch_add(1, Ordering::Relaxed);
-        let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            let started = shared.clock.now();
-            // The loader runs on a task of its own so that its panic is
-            // caught here and becomes an error for every waiter.
-            let inner = AbortOnDrop(tokio::spawn(async move { load().await }));
-            let outcome = match inner.join().await {
-                Ok(Ok(loaded)) => Ok(loaded),
-                Ok(Err(e)) => Err(CacheError::Load(Arc::new(e))),
-                Err(_) => Err(CacheError::LoaderPanicked),
-            };
-            let result = match outcome {
-                Ok(loaded) => {
-                    shared.backoff.lock().remove(&key);
-                    let value = shared.store(&key, loaded, !token.load(Ordering::SeqCst));
-                    tracing::trace!(cache = %shared.name, elapsed = ?shared.clock.now() - started, "load finished");
-                    Ok(value)
-                }
-                Err(e) => {
-                    let until = shared.clock.now() + shared.failure_backoff;
-                    shared.backoff.lock().insert(key.clone(), until);
-                    Err(e)
-                }
-            };
-            shared.flights.finish(&key, &token);
-            let _ = tx.send(Some(result));
-        });
-        self.guard.track(task.abort_handle());
-        rx
-    }
-
-    /// The value for `key` if one is held fresh; never loads.
+    /// The value for `key` if one is held fresh in L1; never loads and never
+    /// asks L2.
     pub fn get(&self, key: &K) -> Option<Cached<V>> {
         let e = self.shared.l1.get_entry(key)?;
-        if e.freshness == EntryFreshness::Fresh {
-            fresh(&e, Source::L1)
+        if e.value.is_fresh(self.shared.clock.now()) {
+            e.value.cached(Freshness::Fresh, Source::L1)
         } else {
             None
         }
     }
 
-    /// Stores `value` as freshly loaded.
-    pub fn insert(&self, key: K, value: V) {
-        self.shared.store(&key, Loaded::Value(value), true);
+    /// Stores `value` as freshly loaded, in L1 and L2.
+    pub async fn insert(&self, key: K, value: V) {
+        let sh = &*self.shared;
+        let slot = sh.new_slot(Loaded::Value(value), Duration::ZERO);
+        sh.put_l1(&key, slot.clone());
+        sh.put_l2(&key, &slot).await;
     }
 
-    /// Drops `key`; a load running for it still answers its waiters but
-    /// its result is kept out of the cache.
-    pub fn invalidate(&self, key: &K) {
-        self.shared.flights.invalidate(key);
-        self.shared.l1.invalidate(key);
+    /// Drops `key` from L1 and L2, and tells the other replicas to drop
+    /// their L1 copies (when a backplane is on). A load running for `key`
+    /// still answers its waiters, but its result is kept out of both tiers.
+    /// A failed Redis call is counted in [`stats`](Self::stats); the
+    /// other replicas' copies then end with their `l1_ttl`.
+    pub async fn invalidate(&self, key: &K) {
+        let sh = &*self.shared;
+        sh.flights.invalidate(key);
+        sh.l1.invalidate(key);
+        if let Some(l2) = &sh.l2 {
+            l2.delete(key).await;
+            if sh.keys.is_some() {
+                l2.publish(crate::l2::message::key_message(
+                    sh.replica_id,
+                    &l2.key_bytes(key),
+                ))
+                .await;
+            }
+        }
+    }
+
+    /// Drops every L1 entry of this replica and, with a backplane, of the
+    /// others (L2 entries end with their Redis expiry, or are overwritten
+    /// by the next load).
+    pub async fn invalidate_all(&self) {
+        let sh = &*self.shared;
+        sh.l1.invalidate_all();
+        if let (Some(l2), Some(_)) = (&sh.l2, &sh.keys) {
+            l2.publish(crate::l2::message::all_message(sh.replica_id))
+                .await;
+        }
+    }
+
+    /// A snapshot of the cache's counters (and of its L2's).
+    pub fn stats(&self) -> TieredStats {
+        let sh = &*self.shared;
+        sh.stats.snapshot(
+            sh.l1.len(),
+            sh.l1.stats().hits,
+            sh.l2.as_ref().map(|l2| l2.stats()),
+            sh.subscribed.load(Ordering::Relaxed),
+        )
     }
 
     /// Loads started by all tiered caches of this process.
     pub fn loads_started() -> u64 {
-        LOADS.load(Ordering::Relaxed)
+        load::LOADS.load(Ordering::Relaxed)
     }
 }
 
@@ -307,45 +298,40 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    fn store(&self, key: &K, loaded: Loaded<V>, keep: bool) -> Option<V> {
-        let now = self.clock.now();
-        let (value, ttl) = match loaded {
-            Loaded::Value(v) => (Some(v), self.jittered(self.ttl)),
-            Loaded::ValueWithTtl(v, ttl) => (Some(v), self.jittered(ttl.min(self.ttl))),
-            Loaded::Absent => (None, self.negative_ttl),
+    /// A slot for a value loaded now (its TTL capped and jittered).
+    pub(crate) fn new_slot(&self, loaded: Loaded<V>, load_time: Duration) -> Stored<V> {
+        let now = slot::Now::of(&*self.clock);
+        let (value, ttl, keep) = match loaded {
+            Loaded::Value(v) => (Some(v), self.jittered(self.cfg.ttl), self.cfg.keep_stale()),
+            Loaded::ValueWithTtl(v, ttl) => (
+                Some(v),
+                self.jittered(ttl.min(self.cfg.ttl)),
+                self.cfg.keep_stale(),
+            ),
+            Loaded::Absent => (None, self.cfg.negative_ttl, Duration::ZERO),
         };
-        if keep {
-            let keep_stale = if value.is_some() {
-                self.tiers
-                    .last()
-                    .map_or(Duration::ZERO, |t| t.1)
-                    .max(self.swr)
-            } else {
-                Duration::ZERO
-            };
-            let expiry = Expiry {
-                fresh_until: now + ttl,
-                stale_until: now + ttl + keep_stale,
-            };
-            self.l1
-                .insert_with_expiry(key.clone(), Arc::new(value.clone()), expiry);
+        Arc::new(Slot::new(value, now, ttl, keep, load_time))
+    }
+
+    /// Puts `slot` in L1, trusted there for at most `l1_ttl`.
+    pub(crate) fn put_l1(&self, key: &K, slot: Stored<V>) {
+        let now = self.clock.now();
+        let expiry = crate::Expiry {
+            fresh_until: slot.fresh_until.min(now + self.cfg.l1_ttl),
+            stale_until: slot.stale_until,
+        };
+        if let (Some(keys), Some(l2)) = (&self.keys, &self.l2) {
+            keys.insert(l2.key_bytes(key).into_boxed_slice(), key.clone());
         }
-        value
+        self.l1.insert_with_expiry(key.clone(), slot, expiry);
     }
 
     /// `ttl` shortened by a random fraction up to `ttl_jitter`.
     fn jittered(&self, ttl: Duration) -> Duration {
-        if self.ttl_jitter == 0.0 {
+        if self.cfg.ttl_jitter == 0.0 {
             return ttl;
         }
-        ttl.mul_f64(1.0 - self.ttl_jitter * rand::random::<f64>())
-    }
-
-    fn tier_for(&self, age: Duration) -> Option<Arc<str>> {
-        self.tiers
-            .iter()
-            .find(|(_, max)| age <= *max)
-            .map(|(n, _)| n.clone())
+        ttl.mul_f64(1.0 - self.cfg.ttl_jitter * self.rng.next_f64())
     }
 
     fn backoff_left(&self, key: &K) -> Option<Duration> {
@@ -354,36 +340,4 @@ where
             .checked_duration_since(self.clock.now())
             .filter(|d| !d.is_zero())
     }
-
-    /// A stale value whose age fits a tier, or `err`.
-    fn stale_or<E>(
-        &self,
-        entry: Option<&MemoryEntry<Stored<V>>>,
-        err: CacheError<E>,
-    ) -> Result<Option<Cached<V>>, CacheError<E>> {
-        if let Some(e) = entry {
-            if let (EntryFreshness::Stale { age }, Some(_)) = (e.freshness, e.value.as_ref()) {
-                if let Some(tier) = self.tier_for(age) {
-                    return Ok(stale(e, tier, age));
-                }
-            }
-        }
-        Err(err)
-    }
-}
-
-fn fresh<V: Clone>(e: &MemoryEntry<Stored<V>>, source: Source) -> Option<Cached<V>> {
-    e.value.as_ref().clone().map(|value| Cached {
-        value,
-        freshness: Freshness::Fresh,
-        source,
-    })
-}
-
-fn stale<V: Clone>(e: &MemoryEntry<Stored<V>>, tier: Arc<str>, age: Duration) -> Option<Cached<V>> {
-    e.value.as_ref().clone().map(|value| Cached {
-        value,
-        freshness: Freshness::Stale { tier, age },
-        source: Source::L1,
-    })
 }

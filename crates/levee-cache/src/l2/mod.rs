@@ -1,0 +1,191 @@
+//! The shared second tier on Redis: [`RedisL2`], the envelope its values
+//! are stored in, their [`Codec`], signing, the cross-replica load lock and
+//! the invalidation backplane.
+//!
+//! A `TieredCache` reaches its L2 through [`L2Port`], a trait object, so
+//! that the serde and [`RedisKey`] bounds are asked only of caches that have
+//! an L2.
+
+#[cfg(feature = "redis")]
+pub(crate) mod backplane;
+#[cfg(feature = "redis")]
+mod codec;
+pub(crate) mod envelope;
+#[cfg(feature = "redis")]
+mod lock;
+pub(crate) mod message;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+mod signing;
+mod stats;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisL2, RedisL2Builder};
+#[cfg(feature = "redis")]
+pub(crate) use bound::Bound;
+#[cfg(feature = "redis")]
+pub use codec::Codec;
+pub(crate) use envelope::Envelope;
+pub use stats::RedisL2Stats;
+
+/// A boxed, sendable future (what [`L2Port`]'s methods return).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a read of L2 found.
+#[derive(Debug)]
+pub(crate) enum L2Read<V> {
+    /// A usable envelope.
+    Hit(Envelope<V>),
+    /// Nothing usable (absent, corrupt, unknown version, bad signature).
+    Miss,
+    /// Redis could not be asked (error, timeout, breaker open).
+    Unavailable,
+}
+
+/// One cache's view of L2: its key space, its codec, its channel.
+pub(crate) trait L2Port<K, V>: Send + Sync + 'static {
+    /// The bytes `key` contributes to Redis keys (and backplane messages).
+    fn key_bytes(&self, key: &K) -> Vec<u8>;
+    /// Reads the envelope of `key`.
+    fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>>;
+    /// Writes the envelope of `key`, expiring after `expire`.
+    fn write<'a>(
+        &'a self,
+        key: &'a K,
+        env: &'a Envelope<V>,
+        expire: Duration,
+    ) -> BoxFuture<'a, bool>;
+    /// Deletes `key`.
+    fn delete<'a>(&'a self, key: &'a K) -> BoxFuture<'a, bool>;
+    /// Tries to take the cross-replica load lock of `key` for `hold`:
+    /// `Some(true)` taken, `Some(false)` held by another replica, `None`
+    /// Redis unavailable.
+    fn lock<'a>(&'a self, key: &'a K, token: u64, hold: Duration) -> BoxFuture<'a, Option<bool>>;
+    /// Releases the lock of `key` if `token` still holds it.
+    fn unlock<'a>(&'a self, key: &'a K, token: u64) -> BoxFuture<'a, ()>;
+    /// Publishes `payload` on the cache's backplane channel.
+    fn publish(&self, payload: Vec<u8>) -> BoxFuture<'_, bool>;
+    /// The L2's counters.
+    fn stats(&self) -> RedisL2Stats;
+}
+
+#[cfg(feature = "redis")]
+mod bound {
+
+    use std::time::Duration;
+
+    use levee_core::RedisKey;
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::{BoxFuture, Codec, Envelope, L2Port, L2Read, RedisL2, RedisL2Stats, lock};
+
+    /// [`L2Port`] over a [`RedisL2`]: keys `{prefix}:{cache}:v{schema}:{key}`.
+    pub(crate) struct Bound {
+        l2: RedisL2,
+        codec: Codec,
+        value_prefix: Vec<u8>,
+        lock_prefix: Vec<u8>,
+        channel: String,
+    }
+
+    impl Bound {
+        /// The backplane channel.
+        pub(crate) fn channel(&self) -> &str {
+            &self.channel
+        }
+
+        pub(crate) fn new(
+            l2: RedisL2,
+            codec: Codec,
+            prefix: &str,
+            cache: &str,
+            schema: u32,
+        ) -> Self {
+            Bound {
+                l2,
+                codec,
+                value_prefix: format!("{prefix}:{cache}:v{schema}:").into_bytes(),
+                lock_prefix: format!("{prefix}:{cache}:lock:v{schema}:").into_bytes(),
+                channel: format!("{prefix}:{cache}:invalidate"),
+            }
+        }
+
+        fn full(prefix: &[u8], key: &impl RedisKey) -> Vec<u8> {
+            let mut out = prefix.to_vec();
+            key.write_redis_key(&mut out);
+            out
+        }
+    }
+
+    impl<K, V> L2Port<K, V> for Bound
+    where
+        K: RedisKey + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        fn key_bytes(&self, key: &K) -> Vec<u8> {
+            key.redis_key_bytes()
+        }
+
+        fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>> {
+            Box::pin(async move { self.l2.read(&Self::full(&self.value_prefix, key)).await })
+        }
+
+        fn write<'a>(
+            &'a self,
+            key: &'a K,
+            env: &'a Envelope<V>,
+            expire: Duration,
+        ) -> BoxFuture<'a, bool> {
+            Box::pin(async move {
+                let k = Self::full(&self.value_prefix, key);
+                self.l2.write(&k, env, self.codec, expire).await.is_ok()
+            })
+        }
+
+        fn delete<'a>(&'a self, key: &'a K) -> BoxFuture<'a, bool> {
+            Box::pin(async move {
+                let k = Self::full(&self.value_prefix, key);
+                self.l2.delete(&k).await.is_ok()
+            })
+        }
+
+        fn lock<'a>(
+            &'a self,
+            key: &'a K,
+            token: u64,
+            hold: Duration,
+        ) -> BoxFuture<'a, Option<bool>> {
+            Box::pin(async move {
+                let k = Self::full(&self.lock_prefix, key);
+                lock::acquire(&self.l2, &k, token, hold).await
+            })
+        }
+
+        fn unlock<'a>(&'a self, key: &'a K, token: u64) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                let k = Self::full(&self.lock_prefix, key);
+                lock::release(&self.l2, &k, token).await;
+            })
+        }
+
+        fn publish(&self, payload: Vec<u8>) -> BoxFuture<'_, bool> {
+            Box::pin(async move {
+                let cmd = ::redis::cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(payload)
+                    .clone();
+                self.l2.run::<i64>(cmd).await.is_ok()
+            })
+        }
+
+        fn stats(&self) -> RedisL2Stats {
+            self.l2.stats()
+        }
+    }
+}

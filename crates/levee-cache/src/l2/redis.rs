@@ -1,0 +1,344 @@
+//! [`RedisL2`]: the shared second tier, on `levee-core`'s Redis connection,
+//! every call under a timeout and behind a circuit breaker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use levee_breaker::CircuitBreaker;
+use levee_core::SharedClock;
+use levee_core::redis::RedisConnection;
+use redis::FromRedisValue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::{Codec, DecodeError};
+use super::envelope::Envelope;
+use super::signing::Signer;
+use super::{L2Read, RedisL2Stats};
+use crate::ConfigError;
+
+/// A Redis-backed second cache tier, shared by every replica.
+///
+/// Give it to [`TieredCacheBuilder::l2`](crate::TieredCacheBuilder::l2).
+/// Every Redis call is bounded by [`timeout`](RedisL2Builder::timeout) and
+/// goes through a [`CircuitBreaker`]: when Redis is down the breaker opens and
+/// the cache stops calling it (serving from L1 and the loader) until a probe
+/// finds it back. A value that does not decode, has an unknown format
+/// version, is too large or fails its signature is a miss, counted in
+/// [`stats`](Self::stats), never a panic.
+///
+/// Cheap to clone: clones share one connection, breaker and statistics; one
+/// `RedisL2` may serve several caches (each keeps its own key space).
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use levee_cache::RedisL2;
+/// use levee_core::redis::RedisConfig;
+///
+/// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
+/// let l2 = RedisL2::builder(conn)
+///     .timeout(Duration::from_millis(50))
+///     .signing_key(b"a deployment secret from the vault".as_slice())
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisL2 {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: RedisConnection,
+    timeout: Duration,
+    breaker: CircuitBreaker,
+    max_value_bytes: usize,
+    signer: Option<Signer>,
+    stats: Counters,
+}
+
+impl std::fmt::Debug for RedisL2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisL2")
+            .field("conn", &self.inner.conn)
+            .field("timeout", &self.inner.timeout)
+            .field("breaker", &self.inner.breaker)
+            .field("signed", &self.inner.signer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisL2`].
+#[must_use]
+pub struct RedisL2Builder {
+    conn: RedisConnection,
+    timeout: Duration,
+    breaker: Option<CircuitBreaker>,
+    max_value_bytes: usize,
+    signer: Option<Signer>,
+    clock: Option<SharedClock>,
+}
+
+impl std::fmt::Debug for RedisL2Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisL2Builder")
+            .field("timeout", &self.timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisL2Builder {
+    /// Each Redis call fails after this long. Default: 50 ms.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// The breaker in front of Redis. Default: opens after 3 consecutive
+    /// failures for 5 s, then lets one probe through.
+    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Larger values are neither written nor read (a miss). Default: 1 MiB.
+    pub fn max_value_bytes(mut self, n: usize) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Signs every envelope with a MAC keyed by (a key derived from)
+    /// `secret`, and rejects values whose MAC does not verify: a value
+    /// written by anyone without the secret, or copied to another key, is a
+    /// miss. The MAC is a keyed BLAKE3 hash over the Redis key and the
+    /// envelope, appended as 32 raw bytes. Default: unsigned.
+    pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.signer = Some(Signer::new(secret.as_ref()));
+        self
+    }
+
+    /// The clock of the default breaker. Default: the system clock.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the settings and builds the L2.
+    pub fn build(self) -> Result<RedisL2, ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new("timeout", "must be above zero"));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(ConfigError::new("max_value_bytes", "must be above zero"));
+        }
+        let breaker = match self.breaker {
+            Some(b) => b,
+            None => {
+                let mut b = CircuitBreaker::builder()
+                    .name("levee-cache-l2")
+                    .consecutive_failures(3)
+                    .open_duration(Duration::from_secs(5))
+                    .half_open_permits(1);
+                if let Some(c) = self.clock {
+                    b = b.clock(c);
+                }
+                b.build()
+                    .map_err(|e| ConfigError::new("breaker", e.to_string()))?
+            }
+        };
+        Ok(RedisL2 {
+            inner: Arc::new(Inner {
+                conn: self.conn,
+                timeout: self.timeout,
+                breaker,
+                max_value_bytes: self.max_value_bytes,
+                signer: self.signer,
+                stats: Counters::default(),
+            }),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    attempts: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    rejected: AtomicU64,
+    corrupt: AtomicU64,
+    unknown_version: AtomicU64,
+    oversized: AtomicU64,
+    bad_signature: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, event: &'static str) {
+    c.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "metrics")]
+    metrics::counter!("levee_cache_l2_events_total", "event" => event).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = event;
+}
+
+/// Redis could not be asked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unavailable;
+
+impl RedisL2 {
+    /// A builder over `conn` (from
+    /// [`RedisConfig::connect`](levee_core::redis::RedisConfig::connect)).
+    pub fn builder(conn: RedisConnection) -> RedisL2Builder {
+        RedisL2Builder {
+            conn,
+            timeout: Duration::from_millis(50),
+            breaker: None,
+            max_value_bytes: 1 << 20,
+            signer: None,
+            clock: None,
+        }
+    }
+
+    /// The breaker in front of Redis.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.inner.breaker
+    }
+
+    /// The connection (its configuration opens the backplane's pub/sub).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.inner.conn
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RedisL2Stats {
+        let s = &self.inner.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RedisL2Stats {
+            attempts: get(&s.attempts),
+            hits: get(&s.hits),
+            misses: get(&s.misses),
+            writes: get(&s.writes),
+            errors: get(&s.errors),
+            timeouts: get(&s.timeouts),
+            rejected: get(&s.rejected),
+            corrupt: get(&s.corrupt),
+            unknown_version: get(&s.unknown_version),
+            oversized: get(&s.oversized),
+            bad_signature: get(&s.bad_signature),
+        }
+    }
+
+    /// Runs `cmd` under the timeout, through the breaker.
+    pub(crate) async fn run<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Unavailable> {
+        let inner = &*self.inner;
+        let Ok(permit) = inner.breaker.try_acquire() else {
+            bump(&inner.stats.rejected, "rejected");
+            return Err(Unavailable);
+        };
+        bump(&inner.stats.attempts, "attempt");
+        let mut conn = inner.conn.clone();
+        match tokio::time::timeout(inner.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                permit.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                permit.failure();
+                bump(&inner.stats.errors, "error");
+                tracing::debug!(error = %e, "L2 command failed");
+                Err(Unavailable)
+            }
+            Err(_) => {
+                permit.failure();
+                bump(&inner.stats.timeouts, "timeout");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Reads and decodes the envelope under `key`.
+    pub(crate) async fn read<V: DeserializeOwned>(&self, key: &[u8]) -> L2Read<V> {
+        let stored: Option<Vec<u8>> = match self.run(redis::cmd("GET").arg(key).clone()).await {
+            Ok(v) => v,
+            Err(Unavailable) => return L2Read::Unavailable,
+        };
+        let s = &self.inner.stats;
+        let Some(stored) = stored else {
+            bump(&s.misses, "miss");
+            return L2Read::Miss;
+        };
+        if stored.len() > self.inner.max_value_bytes {
+            bump(&s.oversized, "oversized");
+            return L2Read::Miss;
+        }
+        let payload = match &self.inner.signer {
+            Some(signer) => match signer.verify(key, &stored) {
+                Some(p) => p,
+                None => {
+                    bump(&s.bad_signature, "bad_signature");
+                    return L2Read::Miss;
+                }
+            },
+            None => &stored[..],
+        };
+        match Codec::decode(payload) {
+            Ok(env) => {
+                bump(&s.hits, "hit");
+                L2Read::Hit(env)
+            }
+            Err(DecodeError::Corrupt) => {
+                bump(&s.corrupt, "corrupt");
+                L2Read::Miss
+            }
+            Err(DecodeError::UnknownVersion) => {
+                bump(&s.unknown_version, "unknown_version");
+                L2Read::Miss
+            }
+        }
+    }
+
+    /// Encodes (and signs) `env` and stores it under `key`, expiring after
+    /// `expire` (Redis's expiry only collects garbage: freshness is read
+    /// from the envelope).
+    pub(crate) async fn write<V: Serialize>(
+        &self,
+        key: &[u8],
+        env: &Envelope<V>,
+        codec: Codec,
+        expire: Duration,
+    ) -> Result<(), Unavailable> {
+        let s = &self.inner.stats;
+        let mut bytes = match codec.encode(env) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "a value could not be encoded for L2; not stored");
+                return Ok(());
+            }
+        };
+        if let Some(signer) = &self.inner.signer {
+            signer.sign(key, &mut bytes);
+        }
+        if bytes.len() > self.inner.max_value_bytes {
+            bump(&s.oversized, "oversized");
+            return Ok(());
+        }
+        let px = crate::tiered::slot::millis(expire).max(1);
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(bytes)
+            .arg("PX")
+            .arg(px)
+            .clone();
+        self.run::<()>(cmd).await?;
+        bump(&s.writes, "write");
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub(crate) async fn delete(&self, key: &[u8]) -> Result<(), Unavailable> {
+        self.run::<()>(redis::cmd("DEL").arg(key).clone()).await
+    }
+}

@@ -1,0 +1,173 @@
+//! The L2 side of a load: reading L2 (and promoting what it holds to L1
+//! with the times it was stored with), writing loaded values to it, and
+//! waiting for another replica that holds the load lock.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::slot::{Now, Slot, Stored};
+use super::{Cached, Freshness, Shared, Source};
+use crate::l2::envelope::EnvelopeAge;
+use crate::l2::{Envelope, L2Read};
+
+/// How often a replica waiting on another's load looks at L2.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// What waiting on the cross-replica load lock gave.
+pub(crate) enum Waited<V> {
+    /// Another replica's value appeared on L2 (or L1 could answer).
+    Found(Option<Cached<V>>),
+    /// This replica holds the lock (with this token): it loads.
+    Locked(u64),
+    /// No lock (none configured, Redis unavailable, or the wait ran out):
+    /// load anyway.
+    Load,
+}
+
+impl<K, V> Shared<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A fresh answer from L2, or from an L1 copy that was only due for a
+    /// check with an L2 that cannot answer. A stale L2 value is put in L1
+    /// so that it can be served if the load fails.
+    pub(crate) async fn ask_l2(
+        &self,
+        key: &K,
+        newer_than: Option<u64>,
+        token: &AtomicBool,
+    ) -> Option<Option<Cached<V>>> {
+        let l2 = self.l2.as_ref()?;
+        let read = l2.read(key).await;
+        let now = Now::of(&*self.clock);
+        match read {
+            L2Read::Hit(env) => {
+                let age = env.age_at(now.wall_ms);
+                let newer = newer_than.is_none_or(|t| env.written_at > t);
+                let slot = std::sync::Arc::new(slot_of(env, now));
+                match age {
+                    EnvelopeAge::Fresh(_) if newer => {
+                        self.promote(key, &slot, token);
+                        self.stats.hit_l2();
+                        return Some(slot.cached(Freshness::Fresh, Source::L2));
+                    }
+                    EnvelopeAge::Stale(_) if slot.value.is_some() => {
+                        let held = self.l1.get_entry(key);
+                        if held.is_none_or(|e| e.value.fresh_until < slot.fresh_until) {
+                            self.promote(key, &slot, token);
+                        }
+                    }
+                    _ => {}
+                }
+                None
+            }
+            L2Read::Unavailable if newer_than.is_none() => {
+                let held = self.l1.get_entry(key)?;
+                if !held.value.is_fresh(now.mono) {
+                    return None;
+                }
+                self.put_l1(key, held.value.clone());
+                Some(held.value.cached(Freshness::Fresh, Source::L1))
+            }
+            L2Read::Unavailable | L2Read::Miss => None,
+        }
+    }
+
+    fn promote(&self, key: &K, slot: &Stored<V>, token: &AtomicBool) {
+        if !token.load(Ordering::SeqCst) {
+            self.put_l1(key, slot.clone());
+            if token.load(Ordering::SeqCst) {
+                self.l1.invalidate(key);
+            }
+        }
+    }
+
+    /// Writes `slot` to L2, expiring when its last stale tier ends.
+    pub(crate) async fn put_l2(&self, key: &K, slot: &Slot<V>) {
+        let Some(l2) = &self.l2 else { return };
+        let env = Envelope {
+            written_at: slot.written_at_ms,
+            fresh_until: slot.fresh_until_ms,
+            stale_until: slot.stale_until_ms,
+            load_ms: u32::try_from(slot.load_time.as_millis()).unwrap_or(u32::MAX),
+            value: slot.value.clone(),
+        };
+        let expire = Duration::from_millis(slot.stale_until_ms.saturating_sub(slot.written_at_ms));
+        l2.write(key, &env, expire).await;
+    }
+
+    /// With `load_lock` set: takes the lock, or waits (bounded) for the
+    /// replica holding it to put its value on L2.
+    pub(crate) async fn await_other_replica(
+        &self,
+        key: &K,
+        newer_than: Option<u64>,
+        token: &AtomicBool,
+    ) -> Waited<V> {
+        let (Some(l2), Some(wait)) = (&self.l2, self.cfg.load_lock) else {
+            return Waited::Load;
+        };
+        let id = self.rng.next_u64();
+        match l2.lock(key, id, wait).await {
+            Some(true) => return Waited::Locked(id),
+            None => return Waited::Load,
+            Some(false) => {}
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Waited::Load;
+            }
+            tokio::time::sleep(LOCK_POLL.min(left)).await;
+            if let Some(found) = self.ask_l2(key, newer_than, token).await {
+                return Waited::Found(found);
+            }
+        }
+    }
+}
+
+fn slot_of<V>(env: Envelope<V>, now: Now) -> Slot<V> {
+    Slot::from_wall(
+        env.value,
+        now,
+        [env.written_at, env.fresh_until, env.stale_until],
+        Duration::from_millis(u64::from(env.load_ms)),
+    )
+}
+
+#[cfg(feature = "redis")]
+impl<K, V> crate::l2::backplane::Receiver for Shared<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn replica_id(&self) -> u64 {
+        self.replica_id
+    }
+
+    fn drop_key(&self, key: &[u8]) {
+        let Some(keys) = &self.keys else { return };
+        // The index's guard must be gone before L1 reports the removal to
+        // the listener that edits the index.
+        let found = keys.get(key).map(|e| e.value().clone());
+        if let Some(k) = found {
+            self.flights.invalidate(&k);
+            self.l1.invalidate(&k);
+            self.stats.backplane_invalidation();
+        }
+    }
+
+    fn drop_all(&self, after_gap: bool) {
+        self.l1.invalidate_all();
+        if after_gap {
+            self.stats.backplane_resync();
+        }
+    }
+
+    fn set_subscribed(&self, up: bool) {
+        self.subscribed.store(up, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,66 @@
+//! Stale tiers: which tier's window covers a stale value's age, and serving
+//! a stale value instead of an error.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::slot::Stored;
+use super::{CacheError, Cached, Freshness, Shared, Source};
+use crate::MemoryEntry;
+
+/// The tier name reported for a value served stale under
+/// `stale_while_revalidate` when no configured tier covers its age.
+const SWR_TIER: &str = "stale-while-revalidate";
+
+impl<K, V> Shared<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The first tier whose window covers `age`.
+    pub(crate) fn tier_for(&self, age: std::time::Duration) -> Option<Arc<str>> {
+        self.cfg
+            .tiers
+            .iter()
+            .find(|(_, max)| age <= *max)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// `slot` as a stale answer from L1; under stale-while-revalidate a
+    /// value no tier covers is labelled as such.
+    pub(crate) fn serve_stale(
+        &self,
+        slot: &Stored<V>,
+        now: Instant,
+        swr: bool,
+    ) -> Option<Cached<V>> {
+        let age = slot.age(now);
+        let tier = self
+            .tier_for(age)
+            .or_else(|| swr.then(|| Arc::from(SWR_TIER)))?;
+        self.stats.stale();
+        slot.cached(Freshness::Stale { tier, age }, Source::L1)
+    }
+
+    /// The held value if it is still fresh (its L1 copy was due for a check
+    /// with L2) or stale within a tier; otherwise `err`.
+    pub(crate) fn stale_or<E>(
+        &self,
+        entry: Option<&MemoryEntry<Stored<V>>>,
+        err: CacheError<E>,
+    ) -> Result<Option<Cached<V>>, CacheError<E>> {
+        let now = self.clock.now();
+        if let Some(slot) = entry.map(|e| &e.value) {
+            if slot.is_fresh(now) {
+                return Ok(slot.cached(Freshness::Fresh, Source::L1));
+            }
+            if slot.value.is_some() {
+                if let Some(found) = self.serve_stale(slot, now, false) {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Err(err)
+    }
+}

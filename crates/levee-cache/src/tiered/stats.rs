@@ -1,0 +1,104 @@
+//! [`TieredStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::RedisL2Stats;
+
+/// A snapshot of a [`TieredCache`](super::TieredCache)'s counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TieredStats {
+    /// Entries in L1 (stale and absent markers included).
+    pub l1_entries: usize,
+    /// Reads of L1 that found a fresh entry (the memory cache's own count,
+    /// so that a hit costs no shared counter; reads made by loads included).
+    pub l1_hits: u64,
+    /// Fresh answers from L2 (promoted to L1).
+    pub l2_hits: u64,
+    /// Loads started (refreshes included).
+    pub loads: u64,
+    /// Loads that failed, panicked or were abandoned.
+    pub load_failures: u64,
+    /// Stale values served (stale-while-revalidate, soft timeout or a
+    /// failed load).
+    pub stale_served: u64,
+    /// Early refreshes started (XFetch).
+    pub early_refreshes: u64,
+    /// L1 entries dropped because another replica invalidated them.
+    pub backplane_invalidations: u64,
+    /// Times the whole L1 was dropped after the backplane subscription came
+    /// back from a gap.
+    pub backplane_resyncs: u64,
+    /// Whether the backplane subscription is up now.
+    pub backplane_subscribed: bool,
+    /// The L2's counters, when there is one.
+    pub l2: Option<RedisL2Stats>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    l2_hits: AtomicU64,
+    loads: AtomicU64,
+    load_failures: AtomicU64,
+    stale_served: AtomicU64,
+    early_refreshes: AtomicU64,
+    backplane_invalidations: AtomicU64,
+    backplane_resyncs: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, result: &'static str) {
+    c.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "metrics")]
+    metrics::counter!("levee_cache_requests_total", "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
+impl Counters {
+    pub(crate) fn hit_l2(&self) {
+        bump(&self.l2_hits, "hit_l2");
+    }
+    pub(crate) fn load(&self) {
+        bump(&self.loads, "miss");
+    }
+    pub(crate) fn load_failed(&self) {
+        bump(&self.load_failures, "load_failed");
+    }
+    pub(crate) fn stale(&self) {
+        bump(&self.stale_served, "stale");
+    }
+    pub(crate) fn early_refresh(&self) {
+        bump(&self.early_refreshes, "early_refresh");
+    }
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn backplane_invalidation(&self) {
+        bump(&self.backplane_invalidations, "backplane_invalidation");
+    }
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn backplane_resync(&self) {
+        bump(&self.backplane_resyncs, "backplane_resync");
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        l1_entries: usize,
+        l1_hits: u64,
+        l2: Option<RedisL2Stats>,
+        backplane_subscribed: bool,
+    ) -> TieredStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TieredStats {
+            l1_entries,
+            l1_hits,
+            l2_hits: get(&self.l2_hits),
+            loads: get(&self.loads),
+            load_failures: get(&self.load_failures),
+            stale_served: get(&self.stale_served),
+            early_refreshes: get(&self.early_refreshes),
+            backplane_invalidations: get(&self.backplane_invalidations),
+            backplane_resyncs: get(&self.backplane_resyncs),
+            backplane_subscribed,
+            l2,
+        }
+    }
+}

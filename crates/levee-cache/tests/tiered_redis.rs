@@ -1,0 +1,524 @@
+//! TieredCache with a Redis L2, against real redis-server processes from
+//! levee-testkit: replicas sharing L2, the backplane, bad bytes in Redis,
+//! Redis killed and blackholed, keys of secrets.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use levee_breaker::State;
+use levee_cache::{Codec, Freshness, Loaded, RedisL2, Source, TieredCache};
+use levee_core::redis::{RedisConfig, RedisConnection};
+use levee_core::{KeyHasher, ManualClock};
+use levee_testkit::{FaultMode, FaultProxy, RedisCluster, RedisServer};
+
+type Cache = TieredCache<String, String>;
+
+fn conn(urls: &[String]) -> RedisConnection {
+    let config = if urls.len() > 1 {
+        RedisConfig::cluster(urls.to_vec())
+    } else {
+        RedisConfig::standalone(urls[0].clone())
+    };
+    config.connect().unwrap()
+}
+
+fn l2(urls: &[String], clock: &ManualClock) -> RedisL2 {
+    RedisL2::builder(conn(urls))
+        .clock(clock.shared())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+}
+
+fn replica(l2: RedisL2, clock: &ManualClock) -> Cache {
+    TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_tiers([("secondary", Duration::from_secs(3600))])
+        .failure_backoff(Duration::from_millis(1))
+        .l2(l2)
+        .clock(clock.shared())
+        .build()
+        .unwrap()
+}
+
+async fn get(
+    cache: &Cache,
+    key: &str,
+    calls: &Arc<AtomicU32>,
+    value: &str,
+) -> levee_cache::Cached<String> {
+    let (calls, value) = (calls.clone(), value.to_string());
+    cache
+        .get_or_load(key.to_string(), move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(Loaded::Value(value))
+        })
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn replicas_share_l2_and_invalidate_each_other(urls: Vec<String>) {
+    let clock = ManualClock::new();
+    let a = replica(l2(&urls, &clock), &clock);
+    let b = replica(l2(&urls, &clock), &clock);
+    until("both subscribed", || {
+        a.stats().backplane_subscribed && b.stats().backplane_subscribed
+    })
+    .await;
+    let calls = Arc::new(AtomicU32::new(0));
+    assert_eq!(get(&a, "k", &calls, "v1").await.source, Source::Loader);
+    clock.advance(Duration::from_secs(20));
+    let from_b = get(&b, "k", &calls, "unused").await;
+    assert_eq!(
+        (from_b.value.as_str(), from_b.source, &from_b.freshness),
+        ("v1", Source::L2, &Freshness::Fresh)
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second replica did not load"
+    );
+    assert_eq!(
+        get(&b, "k", &calls, "unused").await.source,
+        Source::L1,
+        "promoted"
+    );
+    // Promoted with the times it was stored with: it expires when A's does.
+    clock.advance(Duration::from_secs(41));
+    assert!(
+        b.get(&"k".to_string()).is_none(),
+        "stale at 61 s after the load"
+    );
+
+    let key = "k2".to_string();
+    get(&a, &key, &calls, "w1").await;
+    get(&b, &key, &calls, "unused").await;
+    assert!(b.get(&key).is_some());
+    a.invalidate(&key).await;
+    until("B dropped its copy", || b.get(&key).is_none()).await;
+    assert_eq!(b.stats().backplane_invalidations, 1);
+    assert_eq!(
+        get(&b, &key, &calls, "w2").await.source,
+        Source::Loader,
+        "L2 was cleared too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_l2_and_invalidate_each_other_standalone() {
+    let server = RedisServer::start().unwrap();
+    replicas_share_l2_and_invalidate_each_other(vec![server.url()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_l2_and_invalidate_each_other_on_a_cluster() {
+    let cluster = RedisCluster::start(3).unwrap();
+    replicas_share_l2_and_invalidate_each_other(cluster.urls()).await;
+}
+
+#[tokio::test]
+async fn freshness_comes_from_the_envelope_and_the_clock_not_redis_ttl() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = replica(l2(&[server.url()], &clock), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&a, "k", &calls, "v1").await;
+    // Past the fresh TTL on the injected clock (Redis still holds the key).
+    clock.advance(Duration::from_secs(90));
+    let b = replica(l2(&[server.url()], &clock), &clock);
+    let failing = |c: &Arc<AtomicU32>| {
+        let c = c.clone();
+        move || async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<Loaded<String>, _>("upstream down".to_string())
+        }
+    };
+    let got = b
+        .get_or_load("k".to_string(), failing(&calls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "stale on L2: a load was tried"
+    );
+    assert_eq!(got.value, "v1");
+    assert_eq!(
+        got.freshness,
+        Freshness::Stale {
+            tier: "secondary".into(),
+            age: Duration::from_secs(30)
+        }
+    );
+}
+
+#[tokio::test]
+async fn bad_bytes_in_redis_are_a_miss_and_a_count_never_a_panic() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let raw = conn(&[server.url()]);
+    let signed = RedisL2::builder(conn(&[server.url()]))
+        .signing_key(b"secret")
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let cache = replica(signed.clone(), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    let json_v9 = br#"{"levee":9,"written_at":1}"#.to_vec();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("corrupt", b"\x00\xffnot an envelope".to_vec()),
+        ("unknown_version", json_v9),
+        (
+            "tampered",
+            b"forged value with a 32-byte tag: 0123456789abcdef0123".to_vec(),
+        ),
+    ];
+    for (i, (name, bytes)) in cases.into_iter().enumerate() {
+        let key = format!("k{i}");
+        let _: () = redis::cmd("SET")
+            .arg(format!("levee:t:v1:{key}"))
+            .arg(bytes)
+            .query_async(&mut raw.clone())
+            .await
+            .unwrap();
+        let got = get(&cache, &key, &calls, "loaded").await;
+        assert_eq!(
+            (got.value.as_str(), got.source),
+            ("loaded", Source::Loader),
+            "{name}"
+        );
+    }
+    let stats = signed.stats();
+    assert_eq!(
+        stats.bad_signature, 3,
+        "unsigned bytes fail the MAC first: {stats:?}"
+    );
+    // Without signing, the same bytes are told apart.
+    let plain = RedisL2::builder(conn(&[server.url()])).build().unwrap();
+    let cache = replica(plain.clone(), &clock);
+    for (i, bytes) in [b"garbage".to_vec(), br#"{"levee":9}"#.to_vec()]
+        .into_iter()
+        .enumerate()
+    {
+        let _: () = redis::cmd("SET")
+            .arg(format!("levee:t:v1:p{i}"))
+            .arg(bytes)
+            .query_async(&mut raw.clone())
+            .await
+            .unwrap();
+        get(&cache, &format!("p{i}"), &calls, "loaded").await;
+    }
+    let stats = plain.stats();
+    assert_eq!((stats.corrupt, stats.unknown_version), (1, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_signed_value_is_read_back_by_a_replica_with_the_key_only() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let with_key = |secret: &[u8]| {
+        RedisL2::builder(conn(&[server.url()]))
+            .signing_key(secret)
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let a = replica(with_key(b"secret"), &clock);
+    get(&a, "k", &calls, "v").await;
+    let b = replica(with_key(b"secret"), &clock);
+    assert_eq!(get(&b, "k", &calls, "unused").await.source, Source::L2);
+    let other = with_key(b"another secret");
+    let c = replica(other.clone(), &clock);
+    assert_eq!(get(&c, "k", &calls, "v").await.source, Source::Loader);
+    assert_eq!(other.stats().bad_signature, 1);
+}
+
+#[tokio::test]
+async fn binary_codec_round_trips_through_redis() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let build = || {
+        TieredCache::<u64, Vec<u32>>::builder("bin")
+            .codec(Codec::Binary)
+            .l2(l2(&[server.url()], &clock))
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    a.insert(7, vec![1, 2, 3]).await;
+    let got = b
+        .get_or_load(7, || async {
+            Err::<Loaded<Vec<u32>>, _>("no load expected")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.value, got.source), (vec![1, 2, 3], Source::L2));
+}
+
+/// 1,000 gets while Redis is down: all answered, and once the breaker is
+/// open no Redis command is sent; Redis back (and the breaker's open time
+/// over) -> L2 used again, same cache.
+async fn serves_through_an_outage(
+    cache: &Cache,
+    l2: &RedisL2,
+    clock: &ManualClock,
+    outage: impl FnOnce(),
+    recover: impl FnOnce(),
+) {
+    let calls = Arc::new(AtomicU32::new(0));
+    get(cache, "warm", &calls, "v").await;
+    outage();
+    for i in 0..1_000 {
+        let key = format!("k{}", i % 50);
+        assert_eq!(get(cache, &key, &calls, "v").await.value, "v");
+        if i == 100 {
+            assert_eq!(l2.breaker().state(), State::Open, "opened by the failures");
+        }
+    }
+    let before = l2.stats().attempts;
+    for i in 0..500 {
+        get(cache, &format!("more{i}"), &calls, "v").await;
+    }
+    assert_eq!(
+        l2.stats().attempts,
+        before,
+        "no Redis call while the breaker is open"
+    );
+    assert!(l2.stats().rejected >= 500);
+    recover();
+    // The connection waits 250 ms after a failed connect before trying
+    // again; the breaker's open time is on the manual clock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_secs(6));
+    let writes = l2.stats().writes;
+    for i in 0..5 {
+        get(cache, &format!("after{i}"), &calls, "v").await;
+    }
+    assert_eq!(l2.breaker().state(), State::Closed);
+    assert_eq!(l2.stats().writes, writes + 5, "L2 used again");
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l2 = l2(&[server.url()], &clock);
+    let cache = replica(l2.clone(), &clock);
+    let server = std::cell::RefCell::new(server);
+    serves_through_an_outage(
+        &cache,
+        &l2,
+        &clock,
+        || server.borrow_mut().kill(),
+        || server.borrow_mut().restart().unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_blackholed_and_back() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let clock = ManualClock::new();
+    let l2 = RedisL2::builder(conn(&[proxy.url()]))
+        .clock(clock.shared())
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let cache = replica(l2.clone(), &clock);
+    serves_through_an_outage(
+        &cache,
+        &l2,
+        &clock,
+        || proxy.set_mode(FaultMode::Blackhole),
+        || proxy.set_mode(FaultMode::Pass),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backplane_gap_drops_the_whole_l1() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let cache = replica(l2(&[server.url()], &clock), &clock);
+    until("subscribed", || cache.stats().backplane_subscribed).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&cache, "k", &calls, "v").await;
+    server.restart().unwrap();
+    until("resubscribed after the gap", || {
+        cache.stats().backplane_resyncs == 1 && cache.stats().backplane_subscribed
+    })
+    .await;
+    assert!(
+        cache.get(&"k".to_string()).is_none(),
+        "L1 dropped: it may have missed invalidations"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_lock_makes_one_replica_load_for_all() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let locked = || {
+        TieredCache::<String, String>::builder("t")
+            .l2(l2(&[server.url()], &clock))
+            .load_lock(Duration::from_secs(5))
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let replicas: Vec<Cache> = (0..4).map(|_| locked()).collect();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for r in &replicas {
+        let (r, calls) = (r.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            r.get_or_load("k".to_string(), move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, String>(Loaded::Value("v".to_string()))
+            })
+            .await
+        }));
+    }
+    let mut sources = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap().unwrap().unwrap();
+        assert_eq!(got.value, "v");
+        sources.push(got.source);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one replica loaded: {sources:?}"
+    );
+    assert_eq!(sources.iter().filter(|s| **s == Source::L2).count(), 3);
+}
+
+#[tokio::test]
+async fn keys_of_secrets_never_put_the_secret_in_redis() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let cache = TieredCache::<levee_core::SensitiveKey, String>::builder("userinfo")
+        .l2(l2(&[server.url()], &clock))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let hasher = KeyHasher::new(b"a deployment secret".as_slice());
+    let tokens: Vec<String> = (0..5)
+        .map(|i| format!("eyJhbGciOiJSUzI1NiJ9.token-{i}"))
+        .collect();
+    for t in &tokens {
+        cache
+            .get_or_load(hasher.key(t), || async {
+                Ok::<_, String>(Loaded::Value("{\"sub\":\"x\"}".into()))
+            })
+            .await
+            .unwrap();
+    }
+    let mut raw = conn(&[server.url()]);
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 5);
+    for k in keys {
+        let v: Vec<u8> = redis::cmd("GET")
+            .arg(&k)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        for t in &tokens {
+            let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            assert!(
+                !k.contains(t.as_str()) && !v.contains(t.as_str()),
+                "{k} {v}"
+            );
+            assert!(!k.contains("token-"), "{k}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalidate_during_a_load_keeps_its_result_out_of_l2() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = replica(l2(&[server.url()], &clock), &clock);
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let waiter = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.get_or_load("k".to_string(), move || async move {
+                let _ = wait.await;
+                Ok::<_, String>(Loaded::Value("old".to_string()))
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.invalidate(&"k".to_string()).await;
+    release.send(()).unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap().unwrap().value, "old");
+    let b = replica(l2(&[server.url()], &clock), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    assert_eq!(
+        get(&b, "k", &calls, "new").await.source,
+        Source::Loader,
+        "not on L2"
+    );
+    assert!(a.get(&"k".to_string()).is_none(), "not on L1");
+}
+
+#[tokio::test]
+async fn an_l1_copy_past_l1_ttl_is_checked_with_l2_and_kept_while_redis_is_down() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let with_l1_ttl = |l2: RedisL2| {
+        TieredCache::<String, String>::builder("t")
+            .ttl(Duration::from_secs(60))
+            .l1_ttl(Duration::from_secs(10))
+            .l2(l2)
+            .backplane(false)
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        with_l1_ttl(l2(&[server.url()], &clock)),
+        with_l1_ttl(l2(&[server.url()], &clock)),
+    );
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&a, "k", &calls, "v1").await;
+    // B replaces the value on L2; A's L1 copy, past its l1_ttl, sees it.
+    clock.advance(Duration::from_secs(11));
+    b.insert("k".to_string(), "v2".to_string()).await;
+    let got = get(&a, "k", &calls, "unused").await;
+    assert_eq!((got.value.as_str(), got.source), ("v2", Source::L2));
+    // Redis gone: the L1 copy is served for the value's whole TTL.
+    server.kill();
+    clock.advance(Duration::from_secs(11));
+    let got = get(&a, "k", &calls, "unused").await;
+    assert_eq!(
+        (got.value.as_str(), got.source, got.freshness),
+        ("v2", Source::L1, Freshness::Fresh)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
