@@ -522,3 +522,68 @@ async fn an_l1_copy_past_l1_ttl_is_checked_with_l2_and_kept_while_redis_is_down(
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_load_under_the_lock_hands_the_lock_to_a_waiting_replica() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let locked = || {
+        TieredCache::<String, String>::builder("t")
+            .l2(l2(&[server.url()], &clock))
+            .load_lock(Duration::from_secs(60))
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (locked(), locked());
+    let failing = tokio::spawn(async move {
+        a.get_or_load("k".to_string(), || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err::<Loaded<String>, _>("upstream down".to_string())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // B finds the lock taken and waits; when A's load fails, B takes the
+    // lock and loads instead of waiting out the 60 s bound.
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        b.get_or_load("k".to_string(), || async {
+            Ok::<_, String>(Loaded::Value("from b".to_string()))
+        }),
+    )
+    .await
+    .expect("B waited out the lock although A had let it go")
+    .unwrap()
+    .unwrap();
+    assert_eq!((got.value.as_str(), got.source), ("from b", Source::Loader));
+    let a_got = failing.await.unwrap();
+    assert_eq!(
+        a_got.unwrap_err().load_error().map(String::as_str),
+        Some("upstream down")
+    );
+}
+
+#[tokio::test]
+async fn a_stale_value_brought_from_l2_by_a_failed_load_is_labelled_l2() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = replica(l2(&[server.url()], &clock), &clock);
+    let b = replica(l2(&[server.url()], &clock), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&a, "k", &calls, "v").await;
+    clock.advance(Duration::from_secs(61));
+    let fail = || async { Err::<Loaded<String>, _>("down".to_string()) };
+    let got = b.get_or_load("k".to_string(), fail).await.unwrap().unwrap();
+    assert_eq!(got.value, "v");
+    assert_eq!(
+        got.source,
+        Source::L2,
+        "B had no copy: the value came from L2"
+    );
+    assert!(matches!(got.freshness, Freshness::Stale { ref tier, .. } if &**tier == "secondary"));
+    // Past the failure backoff, B's next failed load serves its own L1 copy.
+    clock.advance(Duration::from_secs(1));
+    let again = b.get_or_load("k".to_string(), fail).await.unwrap().unwrap();
+    assert_eq!(again.source, Source::L1);
+}

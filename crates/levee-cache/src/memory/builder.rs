@@ -121,6 +121,52 @@ where
         self
     }
 
+    /// This builder's bounds, policy, shards and listener for a cache whose
+    /// values are `W`, each holding (or not: a cached absence) a `V`: the
+    /// weigher weighs the inner `V` (an absence weighs 1), the listener hears
+    /// of entries that hold one. Time settings are left out: the owner sets
+    /// them. Errors: a TTL was set (the owner decides expiry).
+    pub(crate) fn wrap_values<W>(
+        self,
+        inner: fn(&W) -> Option<&V>,
+    ) -> Result<MemoryCacheBuilder<K, W>, ConfigError>
+    where
+        W: Clone + Send + Sync + 'static,
+    {
+        if self.ttl.is_some() || !self.stale_retention.is_zero() {
+            return Err(ConfigError::new(
+                "l1",
+                "the tiered cache sets each L1 entry's expiry itself: leave out time_to_live and stale_retention (use the tiered builder's ttl, l1_ttl and stale_tiers)",
+            ));
+        }
+        let weigher = self.weigher.map(|w| -> Weigher<K, W> {
+            Arc::new(move |k: &K, v: &W| inner(v).map_or(1, |v| w(k, v)))
+        });
+        let listener = self.listener.map(|l| -> Listener<K, W> {
+            Arc::new(move |k: &K, v: &W, cause| {
+                if let Some(v) = inner(v) {
+                    l(k, v, cause);
+                }
+            })
+        });
+        Ok(MemoryCacheBuilder {
+            max_capacity: self.max_capacity,
+            max_weight: self.max_weight,
+            weigher,
+            ttl: None,
+            stale_retention: Duration::ZERO,
+            listener,
+            clock: self.clock,
+            shards: self.shards,
+            policy: self.policy,
+        })
+    }
+
+    /// The eviction listener set so far, taken out (to be chained).
+    pub(crate) fn take_listener(&mut self) -> Option<Listener<K, V>> {
+        self.listener.take()
+    }
+
     /// Checks the settings and builds the cache.
     pub fn build(self) -> Result<MemoryCache<K, V>, ConfigError> {
         let capacity = match (self.max_capacity, self.max_weight, self.weigher.is_some()) {

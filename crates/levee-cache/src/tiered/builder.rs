@@ -12,7 +12,7 @@ use super::refresh::Rng;
 use super::slot::Stored;
 use super::{KeyIndex, Settings, Shared, TaskGuard, TieredCache};
 use crate::l2::L2Port;
-use crate::{ConfigError, EvictionCause, MemoryCache};
+use crate::{ConfigError, EvictionCause, MemoryCache, MemoryCacheBuilder};
 
 /// Builds a [`TieredCache`].
 ///
@@ -32,7 +32,7 @@ use crate::{ConfigError, EvictionCause, MemoryCache};
 #[must_use]
 pub struct TieredCacheBuilder<K, V> {
     name: Arc<str>,
-    l1_capacity: u64,
+    l1: Option<MemoryCacheBuilder<K, V>>,
     ttl: Duration,
     swr: Duration,
     tiers: Vec<(Arc<str>, Duration)>,
@@ -82,7 +82,7 @@ where
     pub(crate) fn new(name: &str) -> Self {
         TieredCacheBuilder {
             name: Arc::from(name),
-            l1_capacity: 10_000,
+            l1: None,
             ttl: Duration::from_secs(60),
             swr: Duration::ZERO,
             tiers: Vec::new(),
@@ -107,9 +107,29 @@ where
         }
     }
 
-    /// Entries held in memory. Default: 10,000.
-    pub fn l1_capacity(mut self, entries: u64) -> Self {
-        self.l1_capacity = entries;
+    /// Entries held in memory: a shortcut for
+    /// `l1(MemoryCache::builder().max_capacity(entries))`. Default: 10,000.
+    pub fn l1_capacity(self, entries: u64) -> Self {
+        self.l1(MemoryCache::builder().max_capacity(entries))
+    }
+
+    /// The L1 memory cache's bound (`max_capacity`, or `weigher` with
+    /// `max_weight`; the weigher sees each value), eviction policy, shards
+    /// and eviction listener (called for entries that hold a value).
+    /// Leave out `time_to_live` and `stale_retention`: the tiered cache sets
+    /// each entry's expiry from `ttl`, `l1_ttl` and the stale tiers
+    /// (`build` says so if they are set). Default: 10,000 entries, S3-FIFO.
+    ///
+    /// ```
+    /// use levee_cache::{MemoryCache, TieredCache};
+    ///
+    /// let cache = TieredCache::<String, Vec<u8>>::builder("blobs")
+    ///     .l1(MemoryCache::builder().weigher(|_k, v: &Vec<u8>| v.len() as u32).max_weight(64 << 20))
+    ///     .build()?;
+    /// # Ok::<(), levee_cache::ConfigError>(())
+    /// ```
+    pub fn l1(mut self, l1: MemoryCacheBuilder<K, V>) -> Self {
+        self.l1 = Some(l1);
         self
     }
 
@@ -283,9 +303,9 @@ where
         let keys = backplane.as_ref().map(|_| Arc::new(KeyIndex::default()));
         #[cfg(not(feature = "redis"))]
         let keys = None;
-        let l1 = l1_cache(self.l1_capacity, cfg.keep_stale(), &clock, &l2, &keys)?;
+        let l1 = l1_cache(self.l1, cfg.keep_stale(), &clock, &l2, &keys)?;
         let shared = Arc::new(Shared {
-            name: self.name,
+            name: self.name.clone(),
             l1,
             clock,
             cfg,
@@ -295,7 +315,7 @@ where
             l2,
             keys,
             replica_id: rand::random(),
-            stats: super::stats::Counters::default(),
+            stats: super::stats::Counters::new(self.name),
             subscribed: std::sync::atomic::AtomicBool::new(false),
         });
         let guard = Arc::new(TaskGuard::default());
@@ -392,7 +412,7 @@ where
 /// The L1 memory cache; with a backplane, it keeps the key index in step
 /// with what it holds.
 fn l1_cache<K, V>(
-    capacity: u64,
+    l1: Option<MemoryCacheBuilder<K, V>>,
     keep: Duration,
     clock: &SharedClock,
     l2: &Option<Arc<dyn L2Port<K, V>>>,
@@ -400,17 +420,22 @@ fn l1_cache<K, V>(
 ) -> Result<MemoryCache<K, Stored<V>>, ConfigError>
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
-    let mut l1 = MemoryCache::builder()
-        .max_capacity(capacity)
+    let l1 = l1.unwrap_or_else(|| MemoryCache::builder().max_capacity(10_000));
+    let mut l1 = l1
+        .wrap_values(|s: &Stored<V>| s.value.as_ref())?
         .stale_retention(keep)
         .clock(clock.clone());
     if let (Some(l2), Some(keys)) = (l2, keys) {
         let (l2, keys) = (l2.clone(), keys.clone());
-        l1 = l1.eviction_listener(move |k, _, cause| {
+        let user = l1.take_listener();
+        l1 = l1.eviction_listener(move |k, v, cause| {
             if cause != EvictionCause::Replaced {
                 keys.remove(&*l2.key_bytes(k));
+            }
+            if let Some(user) = &user {
+                user(k, v, cause);
             }
         });
     }

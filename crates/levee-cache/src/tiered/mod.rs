@@ -174,11 +174,15 @@ where
             let now = sh.clock.now();
             if !slot.is_fresh(now) && slot.value.is_some() && slot.age(now) < sh.cfg.swr {
                 self.refresh(key, load, None);
-                return Ok(sh.serve_stale(slot, now, true));
+                return Ok(sh.serve_stale(slot, now, true, Source::L1));
             }
         }
         if let Some(left) = sh.backoff_left(&key) {
-            return sh.stale_or(entry.as_ref(), CacheError::Backoff { retry_after: left });
+            return sh.stale_or(
+                entry.as_ref(),
+                Source::L1,
+                CacheError::Backoff { retry_after: left },
+            );
         }
         let rx = self.start_load(key.clone(), load, None);
         let has_stale = entry.as_ref().is_some_and(|e| e.value.value.is_some());
@@ -191,8 +195,19 @@ where
         };
         match result {
             Ok(v) => Ok(v),
-            // The load may have left a stale L2 value in L1: look again.
-            Err(err) => sh.stale_or(sh.l1.get_entry(&key).or(entry).as_ref(), err),
+            // The load may have put a stale L2 value in L1: look again, and
+            // say so when the value held now is one it brought from L2.
+            Err(err) => {
+                let now_held = sh.l1.get_entry(&key);
+                let brought = now_held.as_ref().is_some_and(|n| {
+                    n.value.from_l2
+                        && entry
+                            .as_ref()
+                            .is_none_or(|e| !Arc::ptr_eq(&e.value, &n.value))
+                });
+                let source = if brought { Source::L2 } else { Source::L1 };
+                sh.stale_or(now_held.or(entry).as_ref(), source, err)
+            }
         }
     }
 

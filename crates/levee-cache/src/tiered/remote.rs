@@ -99,7 +99,10 @@ where
     }
 
     /// With `load_lock` set: takes the lock, or waits (bounded) for the
-    /// replica holding it to put its value on L2.
+    /// replica holding it to put its value on L2. If that replica lets the
+    /// lock go without a value (its load failed) or dies (the lock expires),
+    /// this replica takes the lock and loads: loads stay one at a time
+    /// across replicas, and nobody waits out the whole bound for nothing.
     pub(crate) async fn await_other_replica(
         &self,
         key: &K,
@@ -124,6 +127,9 @@ where
             tokio::time::sleep(LOCK_POLL.min(left)).await;
             if let Some(found) = self.ask_l2(key, newer_than, token).await {
                 return Waited::Found(found);
+            }
+            if l2.lock(key, id, wait).await == Some(true) {
+                return Waited::Locked(id);
             }
         }
     }

@@ -32,6 +32,8 @@ pub(crate) struct Slot<V> {
     pub(crate) stale_until_ms: u64,
     /// How long the load that produced it took (XFetch's delta).
     pub(crate) load_time: Duration,
+    /// Read from L2 (rather than loaded by this replica).
+    pub(crate) from_l2: bool,
 }
 
 pub(crate) type Stored<V> = Arc<Slot<V>>;
@@ -81,6 +83,7 @@ impl<V> Slot<V> {
             fresh_until_ms,
             stale_until_ms: fresh_until_ms.saturating_add(millis(keep)),
             load_time,
+            from_l2: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl<V> Slot<V> {
             fresh_until_ms,
             stale_until_ms,
             load_time,
+            from_l2: true,
         }
     }
 

@@ -27,36 +27,39 @@ where
             .map(|(n, _)| n.clone())
     }
 
-    /// `slot` as a stale answer from L1; under stale-while-revalidate a
-    /// value no tier covers is labelled as such.
+    /// `slot` as a stale answer from `source`; under stale-while-revalidate
+    /// a value no tier covers is labelled as such.
     pub(crate) fn serve_stale(
         &self,
         slot: &Stored<V>,
         now: Instant,
         swr: bool,
+        source: Source,
     ) -> Option<Cached<V>> {
         let age = slot.age(now);
         let tier = self
             .tier_for(age)
             .or_else(|| swr.then(|| Arc::from(SWR_TIER)))?;
         self.stats.stale();
-        slot.cached(Freshness::Stale { tier, age }, Source::L1)
+        slot.cached(Freshness::Stale { tier, age }, source)
     }
 
     /// The held value if it is still fresh (its L1 copy was due for a check
-    /// with L2) or stale within a tier; otherwise `err`.
+    /// with L2) or stale within a tier; otherwise `err`. `source`: where
+    /// the held value was read from.
     pub(crate) fn stale_or<E>(
         &self,
         entry: Option<&MemoryEntry<Stored<V>>>,
+        source: Source,
         err: CacheError<E>,
     ) -> Result<Option<Cached<V>>, CacheError<E>> {
         let now = self.clock.now();
         if let Some(slot) = entry.map(|e| &e.value) {
             if slot.is_fresh(now) {
-                return Ok(slot.cached(Freshness::Fresh, Source::L1));
+                return Ok(slot.cached(Freshness::Fresh, source));
             }
             if slot.value.is_some() {
-                if let Some(found) = self.serve_stale(slot, now, false) {
+                if let Some(found) = self.serve_stale(slot, now, false, source) {
                     return Ok(Some(found));
                 }
             }

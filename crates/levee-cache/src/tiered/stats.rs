@@ -35,8 +35,12 @@ pub struct TieredStats {
     pub l2: Option<RedisL2Stats>,
 }
 
-#[derive(Debug, Default)]
+/// The counters of one cache; with the `metrics` feature each event is
+/// also counted as `levee_cache_requests_total{cache, result}`.
+#[derive(Debug)]
 pub(crate) struct Counters {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    cache: std::sync::Arc<str>,
     l2_hits: AtomicU64,
     loads: AtomicU64,
     load_failures: AtomicU64,
@@ -46,37 +50,53 @@ pub(crate) struct Counters {
     backplane_resyncs: AtomicU64,
 }
 
-fn bump(c: &AtomicU64, result: &'static str) {
-    c.fetch_add(1, Ordering::Relaxed);
-    #[cfg(feature = "metrics")]
-    metrics::counter!("levee_cache_requests_total", "result" => result).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = result;
-}
-
 impl Counters {
+    pub(crate) fn new(cache: std::sync::Arc<str>) -> Self {
+        Counters {
+            cache,
+            l2_hits: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            load_failures: AtomicU64::new(0),
+            stale_served: AtomicU64::new(0),
+            early_refreshes: AtomicU64::new(0),
+            backplane_invalidations: AtomicU64::new(0),
+            backplane_resyncs: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one event (never on the L1-hit path: hits are the memory
+    /// cache's own count).
+    fn bump(&self, c: &AtomicU64, result: &'static str) {
+        c.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("levee_cache_requests_total", "cache" => self.cache.to_string(), "result" => result)
+            .increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = result;
+    }
+
     pub(crate) fn hit_l2(&self) {
-        bump(&self.l2_hits, "hit_l2");
+        self.bump(&self.l2_hits, "hit_l2");
     }
     pub(crate) fn load(&self) {
-        bump(&self.loads, "miss");
+        self.bump(&self.loads, "miss");
     }
     pub(crate) fn load_failed(&self) {
-        bump(&self.load_failures, "load_failed");
+        self.bump(&self.load_failures, "load_failed");
     }
     pub(crate) fn stale(&self) {
-        bump(&self.stale_served, "stale");
+        self.bump(&self.stale_served, "stale");
     }
     pub(crate) fn early_refresh(&self) {
-        bump(&self.early_refreshes, "early_refresh");
+        self.bump(&self.early_refreshes, "early_refresh");
     }
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn backplane_invalidation(&self) {
-        bump(&self.backplane_invalidations, "backplane_invalidation");
+        self.bump(&self.backplane_invalidations, "backplane_invalidation");
     }
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn backplane_resync(&self) {
-        bump(&self.backplane_resyncs, "backplane_resync");
+        self.bump(&self.backplane_resyncs, "backplane_resync");
     }
 
     pub(crate) fn snapshot(
