@@ -194,8 +194,13 @@ fn why(who: &str, got: &Cached<String>, ran: u32) -> String {
         (Freshness::Fresh, Source::Loader) => format!(
             "no fresh copy in {who}'s memory or in Redis: the loader ran and its value went to both tiers"
         ),
+        (Freshness::Stale { tier, age }, Source::L2) => format!(
+            "{who} held no copy; Redis held one past its TTL, so the loader ran; it failed, \
+             and the value from Redis, {} past its TTL, fits tier {tier}",
+            hm(*age)
+        ),
         (Freshness::Stale { tier, age }, _) if ran > 0 => format!(
-            "past its TTL, so the loader ran; it failed, and a value {} past its TTL fits tier {tier}",
+            "past its TTL, so the loader ran; it failed, and {who}'s own copy, {} past its TTL, fits tier {tier}",
             hm(*age)
         ),
         (Freshness::Stale { tier, .. }, _) => format!(
@@ -284,10 +289,6 @@ async fn outage(a: &Cache, b: &Cache, provider: &Arc<Provider>, clock: &ManualCl
     advance(TTL + Duration::from_secs(60), "1 minute past the TTL");
     read("B", b, provider).await;
     read("A", a, provider).await;
-    println!(
-        "      note: A held no copy since step 2's invalidate: its load found the stale value in Redis \
-         and put it in A's L1 before the loader failed, hence source L1"
-    );
     advance(
         TTL + Duration::from_secs(65),
         "5 s later, inside B's failure backoff",
