@@ -1,0 +1,268 @@
+//! TieredCache: what `get_or_load` costs over the memory cache on an L1
+//! hit; an L2 hit (L1 too small to hold the keys, so every get reads Redis)
+//! beside a raw `redis` GET of the same bytes on the same throwaway server;
+//! and N callers coalesced onto one load of a cold key, beside moka's
+//! `get_with`.
+//!
+//! Run: `cargo bench -p levee-benches --bench tiered`
+#![allow(missing_docs)] // criterion_main! generates an undocumented `main`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use levee_cache::{Loaded, MemoryCache, RedisL2, TieredCache};
+use levee_core::redis::RedisConfig;
+
+const KEYS: u64 = 10_000;
+
+/// A `/userinfo` answer of a realistic size (about 200 bytes of JSON).
+fn userinfo(i: u64) -> String {
+    format!(
+        "{{\"sub\":\"auth0|{i:024}\",\"email\":\"user{i}@example.com\",\"email_verified\":true,\
+         \"name\":\"User Number {i}\",\"picture\":\"https://cdn.example.com/avatars/{i}.png\",\
+         \"updated_at\":\"2026-11-23T09:00:00.000Z\"}}"
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn never(_: u64) -> Result<Loaded<String>, String> {
+    Err("the bench expected a hit".into())
+}
+
+/// An L1 hit through `get_or_load` beside `MemoryCache::get` of the same
+/// keys (one thread).
+fn l1_hit(c: &mut Criterion) {
+    let rt = runtime();
+    let tiered = rt.block_on(async {
+        let cache = TieredCache::<u64, String>::builder("bench")
+            .l1_capacity(2 * KEYS)
+            .ttl(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        for k in 0..KEYS {
+            cache.insert(k, userinfo(k)).await;
+        }
+        cache
+    });
+    let memory = MemoryCache::<u64, String>::builder()
+        .max_capacity(2 * KEYS)
+        .build()
+        .unwrap();
+    for k in 0..KEYS {
+        memory.insert(k, userinfo(k));
+    }
+    let mut g = c.benchmark_group("tiered/l1_hit");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("memory_cache_get", |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            black_box(memory.get(&k)).unwrap()
+        })
+    });
+    g.bench_function("tiered_get_or_load", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut k = 0;
+                for _ in 0..iters {
+                    k = (k + 7919) % KEYS;
+                    let got = tiered.get_or_load(k, move || never(k)).await;
+                    black_box(got.unwrap().unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+/// An L2 hit: the L1 holds 16 entries and the gets cycle over 1,000
+/// keys, so each get misses L1, reads and decodes the envelope from Redis
+/// and promotes it to L1. Beside: a raw GET of the same key's bytes with
+/// the `redis` crate's multiplexed connection, and a GET through levee's
+/// own connection (to split the cost between the connection and the
+/// cache). Sequential, one connection each, loopback.
+fn l2_hit(c: &mut Criterion) {
+    let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
+    let rt = runtime();
+    const HOT: u64 = 1_000;
+    let (tiered, conn) = rt.block_on(async {
+        let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+        let l2 = RedisL2::builder(conn.clone()).build().unwrap();
+        let cache = TieredCache::<String, String>::builder("bench")
+            .l1(MemoryCache::builder().max_capacity(16).shards(1))
+            .ttl(Duration::from_secs(3600))
+            .backplane(false)
+            .l2(l2)
+            .build()
+            .unwrap();
+        for k in 0..HOT {
+            cache.insert(format!("user-{k}"), userinfo(k)).await;
+        }
+        (cache, conn)
+    });
+    let raw = rt.block_on(async {
+        redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    });
+    let redis_key = |k: u64| format!("levee:bench:v1:user-{k}");
+    let stored: Vec<u8> = rt.block_on(async {
+        let mut raw = raw.clone();
+        redis::cmd("GET")
+            .arg(redis_key(0))
+            .query_async(&mut raw)
+            .await
+            .unwrap()
+    });
+    println!(
+        "tiered/l2_hit: one envelope is {} bytes (JSON codec)",
+        stored.len()
+    );
+    let mut g = c.benchmark_group("tiered/l2_hit");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20)
+        .throughput(Throughput::Elements(1));
+    g.bench_function("tiered_get_or_load", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let before = tiered.stats().l2_hits;
+                let start = Instant::now();
+                for i in 0..iters {
+                    let got = tiered
+                        .get_or_load(format!("user-{}", (i * 7) % HOT), move || never(i))
+                        .await;
+                    black_box(got.unwrap().unwrap());
+                }
+                let took = start.elapsed();
+                let hits = tiered.stats().l2_hits - before;
+                assert!(hits * 10 >= iters * 9, "{hits} L2 hits in {iters} gets");
+                took
+            })
+        })
+    });
+    g.bench_function("raw_redis_get", |b| {
+        b.iter_custom(|iters| {
+            let mut raw = raw.clone();
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let v: Vec<u8> = redis::cmd("GET")
+                        .arg(redis_key((i * 7) % HOT))
+                        .query_async(&mut raw)
+                        .await
+                        .unwrap();
+                    black_box(v);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("levee_connection_get", |b| {
+        b.iter_custom(|iters| {
+            let mut conn = conn.clone();
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let v: Vec<u8> = redis::cmd("GET")
+                        .arg(redis_key((i * 7) % HOT))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    black_box(v);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+    drop(server);
+}
+
+/// N tasks ask for one cold key at once: the time until all N have the
+/// value (one load). Beside: moka's `future::Cache::get_with`, which also
+/// coalesces. Two worker threads.
+fn coalesced(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tiered = rt.block_on(async {
+        TieredCache::<u64, String>::builder("bench")
+            .l1_capacity(1 << 20)
+            .build()
+            .unwrap()
+    });
+    let mut g = c.benchmark_group("tiered/coalesced_load");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    let mut next = 0u64;
+    for n in [1u64, 100, 1_000] {
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::new("tiered", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                time_coalesced(&rt, n, iters, &mut next, |key| {
+                    let cache = tiered.clone();
+                    tokio::spawn(async move {
+                        let load =
+                            move || async move { Ok::<_, String>(Loaded::Value(userinfo(key))) };
+                        cache.get_or_load(key, load).await.unwrap().unwrap().value
+                    })
+                })
+            })
+        });
+        let moka = moka::future::Cache::<u64, String>::new(1 << 20);
+        g.bench_with_input(BenchmarkId::new("moka_get_with", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                time_coalesced(&rt, n, iters, &mut next, |key| {
+                    let cache = moka.clone();
+                    tokio::spawn(
+                        async move { cache.get_with(key, async move { userinfo(key) }).await },
+                    )
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `iters` rounds of: `n` tasks made by `spawn` for one new key, timed
+/// until all have answered.
+fn time_coalesced(
+    rt: &tokio::runtime::Runtime,
+    n: u64,
+    iters: u64,
+    next: &mut u64,
+    spawn: impl Fn(u64) -> tokio::task::JoinHandle<String>,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        *next += 1;
+        let key = *next;
+        total += rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..n).map(|_| spawn(key)).collect();
+            for t in tasks {
+                black_box(t.await.unwrap());
+            }
+            start.elapsed()
+        });
+    }
+    total
+}
+
+criterion_group!(benches, l1_hit, l2_hit, coalesced);
+criterion_main!(benches);
