@@ -500,3 +500,92 @@ async fn ttl_jitter_spreads_expiry_within_the_ttl() {
     clock.advance(Duration::from_secs(25));
     assert_eq!(fresh(&cache), 0, "no TTL is lengthened");
 }
+
+#[tokio::test]
+async fn a_value_until_is_never_served_past_its_end_not_even_stale() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_tiers([("secondary", Duration::from_secs(12 * 3600))])
+        .failure_backoff(Duration::from_millis(1))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    for (key, until) in [("long", 90), ("short", 30)] {
+        cache
+            .get_or_load(key.to_string(), move || async move {
+                Ok::<_, String>(Loaded::ValueUntil(
+                    "jwt".to_string(),
+                    Duration::from_secs(until),
+                ))
+            })
+            .await
+            .unwrap();
+    }
+    // At 61 s: "long" (fresh 60 s, usable to 90 s) is served stale;
+    // "short" (usable to 30 s) is not served at all.
+    clock.advance(Duration::from_secs(61));
+    let got = cache
+        .get_or_load("long".to_string(), failing_loader(&calls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.freshness.is_stale());
+    let short = cache
+        .get_or_load("short".to_string(), failing_loader(&calls))
+        .await;
+    assert!(matches!(short, Err(CacheError::Load(_))), "{short:?}");
+    clock.advance(Duration::from_secs(30));
+    let long = cache
+        .get_or_load("long".to_string(), failing_loader(&calls))
+        .await;
+    assert!(
+        matches!(long, Err(CacheError::Load(_))),
+        "past its end at 91 s: {long:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_while_revalidate(Duration::from_secs(600))
+        .failure_backoff(Duration::from_secs(30))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    clock.advance(Duration::from_secs(61));
+    for _ in 0..5 {
+        let got = cache
+            .get_or_load("k".to_string(), failing_loader(&calls))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.value, "v1");
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the first load and one failed refresh; no refresh within the backoff"
+    );
+    clock.advance(Duration::from_secs(31));
+    cache
+        .get_or_load("k".to_string(), failing_loader(&calls))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "refreshed again after the backoff"
+    );
+}

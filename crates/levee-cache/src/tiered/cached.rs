@@ -53,9 +53,13 @@ pub enum Source {
 pub enum Loaded<V> {
     /// A value, fresh for the cache's TTL.
     Value(V),
-    /// A value with its own TTL (e.g. a token's `exp`), capped by the
-    /// cache's TTL.
+    /// A value with its own TTL, capped by the cache's TTL; past it the
+    /// value may still be served stale under the stale tiers.
     ValueWithTtl(V, Duration),
+    /// A value that must not be served after the given time from now, not
+    /// even stale (e.g. what a token's `exp` allows): fresh for that time
+    /// capped by the cache's TTL, stale-servable only up to it.
+    ValueUntil(V, Duration),
     /// Known absent: cached for the negative TTL.
     Absent,
 }

@@ -227,14 +227,15 @@ where
         }
     }
 
-    /// Starts a background load of `key` unless one is running.
+    /// Starts a background load of `key` unless one is running or a load
+    /// of it failed within `failure_backoff`.
     fn refresh<F, Fut, E>(&self, key: K, load: F, newer_than: Option<u64>)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        if !self.shared.flights.is_running(&key) {
+        if !self.shared.flights.is_running(&key) && self.shared.backoff_left(&key).is_none() {
             drop(self.start_load(key, load, newer_than));
         }
     }
@@ -323,6 +324,14 @@ where
                 self.jittered(ttl.min(self.cfg.ttl)),
                 self.cfg.keep_stale(),
             ),
+            Loaded::ValueUntil(v, until) => {
+                let ttl = self.jittered(until.min(self.cfg.ttl));
+                (
+                    Some(v),
+                    ttl,
+                    until.saturating_sub(ttl).min(self.cfg.keep_stale()),
+                )
+            }
             Loaded::Absent => (None, self.cfg.negative_ttl, Duration::ZERO),
         };
         Arc::new(Slot::new(value, now, ttl, keep, load_time))
