@@ -11,21 +11,28 @@ use levee_breaker::State;
 use levee_cache::{Codec, Freshness, Loaded, RedisL2, Source, TieredCache};
 use levee_core::redis::{RedisConfig, RedisConnection};
 use levee_core::{KeyHasher, ManualClock};
-use levee_testkit::{FaultMode, FaultProxy, RedisCluster, RedisServer};
+use levee_testkit::{FaultMode, FaultProxy, RedisCluster, RedisServer, RedisServerOptions};
 
 type Cache = TieredCache<String, String>;
 
-fn conn(urls: &[String]) -> RedisConnection {
-    let config = if urls.len() > 1 {
+fn config(urls: &[String]) -> RedisConfig {
+    if urls.len() > 1 {
         RedisConfig::cluster(urls.to_vec())
     } else {
         RedisConfig::standalone(urls[0].clone())
-    };
-    config.connect().unwrap()
+    }
+}
+
+fn conn(urls: &[String]) -> RedisConnection {
+    config(urls).connect().unwrap()
 }
 
 fn l2(urls: &[String], clock: &ManualClock) -> RedisL2 {
-    RedisL2::builder(conn(urls))
+    l2_on(config(urls), clock)
+}
+
+fn l2_on(config: RedisConfig, clock: &ManualClock) -> RedisL2 {
+    RedisL2::builder(config.connect().unwrap())
         .clock(clock.shared())
         .timeout(Duration::from_millis(200))
         .build()
@@ -70,10 +77,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-async fn replicas_share_l2_and_invalidate_each_other(urls: Vec<String>) {
+async fn replicas_share_l2_and_invalidate_each_other(config: RedisConfig) {
     let clock = ManualClock::new();
-    let a = replica(l2(&urls, &clock), &clock);
-    let b = replica(l2(&urls, &clock), &clock);
+    let a = replica(l2_on(config.clone(), &clock), &clock);
+    let b = replica(l2_on(config, &clock), &clock);
     until("both subscribed", || {
         a.stats().backplane_subscribed && b.stats().backplane_subscribed
     })
@@ -120,13 +127,45 @@ async fn replicas_share_l2_and_invalidate_each_other(urls: Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_standalone() {
     let server = RedisServer::start().unwrap();
-    replicas_share_l2_and_invalidate_each_other(vec![server.url()]).await;
+    replicas_share_l2_and_invalidate_each_other(RedisConfig::standalone(server.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_l2_and_invalidate_each_other_with_auth() {
+    let server =
+        RedisServer::start_with(RedisServerOptions::default().password("l2-secret")).unwrap();
+    replicas_share_l2_and_invalidate_each_other(RedisConfig::standalone(server.url())).await;
+    let refused = RedisConfig::standalone(format!("redis://:wrong@{}", server.addr()));
+    let cache = replica(l2_on(refused, &ManualClock::new()), &ManualClock::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    assert_eq!(
+        get(&cache, "k", &calls, "v").await.value,
+        "v",
+        "loaded without L2"
+    );
+    let stats = cache.stats().l2.unwrap();
+    assert_eq!(
+        stats.hits + stats.writes,
+        0,
+        "a wrong password gets nothing from Redis: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_l2_and_invalidate_each_other_over_tls() {
+    let server =
+        RedisServer::start_with(RedisServerOptions::default().tls().password("tls-secret"))
+            .unwrap();
+    assert!(server.url().starts_with("rediss://"));
+    let config = RedisConfig::standalone(server.url())
+        .tls_root_cert_pem(server.ca_cert_pem().expect("a TLS server has a CA"));
+    replicas_share_l2_and_invalidate_each_other(config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_on_a_cluster() {
     let cluster = RedisCluster::start(3).unwrap();
-    replicas_share_l2_and_invalidate_each_other(cluster.urls()).await;
+    replicas_share_l2_and_invalidate_each_other(RedisConfig::cluster(cluster.urls())).await;
 }
 
 #[tokio::test]
@@ -328,6 +367,23 @@ async fn redis_killed_and_restarted() {
         &clock,
         || server.borrow_mut().kill(),
         || server.borrow_mut().restart().unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_cluster_killed_and_restarted() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let clock = ManualClock::new();
+    let l2 = l2(&cluster.urls(), &clock);
+    let cache = replica(l2.clone(), &clock);
+    let cluster = std::cell::RefCell::new(cluster);
+    serves_through_an_outage(
+        &cache,
+        &l2,
+        &clock,
+        || cluster.borrow_mut().kill_all(),
+        || cluster.borrow_mut().restart_all().unwrap(),
     )
     .await;
 }
@@ -586,4 +642,34 @@ async fn a_stale_value_brought_from_l2_by_a_failed_load_is_labelled_l2() {
     clock.advance(Duration::from_secs(1));
     let again = b.get_or_load("k".to_string(), fail).await.unwrap().unwrap();
     assert_eq!(again.source, Source::L1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_cache_ends_its_backplane_listener() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let cache = replica(l2(&[server.url()], &clock), &clock);
+    until("subscribed", || cache.stats().backplane_subscribed).await;
+    let admin = conn(&[server.url()]);
+    let subscribers = || {
+        let mut admin = admin.clone();
+        async move {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("levee:t:invalidate")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!(subscribers().await, 1, "the listener is subscribed");
+    drop(cache);
+    for _ in 0..400 {
+        if subscribers().await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the backplane listener outlived its cache");
 }

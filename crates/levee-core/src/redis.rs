@@ -136,6 +136,7 @@ impl RedisConfig {
                 failed_at: parking_lot::Mutex::new(None),
                 consecutive_timeouts: AtomicU32::new(0),
             }),
+            timeout: self.response_timeout,
         };
         Ok(conn)
     }
@@ -274,6 +275,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct RedisConnection {
     inner: Arc<Inner>,
+    /// This handle's response timeout (the config's unless changed with
+    /// `with_response_timeout`).
+    timeout: Duration,
 }
 
 impl fmt::Debug for RedisConnection {
@@ -281,6 +285,7 @@ impl fmt::Debug for RedisConnection {
         f.debug_struct("RedisConnection")
             .field("config", &self.inner.config)
             .field("connected", &self.inner.conn.lock().is_some())
+            .field("response_timeout", &self.timeout)
             .finish()
     }
 }
@@ -294,6 +299,34 @@ impl RedisConnection {
     /// The configuration this connection was made from.
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
+    }
+
+    /// A handle on the same connection whose commands time out after `d`
+    /// instead of the configured response timeout (e.g. a cache that must
+    /// answer within a few milliseconds, beside a limiter that may wait
+    /// longer). Timeouts on any handle count toward reopening the shared
+    /// connection. A zero `d` keeps the current timeout.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use levee_core::redis::RedisConfig;
+    ///
+    /// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
+    /// let fast = conn.with_response_timeout(Duration::from_millis(20));
+    /// assert_eq!(fast.response_timeout(), Duration::from_millis(20));
+    /// assert_eq!(conn.response_timeout(), Duration::from_millis(500));
+    /// # Ok::<(), levee_core::redis::RedisSetupError>(())
+    /// ```
+    pub fn with_response_timeout(&self, d: Duration) -> RedisConnection {
+        RedisConnection {
+            inner: self.inner.clone(),
+            timeout: if d.is_zero() { self.timeout } else { d },
+        }
+    }
+
+    /// How long a command on this handle may take.
+    pub fn response_timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn current(&self) -> Result<Conn, RedisError> {
@@ -343,9 +376,12 @@ impl RedisConnection {
             }
         } else {
             let client = cfg.client(&cfg.nodes[0])?;
+            // No response timeout here: every command goes through this
+            // handle's own (`command`, `pipeline`), and a second timer per
+            // command costs a driver wake-up (an eventfd write) each.
             let mgr_cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(cfg.connect_timeout))
-                .set_response_timeout(Some(cfg.response_timeout))
+                .set_response_timeout(None)
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500));
             ConnectionManager::new_lazy_with_config(client, mgr_cfg).map(Conn::Single)
@@ -375,8 +411,7 @@ impl RedisConnection {
     }
 
     async fn command(&self, cmd: &Cmd) -> Result<Value, RedisError> {
-        let timeout = self.inner.config.response_timeout;
-        let result = tokio::time::timeout(timeout, async {
+        let result = tokio::time::timeout(self.timeout, async {
             self.current().await?.req_packed_command(cmd).await
         })
         .await
@@ -391,8 +426,7 @@ impl RedisConnection {
         offset: usize,
         count: usize,
     ) -> Result<Vec<Value>, RedisError> {
-        let timeout = self.inner.config.response_timeout;
-        let result = tokio::time::timeout(timeout, async {
+        let result = tokio::time::timeout(self.timeout, async {
             let mut conn = self.current().await?;
             conn.req_packed_commands(pipeline, offset, count).await
         })

@@ -150,7 +150,7 @@ impl RedisL2Builder {
         };
         Ok(RedisL2 {
             inner: Arc::new(Inner {
-                conn: self.conn,
+                conn: self.conn.with_response_timeout(self.timeout),
                 timeout: self.timeout,
                 breaker,
                 max_value_bytes: self.max_value_bytes,
@@ -239,21 +239,23 @@ impl RedisL2 {
             return Err(Unavailable);
         };
         bump(&inner.stats.attempts, "attempt");
+        // The connection handle carries this L2's timeout: one timer per
+        // call.
         let mut conn = inner.conn.clone();
-        match tokio::time::timeout(inner.timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => {
+        match cmd.query_async::<T>(&mut conn).await {
+            Ok(v) => {
                 permit.success();
                 Ok(v)
             }
-            Ok(Err(e)) => {
+            Err(e) if levee_core::redis::is_timeout(&e) => {
+                permit.failure();
+                bump(&inner.stats.timeouts, "timeout");
+                Err(Unavailable)
+            }
+            Err(e) => {
                 permit.failure();
                 bump(&inner.stats.errors, "error");
                 tracing::debug!(error = %e, "L2 command failed");
-                Err(Unavailable)
-            }
-            Err(_) => {
-                permit.failure();
-                bump(&inner.stats.timeouts, "timeout");
                 Err(Unavailable)
             }
         }

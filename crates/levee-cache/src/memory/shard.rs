@@ -147,15 +147,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 slot.freq.store(f - 1, Ordering::Relaxed);
                 self.main.push_back((key, id));
             } else {
-                self.remove_evicted(
-                    key,
-                    if expired {
-                        EvictionCause::Expired
-                    } else {
-                        EvictionCause::Evicted
-                    },
-                    removed,
-                );
+                self.remove_evicted(key, expired, removed);
             }
         } else if let Some((key, id)) = self.small.pop_front() {
             self.evict_from_small(key, id, capacity, policy, now, removed);
@@ -195,18 +187,17 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 }
             }
         }
-        self.remove_evicted(
-            key,
-            if expired {
-                EvictionCause::Expired
-            } else {
-                EvictionCause::Evicted
-            },
-            removed,
-        );
+        self.remove_evicted(key, expired, removed);
     }
 
-    fn remove_evicted(&mut self, key: K, cause: EvictionCause, removed: &mut Removed<K, V>) {
+    /// Removes `key` to make room: `Expired` if it was past its stale
+    /// time, else `Evicted`.
+    fn remove_evicted(&mut self, key: K, expired: bool, removed: &mut Removed<K, V>) {
+        let cause = if expired {
+            EvictionCause::Expired
+        } else {
+            EvictionCause::Evicted
+        };
         if let Some(slot) = self.take(&key) {
             removed.push((key, slot.value, cause));
         }
