@@ -150,6 +150,33 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let time = &self.inner.time;
+        self.find(key, |slot, freshness| MemoryEntry {
+            value: slot.value.clone(),
+            expiry: Expiry {
+                fresh_until: time.nanos_to_instant(slot.fresh_until),
+                stale_until: time.nanos_to_instant(slot.stale_until),
+            },
+            freshness,
+        })
+    }
+
+    /// `f` of the value for `key` (fresh or stale within its retention) and
+    /// its freshness, run under the shard's read lock: no clone of the
+    /// value unless `f` makes one. Counted like [`get_entry`](Self::get_entry).
+    pub(crate) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&V, EntryFreshness) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key, |slot, freshness| f(&slot.value, freshness))
+    }
+
+    fn find<Q, R>(&self, key: &Q, f: impl FnOnce(&shard::Slot<V>, EntryFreshness) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let inner = &*self.inner;
         let now = inner.time.now();
         let guard = inner.shards[self.shard_of(key)].read();
@@ -166,26 +193,27 @@ where
                         age: Duration::from_nanos(now - slot.fresh_until),
                     }
                 };
-                let expiry = Expiry {
-                    fresh_until: inner.time.nanos_to_instant(slot.fresh_until),
-                    stale_until: inner.time.nanos_to_instant(slot.stale_until),
-                };
-                MemoryEntry {
-                    value: slot.value.clone(),
-                    expiry,
-                    freshness,
-                }
+                let fresh = freshness == EntryFreshness::Fresh;
+                (f(slot, freshness), fresh)
             });
         drop(guard);
         if found.is_some() && inner.policy == EvictionPolicy::Lru {
             inner.shards[self.shard_of(key)].write().record_access(key);
         }
-        match &found {
-            Some(e) if e.freshness == EntryFreshness::Fresh => inner.stats.hit(),
-            Some(_) => inner.stats.stale_hit(),
-            None => inner.stats.miss(),
+        match found {
+            Some((r, true)) => {
+                inner.stats.hit();
+                Some(r)
+            }
+            Some((r, false)) => {
+                inner.stats.stale_hit();
+                Some(r)
+            }
+            None => {
+                inner.stats.miss();
+                None
+            }
         }
-        found
     }
 
     /// Inserts `value`, fresh for the cache's TTL (forever without one).

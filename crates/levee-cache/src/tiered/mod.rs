@@ -159,18 +159,31 @@ where
         E: Send + Sync + 'static,
     {
         let sh = &*self.shared;
-        let entry = sh.l1.get_entry(&key);
-        if let Some(e) = &entry {
-            let slot = &e.value;
-            if e.freshness == EntryFreshness::Fresh {
-                if sh.cfg.early_refresh > 0.0
-                    && refresh::due(sh.cfg.early_refresh, slot, sh.clock.now(), &sh.rng)
-                {
-                    sh.stats.early_refresh();
-                    self.refresh(key, load, Some(slot.written_at_ms));
-                }
-                return Ok(slot.cached(Freshness::Fresh, Source::L1));
+        // The hit path: a fresh value is cloned under L1's read lock; other
+        // entries hand out their slot.
+        let held = sh.l1.peek(&key, |slot, freshness| {
+            if freshness != EntryFreshness::Fresh {
+                return Err(slot.clone());
             }
+            let due = sh.cfg.early_refresh > 0.0
+                && refresh::due(sh.cfg.early_refresh, slot, sh.clock.now(), &sh.rng);
+            Ok((
+                slot.cached(Freshness::Fresh, Source::L1),
+                due.then_some(slot.written_at_ms),
+            ))
+        });
+        let held = match held {
+            Some(Ok((cached, refresh_newer_than))) => {
+                if let Some(written) = refresh_newer_than {
+                    sh.stats.early_refresh();
+                    self.refresh(key, load, Some(written));
+                }
+                return Ok(cached);
+            }
+            Some(Err(slot)) => Some(slot),
+            None => None,
+        };
+        if let Some(slot) = &held {
             let now = sh.clock.now();
             if !slot.is_fresh(now) && slot.value.is_some() && slot.age(now) < sh.cfg.swr {
                 self.refresh(key, load, None);
@@ -179,13 +192,13 @@ where
         }
         if let Some(left) = sh.backoff_left(&key) {
             return sh.stale_or(
-                entry.as_ref(),
+                held.as_ref(),
                 Source::L1,
                 CacheError::Backoff { retry_after: left },
             );
         }
         let rx = self.start_load(key.clone(), load, None);
-        let has_stale = entry.as_ref().is_some_and(|e| e.value.value.is_some());
+        let has_stale = held.as_ref().is_some_and(|s| s.value.is_some());
         let result = match sh.cfg.soft_timeout.filter(|_| has_stale) {
             // The load goes on after the soft timeout: it is on its own task.
             Some(soft) => tokio::time::timeout(soft, self.wait(rx))
@@ -198,15 +211,12 @@ where
             // The load may have put a stale L2 value in L1: look again, and
             // say so when the value held now is one it brought from L2.
             Err(err) => {
-                let now_held = sh.l1.get_entry(&key);
-                let brought = now_held.as_ref().is_some_and(|n| {
-                    n.value.from_l2
-                        && entry
-                            .as_ref()
-                            .is_none_or(|e| !Arc::ptr_eq(&e.value, &n.value))
-                });
+                let now_held = sh.l1.peek(&key, |slot, _| slot.clone());
+                let brought = now_held
+                    .as_ref()
+                    .is_some_and(|n| n.from_l2 && held.as_ref().is_none_or(|h| !Arc::ptr_eq(h, n)));
                 let source = if brought { Source::L2 } else { Source::L1 };
-                sh.stale_or(now_held.or(entry).as_ref(), source, err)
+                sh.stale_or(now_held.or(held).as_ref(), source, err)
             }
         }
     }
@@ -243,12 +253,15 @@ where
     /// The value for `key` if one is held fresh in L1; never loads and never
     /// asks L2.
     pub fn get(&self, key: &K) -> Option<Cached<V>> {
-        let e = self.shared.l1.get_entry(key)?;
-        if e.value.is_fresh(self.shared.clock.now()) {
-            e.value.cached(Freshness::Fresh, Source::L1)
-        } else {
-            None
-        }
+        let now = self.shared.clock.now();
+        self.shared
+            .l1
+            .peek(key, |slot, _| {
+                slot.is_fresh(now)
+                    .then(|| slot.cached(Freshness::Fresh, Source::L1))
+                    .flatten()
+            })
+            .flatten()
     }
 
     /// Stores `value` as freshly loaded, in L1 and L2.

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::slot::Stored;
 use super::{CacheError, Cached, Freshness, Shared, Source};
-use crate::MemoryEntry;
 
 /// The tier name reported for a value served stale under
 /// `stale_while_revalidate` when no configured tier covers its age.
@@ -49,12 +48,12 @@ where
     /// the held value was read from.
     pub(crate) fn stale_or<E>(
         &self,
-        entry: Option<&MemoryEntry<Stored<V>>>,
+        held: Option<&Stored<V>>,
         source: Source,
         err: CacheError<E>,
     ) -> Result<Option<Cached<V>>, CacheError<E>> {
         let now = self.clock.now();
-        if let Some(slot) = entry.map(|e| &e.value) {
+        if let Some(slot) = held {
             if slot.is_fresh(now) {
                 return Ok(slot.cached(Freshness::Fresh, source));
             }
