@@ -673,3 +673,47 @@ async fn dropping_the_cache_ends_its_backplane_listener() {
     }
     panic!("the backplane listener outlived its cache");
 }
+
+/// A leader reads L2 on its caller's task; dropped during that read, it
+/// hands the load to a task, and a caller that joined still gets the value
+/// (from L2 when another replica put it there, else from one load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_dropped_during_its_l2_read_hands_the_load_on() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let clock = ManualClock::new();
+    let slow_l2 = RedisL2::builder(conn(&[proxy.url()]))
+        .clock(clock.shared())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let cache = replica(slow_l2, &clock);
+    let other = replica(l2(&[server.url()], &clock), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&other, "in-l2", &calls, "from other").await;
+    // Warm the proxied connection, then slow every reply down.
+    assert!(cache.get(&"warm".to_string()).is_none());
+    get(&cache, "warm", &calls, "w").await;
+    proxy.set_mode(FaultMode::Delay(Duration::from_millis(300)));
+    for (key, want, loads) in [("in-l2", "from other", 0), ("cold", "loaded", 1)] {
+        let before = calls.load(Ordering::SeqCst);
+        let leader = {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tokio::spawn(async move { get(&cache, key, &calls, "loaded").await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let joiner = {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tokio::spawn(async move { get(&cache, key, &calls, "joiner's own").await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled(), "dropped mid-read");
+        let got = tokio::time::timeout(Duration::from_secs(20), joiner)
+            .await
+            .expect("the joiner was stranded")
+            .unwrap();
+        assert_eq!(got.value, want, "{key}");
+        assert_eq!(calls.load(Ordering::SeqCst) - before, loads, "{key}");
+    }
+}

@@ -33,18 +33,115 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let NewFlight { tx, rx, token } = match self.shared.flights.join_or_register::<V, E>(&key) {
-            Ok(rx) => return rx,
-            Err(registered) => registered,
+        match self.shared.flights.join_or_register::<V, E>(&key) {
+            Ok(rx) => rx,
+            Err(flight) => self.spawn_flight(key, load, flight, newer_than, false),
+        }
+    }
+
+    /// For a caller that waits for the answer: joins the load of `key`, or
+    /// leads a new one. A leader reads L2 on its own task first (a task
+    /// spawn and a wake-up less on an L2 hit) and starts the load task only
+    /// on a miss. A leader dropped during that read hands the whole load to
+    /// a task, so callers that joined meanwhile still get their answer.
+    pub(super) async fn lead_or_join<F, Fut, E>(&self, key: &K, load: F) -> Led<V, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        let flight = match self.shared.flights.join_or_register::<V, E>(key) {
+            Ok(rx) => return Led::Waiting(rx),
+            Err(flight) => flight,
         };
+        if self.shared.l2.is_none() {
+            return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
+        }
+        let token = flight.token.clone();
+        let mut handoff = Handoff {
+            cache: self,
+            parts: Some((key.clone(), load, flight)),
+        };
+        let found = self.shared.ask_l2(key, None, &token).await;
+        let (key, load, flight) = handoff.parts.take().expect("armed until here");
+        match found {
+            Some(found) => {
+                self.shared.flights.finish(&key, &flight.token);
+                let _ = flight.tx.send(Some(Ok(found.clone())));
+                Led::Answered(found)
+            }
+            None => Led::Waiting(self.spawn_flight(key, load, flight, None, true)),
+        }
+    }
+
+    /// Runs `flight` on a task of its own; `l2_asked`: its leader already
+    /// found nothing fresh on L2.
+    fn spawn_flight<F, Fut, E>(
+        &self,
+        key: K,
+        load: F,
+        flight: NewFlight<V, E>,
+        newer_than: Option<u64>,
+        l2_asked: bool,
+    ) -> FlightRx<V, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        let NewFlight { tx, rx, token } = flight;
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
-            let result = shared.fly(&key, load, &token, newer_than).await;
+            let result = shared.fly(&key, load, &token, newer_than, l2_asked).await;
             shared.flights.finish(&key, &token);
             let _ = tx.send(Some(result));
         });
         self.guard.track(task.abort_handle());
         rx
+    }
+}
+
+/// What leading or joining a load gave a waiting caller.
+pub(super) enum Led<V, E> {
+    /// The leader found the answer on L2 (and gave it to any joiners).
+    Answered(Option<super::Cached<V>>),
+    /// The load runs on its own task: wait for it here.
+    Waiting(FlightRx<V, E>),
+}
+
+/// A leader's load while it reads L2 on the caller's task: if the caller
+/// is dropped before it is taken back, the load goes on on a task.
+struct Handoff<'a, K, V, F, Fut, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+    E: Send + Sync + 'static,
+{
+    cache: &'a TieredCache<K, V>,
+    parts: Option<(K, F, NewFlight<V, E>)>,
+}
+
+impl<K, V, F, Fut, E> Drop for Handoff<'_, K, V, F, Fut, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+    E: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        let Some((key, load, flight)) = self.parts.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(self.cache.spawn_flight(key, load, flight, None, false));
+        } else {
+            // No runtime to run the load on: end the flight; its waiters
+            // see it ended and get an error.
+            self.cache.shared.flights.finish(&key, &flight.token);
+        }
     }
 }
 
@@ -59,6 +156,7 @@ where
         load: F,
         token: &Arc<AtomicBool>,
         newer_than: Option<u64>,
+        l2_asked: bool,
     ) -> FlightResult<V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -67,8 +165,10 @@ where
     {
         let mut lock = None;
         if self.l2.is_some() {
-            if let Some(found) = self.ask_l2(key, newer_than, token).await {
-                return Ok(found);
+            if !l2_asked {
+                if let Some(found) = self.ask_l2(key, newer_than, token).await {
+                    return Ok(found);
+                }
             }
             match self.await_other_replica(key, newer_than, token).await {
                 Waited::Found(found) => return Ok(found),

@@ -197,7 +197,10 @@ where
                 CacheError::Backoff { retry_after: left },
             );
         }
-        let rx = self.start_load(key.clone(), load, None);
+        let rx = match self.lead_or_join(&key, load).await {
+            load::Led::Answered(found) => return Ok(found),
+            load::Led::Waiting(rx) => rx,
+        };
         let has_stale = held.as_ref().is_some_and(|s| s.value.is_some());
         let result = match sh.cfg.soft_timeout.filter(|_| has_stale) {
             // The load goes on after the soft timeout: it is on its own task.
