@@ -36,6 +36,30 @@ async fn never(_: u64) -> Result<Loaded<String>, String> {
     Err("the bench expected a hit".into())
 }
 
+/// Runs `a` and `b` (each: a batch of `n` operations, timed) alternately,
+/// `rounds` times, and prints their mean times per operation and the
+/// ratio: drift on a shared machine then hits both alike.
+fn interleaved(
+    what: &str,
+    rounds: u32,
+    n: u64,
+    mut a: impl FnMut(u64) -> Duration,
+    mut b: impl FnMut(u64) -> Duration,
+) {
+    let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        ta += a(n);
+        tb += b(n);
+    }
+    let per = |t: Duration| t.as_secs_f64() * 1e9 / f64::from(rounds) / n as f64;
+    println!(
+        "{what}: interleaved {rounds} x {n} ops: {:.0} ns vs {:.0} ns per op, ratio {:.2}x",
+        per(ta),
+        per(tb),
+        ta.as_secs_f64() / tb.as_secs_f64()
+    );
+}
+
 /// An L1 hit through `get_or_load` beside `MemoryCache::get` of the same
 /// keys (one thread).
 fn l1_hit(c: &mut Criterion) {
@@ -58,29 +82,38 @@ fn l1_hit(c: &mut Criterion) {
     for k in 0..KEYS {
         memory.insert(k, userinfo(k));
     }
+    let memory_batch = |iters: u64| {
+        let start = Instant::now();
+        let mut k = 0;
+        for _ in 0..iters {
+            k = (k + 7919) % KEYS;
+            black_box(memory.get(&k)).unwrap();
+        }
+        start.elapsed()
+    };
+    let tiered_batch = |iters: u64| {
+        rt.block_on(async {
+            let start = Instant::now();
+            let mut k = 0;
+            for _ in 0..iters {
+                k = (k + 7919) % KEYS;
+                let got = tiered.get_or_load(k, move || never(k)).await;
+                black_box(got.unwrap().unwrap());
+            }
+            start.elapsed()
+        })
+    };
+    interleaved(
+        "tiered/l1_hit tiered vs memory",
+        200,
+        10_000,
+        tiered_batch,
+        memory_batch,
+    );
     let mut g = c.benchmark_group("tiered/l1_hit");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("memory_cache_get", |b| {
-        let mut k = 0;
-        b.iter(|| {
-            k = (k + 7919) % KEYS;
-            black_box(memory.get(&k)).unwrap()
-        })
-    });
-    g.bench_function("tiered_get_or_load", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let mut k = 0;
-                for _ in 0..iters {
-                    k = (k + 7919) % KEYS;
-                    let got = tiered.get_or_load(k, move || never(k)).await;
-                    black_box(got.unwrap().unwrap());
-                }
-                start.elapsed()
-            })
-        })
-    });
+    g.bench_function("memory_cache_get", |b| b.iter_custom(memory_batch));
+    g.bench_function("tiered_get_or_load", |b| b.iter_custom(tiered_batch));
     g.finish();
 }
 
@@ -117,82 +150,79 @@ fn l2_hit(c: &mut Criterion) {
             .unwrap()
     });
     let redis_key = |k: u64| format!("levee:bench:v1:user-{k}");
-    let stored: Vec<u8> = rt.block_on(async {
-        let mut raw = raw.clone();
-        redis::cmd("GET")
-            .arg(redis_key(0))
-            .query_async(&mut raw)
-            .await
-            .unwrap()
-    });
     println!(
         "tiered/l2_hit: one envelope is {} bytes (JSON codec)",
-        stored.len()
+        rt.block_on(async {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(redis_key(0))
+                .query_async(&mut raw.clone())
+                .await
+                .unwrap();
+            v.len()
+        })
+    );
+    // Keys go on from where the last batch stopped, so that no batch finds
+    // the previous batch's last keys still in the 16-entry L1.
+    let next = std::cell::Cell::new(0u64);
+    let tiered_batch = |iters: u64| {
+        rt.block_on(async {
+            let before = tiered.stats().l2_hits;
+            let start = Instant::now();
+            for _ in 0..iters {
+                let i = next.get() + 1;
+                next.set(i);
+                let got = tiered
+                    .get_or_load(format!("user-{}", (i * 7) % HOT), move || never(i))
+                    .await;
+                black_box(got.unwrap().unwrap());
+            }
+            let took = start.elapsed();
+            let hits = tiered.stats().l2_hits - before;
+            assert!(hits * 10 >= iters * 9, "{hits} L2 hits in {iters} gets");
+            took
+        })
+    };
+    let raw_batch = |iters: u64| get_loop(&rt, raw.clone(), iters, |i| redis_key((i * 7) % HOT));
+    interleaved(
+        "tiered/l2_hit tiered vs raw GET",
+        20,
+        2_000,
+        tiered_batch,
+        raw_batch,
     );
     let mut g = c.benchmark_group("tiered/l2_hit");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(20)
         .throughput(Throughput::Elements(1));
-    // Keys go on from where the last batch stopped, so that no batch finds
-    // the previous batch's last keys still in the 16-entry L1.
-    let mut next = 0u64;
-    g.bench_function("tiered_get_or_load", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let before = tiered.stats().l2_hits;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    next += 1;
-                    let i = next;
-                    let got = tiered
-                        .get_or_load(format!("user-{}", (i * 7) % HOT), move || never(i))
-                        .await;
-                    black_box(got.unwrap().unwrap());
-                }
-                let took = start.elapsed();
-                let hits = tiered.stats().l2_hits - before;
-                assert!(hits * 10 >= iters * 9, "{hits} L2 hits in {iters} gets");
-                took
-            })
-        })
-    });
-    g.bench_function("raw_redis_get", |b| {
-        b.iter_custom(|iters| {
-            let mut raw = raw.clone();
-            rt.block_on(async {
-                let start = Instant::now();
-                for i in 0..iters {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(redis_key((i * 7) % HOT))
-                        .query_async(&mut raw)
-                        .await
-                        .unwrap();
-                    black_box(v);
-                }
-                start.elapsed()
-            })
-        })
-    });
+    g.bench_function("tiered_get_or_load", |b| b.iter_custom(tiered_batch));
+    g.bench_function("raw_redis_get", |b| b.iter_custom(raw_batch));
     g.bench_function("levee_connection_get", |b| {
-        b.iter_custom(|iters| {
-            let mut conn = conn.clone();
-            rt.block_on(async {
-                let start = Instant::now();
-                for i in 0..iters {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(redis_key((i * 7) % HOT))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    black_box(v);
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| get_loop(&rt, conn.clone(), iters, |i| redis_key((i * 7) % HOT)))
     });
     g.finish();
     drop(server);
+}
+
+/// `iters` sequential GETs of `key(i)` on `conn`, timed.
+fn get_loop<C: redis::aio::ConnectionLike>(
+    rt: &tokio::runtime::Runtime,
+    mut conn: C,
+    iters: u64,
+    key: impl Fn(u64) -> String,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..iters {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(key(i))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            black_box(v);
+        }
+        start.elapsed()
+    })
 }
 
 /// N tasks ask for one cold key at once: the time until all N have the

@@ -217,7 +217,7 @@ where
                 let now_held = sh.l1.peek(&key, |slot, _| slot.clone());
                 let brought = now_held
                     .as_ref()
-                    .is_some_and(|n| n.from_l2 && held.as_ref().is_none_or(|h| !Arc::ptr_eq(h, n)));
+                    .is_some_and(|n| n.from_l2 && held.as_ref().is_none_or(|h| !h.same_as(n)));
                 let source = if brought { Source::L2 } else { Source::L1 };
                 sh.stale_or(now_held.or(held).as_ref(), source, err)
             }
@@ -350,7 +350,7 @@ where
             }
             Loaded::Absent => (None, self.cfg.negative_ttl, Duration::ZERO),
         };
-        Arc::new(Slot::new(value, now, ttl, keep, load_time))
+        Slot::new(value, now, ttl, keep, load_time)
     }
 
     /// Puts `slot` in L1, trusted there for at most `l1_ttl`.

@@ -46,7 +46,7 @@ where
             L2Read::Hit(env) => {
                 let age = env.age_at(now.wall_ms);
                 let newer = newer_than.is_none_or(|t| env.written_at > t);
-                let slot = std::sync::Arc::new(slot_of(env, now));
+                let slot = slot_of(env, now);
                 match age {
                     EnvelopeAge::Fresh(_) if newer => {
                         self.promote(key, &slot, token);

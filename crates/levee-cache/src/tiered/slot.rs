@@ -1,7 +1,6 @@
 //! What L1 holds for a key: the value (or a cached absence) with the times
 //! that decide its freshness and what early refresh needs to know.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Cached, Freshness, Source};
@@ -17,8 +16,9 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 /// An L1 entry. The L1's own expiry may end sooner (`l1_ttl`); these times
-/// are the value's.
-#[derive(Debug)]
+/// are the value's. Held inline in L1 (not behind an `Arc`), so that a hit
+/// reads the same memory as a plain memory-cache hit.
+#[derive(Debug, Clone)]
 pub(crate) struct Slot<V> {
     /// The value; `None`: known absent.
     pub(crate) value: Option<V>,
@@ -36,7 +36,7 @@ pub(crate) struct Slot<V> {
     pub(crate) from_l2: bool,
 }
 
-pub(crate) type Stored<V> = Arc<Slot<V>>;
+pub(crate) type Stored<V> = Slot<V>;
 
 /// A moment read from both clocks.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +104,12 @@ impl<V> Slot<V> {
             load_time,
             from_l2: true,
         }
+    }
+
+    /// Whether `other` holds the same write of the value (same origin and
+    /// write time).
+    pub(crate) fn same_as(&self, other: &Slot<V>) -> bool {
+        self.from_l2 == other.from_l2 && self.written_at_ms == other.written_at_ms
     }
 
     /// Whether the value is fresh at `now`.
