@@ -33,19 +33,11 @@ use crate::{ConfigError, EvictionCause, MemoryCache, MemoryCacheBuilder};
 pub struct TieredCacheBuilder<K, V> {
     name: Arc<str>,
     l1: Option<MemoryCacheBuilder<K, V>>,
-    ttl: Duration,
-    swr: Duration,
-    tiers: Vec<(Arc<str>, Duration)>,
-    failure_backoff: Duration,
-    negative_ttl: Duration,
-    hard_timeout: Option<Duration>,
-    soft_timeout: Option<Duration>,
-    ttl_jitter: f64,
-    clock: Option<SharedClock>,
+    /// The settings the cache runs with (`l1_ttl` is filled in at `build`).
+    cfg: Settings,
     l1_ttl: Option<Duration>,
-    early_refresh: f64,
+    clock: Option<SharedClock>,
     seed: Option<u64>,
-    load_lock: Option<Duration>,
     prefix: String,
     schema: u32,
     backplane: bool,
@@ -67,9 +59,9 @@ impl<K, V> std::fmt::Debug for TieredCacheBuilder<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieredCacheBuilder")
             .field("name", &self.name)
-            .field("ttl", &self.ttl)
-            .field("stale_while_revalidate", &self.swr)
-            .field("stale_tiers", &self.tiers)
+            .field("ttl", &self.cfg.ttl)
+            .field("stale_while_revalidate", &self.cfg.swr)
+            .field("stale_tiers", &self.cfg.tiers)
             .finish_non_exhaustive()
     }
 }
@@ -83,19 +75,22 @@ where
         TieredCacheBuilder {
             name: Arc::from(name),
             l1: None,
-            ttl: Duration::from_secs(60),
-            swr: Duration::ZERO,
-            tiers: Vec::new(),
-            failure_backoff: Duration::from_secs(5),
-            negative_ttl: Duration::from_secs(30),
-            hard_timeout: None,
-            soft_timeout: None,
-            ttl_jitter: 0.0,
-            clock: None,
+            cfg: Settings {
+                ttl: Duration::from_secs(60),
+                l1_ttl: Duration::ZERO,
+                swr: Duration::ZERO,
+                tiers: Vec::new(),
+                failure_backoff: Duration::from_secs(5),
+                negative_ttl: Duration::from_secs(30),
+                hard_timeout: None,
+                soft_timeout: None,
+                ttl_jitter: 0.0,
+                early_refresh: 0.0,
+                load_lock: None,
+            },
             l1_ttl: None,
-            early_refresh: 0.0,
+            clock: None,
             seed: None,
-            load_lock: None,
             prefix: "levee".to_string(),
             schema: 1,
             backplane: true,
@@ -135,14 +130,14 @@ where
 
     /// How long a loaded value is fresh. Default: 60 s.
     pub fn ttl(mut self, d: Duration) -> Self {
-        self.ttl = d;
+        self.cfg.ttl = d;
         self
     }
 
     /// For this long after expiry, return the stale value at once and
     /// refresh it in the background (one refresh per key). Default: 0.
     pub fn stale_while_revalidate(mut self, d: Duration) -> Self {
-        self.swr = d;
+        self.cfg.swr = d;
         self
     }
 
@@ -153,7 +148,7 @@ where
         I: IntoIterator<Item = (S, Duration)>,
         S: Into<String>,
     {
-        self.tiers = tiers
+        self.cfg.tiers = tiers
             .into_iter()
             .map(|(s, d)| (Arc::from(s.into()), d))
             .collect();
@@ -163,20 +158,20 @@ where
     /// After a failed load, do not call the loader for that key again for
     /// this long (stale values are served meanwhile). Default: 5 s.
     pub fn failure_backoff(mut self, d: Duration) -> Self {
-        self.failure_backoff = d;
+        self.cfg.failure_backoff = d;
         self
     }
 
     /// How long a loader's `Loaded::Absent` is cached. Default: 30 s.
     pub fn negative_ttl(mut self, d: Duration) -> Self {
-        self.negative_ttl = d;
+        self.cfg.negative_ttl = d;
         self
     }
 
     /// Callers give up waiting for a load after this long (the load goes on
     /// and fills the cache when it ends). Default: wait for it.
     pub fn hard_timeout(mut self, d: Duration) -> Self {
-        self.hard_timeout = Some(d);
+        self.cfg.hard_timeout = Some(d);
         self
     }
 
@@ -184,7 +179,7 @@ where
     /// get the stale value (if its age fits a tier) while the load goes on
     /// in the background and fills the cache. Default: wait for the load.
     pub fn soft_timeout(mut self, d: Duration) -> Self {
-        self.soft_timeout = Some(d);
+        self.cfg.soft_timeout = Some(d);
         self
     }
 
@@ -192,7 +187,7 @@ where
     /// `fraction` (0..1), so replicas and keys loaded together do not expire
     /// together. Default: 0 (no jitter).
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
-        self.ttl_jitter = fraction;
+        self.cfg.ttl_jitter = fraction;
         self
     }
 
@@ -213,7 +208,7 @@ where
     /// once before it expires instead of by every caller after. Default: 0
     /// (off).
     pub fn early_refresh(mut self, beta: f64) -> Self {
-        self.early_refresh = beta;
+        self.cfg.early_refresh = beta;
         self
     }
 
@@ -229,7 +224,7 @@ where
     /// for its value, for at most `wait` (then they load themselves; the
     /// lock also expires after `wait`). Default: off (each replica loads).
     pub fn load_lock(mut self, wait: Duration) -> Self {
-        self.load_lock = Some(wait);
+        self.cfg.load_lock = Some(wait);
         self
     }
 
@@ -261,56 +256,16 @@ where
     }
 
     /// Checks the settings and builds the cache.
-    pub fn build(self) -> Result<TieredCache<K, V>, ConfigError> {
+    pub fn build(mut self) -> Result<TieredCache<K, V>, ConfigError> {
         self.validate()?;
+        let (l2, backplane) = self.bind_l2()?;
+        let keys = backplane.as_ref().map(|_| Arc::new(KeyIndex::default()));
         let injected = self.clock.is_some();
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
-        let cfg = Settings {
-            ttl: self.ttl,
-            l1_ttl: self.l1_ttl.unwrap_or(self.ttl),
-            swr: self.swr,
-            tiers: self.tiers,
-            failure_backoff: self.failure_backoff,
-            negative_ttl: self.negative_ttl,
-            hard_timeout: self.hard_timeout,
-            soft_timeout: self.soft_timeout,
-            ttl_jitter: self.ttl_jitter,
-            early_refresh: self.early_refresh,
-            load_lock: self.load_lock,
-        };
-        #[cfg(feature = "redis")]
-        let (l2, backplane) = match self.l2 {
-            Some(bind) => {
-                let (port, channel, config) =
-                    bind(self.codec, &self.prefix, &self.name, self.schema);
-                let runtime = tokio::runtime::Handle::try_current().ok();
-                let backplane = match (self.backplane, runtime) {
-                    (false, _) => None,
-                    (true, Some(rt)) => Some((rt, channel, config)),
-                    (true, None) => {
-                        return Err(ConfigError::new(
-                            "backplane",
-                            "the backplane listener needs a tokio runtime: build the cache inside one, or turn it off with backplane(false)",
-                        ));
-                    }
-                };
-                (Some(port), backplane)
-            }
-            None => (None, None),
-        };
-        #[cfg(not(feature = "redis"))]
-        let l2: Option<Arc<dyn L2Port<K, V>>> = None;
-        #[cfg(feature = "redis")]
-        let keys = backplane.as_ref().map(|_| Arc::new(KeyIndex::default()));
-        #[cfg(not(feature = "redis"))]
-        let keys = None;
-        let l1 = l1_cache(
-            self.l1,
-            cfg.keep_stale(),
-            injected.then_some(&clock),
-            &l2,
-            &keys,
-        )?;
+        let mut cfg = self.cfg;
+        cfg.l1_ttl = self.l1_ttl.unwrap_or(cfg.ttl);
+        let keep = cfg.keep_stale();
+        let l1 = l1_cache(self.l1, keep, injected.then_some(&clock), &l2, &keys)?;
         let shared = Arc::new(Shared {
             name: self.name.clone(),
             l1,
@@ -326,50 +281,76 @@ where
             subscribed: std::sync::atomic::AtomicBool::new(false),
         });
         let guard = Arc::new(TaskGuard::default());
-        #[cfg(feature = "redis")]
-        if let Some((rt, channel, config)) = backplane {
-            let strong: Arc<dyn crate::l2::backplane::Receiver> = shared.clone();
-            let weak = Arc::downgrade(&strong);
-            drop(strong);
-            let task = rt.spawn(crate::l2::backplane::listen(config, channel, weak));
-            guard.track(task.abort_handle());
+        if let Some(backplane) = backplane {
+            start_backplane(&shared, &guard, backplane);
         }
         Ok(TieredCache { shared, guard })
     }
 
+    /// The L2 bound to this cache's key layout, and where its backplane
+    /// listener is to run (when it is on).
+    #[cfg(feature = "redis")]
+    fn bind_l2(&mut self) -> Result<BoundL2<K, V>, ConfigError> {
+        let Some(bind) = self.l2.take() else {
+            return Ok((None, None));
+        };
+        let (port, channel, config) = bind(self.codec, &self.prefix, &self.name, self.schema);
+        let backplane = match (self.backplane, tokio::runtime::Handle::try_current()) {
+            (false, _) => None,
+            (true, Ok(rt)) => Some((rt, channel, config)),
+            (true, Err(_)) => {
+                return Err(ConfigError::new(
+                    "backplane",
+                    "the backplane listener needs a tokio runtime: build the cache inside one, or turn it off with backplane(false)",
+                ));
+            }
+        };
+        Ok((Some(port), backplane))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn bind_l2(&mut self) -> Result<BoundL2<K, V>, ConfigError> {
+        Ok((None, None))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let err = |setting, reason: &str| Err(ConfigError::new(setting, reason));
-        if self.ttl.is_zero() {
+        if self.cfg.ttl.is_zero() {
             return err("ttl", "a TTL of 0 makes every value stale at once");
         }
-        if self.l1_ttl.is_some_and(|d| d.is_zero() || d > self.ttl) {
+        if self.l1_ttl.is_some_and(|d| d.is_zero() || d > self.cfg.ttl) {
             return err("l1_ttl", "must be above zero and at most `ttl`");
         }
-        if self.tiers.windows(2).any(|w| w[0].1 >= w[1].1) {
+        if self.cfg.tiers.windows(2).any(|w| w[0].1 >= w[1].1) {
             return err(
                 "stale_tiers",
                 "tiers must be in increasing order of staleness",
             );
         }
-        if self.tiers.iter().any(|(n, d)| n.is_empty() || d.is_zero()) {
+        if self
+            .cfg
+            .tiers
+            .iter()
+            .any(|(n, d)| n.is_empty() || d.is_zero())
+        {
             return err(
                 "stale_tiers",
                 "each tier needs a name and a staleness above zero",
             );
         }
-        if !(0.0..1.0).contains(&self.ttl_jitter) {
+        if !(0.0..1.0).contains(&self.cfg.ttl_jitter) {
             return err(
                 "ttl_jitter",
                 "must be in [0, 1): the fraction of the TTL to take off at most",
             );
         }
-        if !(self.early_refresh.is_finite() && self.early_refresh >= 0.0) {
+        if !(self.cfg.early_refresh.is_finite() && self.cfg.early_refresh >= 0.0) {
             return err(
                 "early_refresh",
                 "beta must be a finite number >= 0 (1.0 is usual; 0 turns it off)",
             );
         }
-        if self.load_lock.is_some_and(|d| d.is_zero()) {
+        if self.cfg.load_lock.is_some_and(|d| d.is_zero()) {
             return err("load_lock", "the wait must be above zero");
         }
         if self.prefix.is_empty() || self.name.is_empty() {
@@ -378,7 +359,7 @@ where
                 "the prefix and the cache name must not be empty (they start every Redis key)",
             );
         }
-        if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout) {
+        if let (Some(soft), Some(hard)) = (self.cfg.soft_timeout, self.cfg.hard_timeout) {
             if soft >= hard {
                 return err("soft_timeout", "must be shorter than hard_timeout");
             }
@@ -414,6 +395,39 @@ where
         self.codec = codec;
         self
     }
+}
+
+/// An L2 bound to a cache (if any), and its backplane (when on).
+type BoundL2<K, V> = (Option<Arc<dyn L2Port<K, V>>>, Option<Backplane>);
+
+/// Where a backplane listener runs: the runtime, the channel, the Redis
+/// settings to subscribe with.
+#[cfg(feature = "redis")]
+type Backplane = (tokio::runtime::Handle, String, RedisConfig);
+#[cfg(not(feature = "redis"))]
+type Backplane = std::convert::Infallible;
+
+/// Spawns the backplane listener; it holds the cache weakly and is ended
+/// with it (through `guard`).
+#[cfg(feature = "redis")]
+fn start_backplane<K, V>(
+    shared: &Arc<Shared<K, V>>,
+    guard: &TaskGuard,
+    (rt, channel, config): Backplane,
+) where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let strong: Arc<dyn crate::l2::backplane::Receiver> = shared.clone();
+    let weak = Arc::downgrade(&strong);
+    drop(strong);
+    let task = rt.spawn(crate::l2::backplane::listen(config, channel, weak));
+    guard.track(task.abort_handle());
+}
+
+#[cfg(not(feature = "redis"))]
+fn start_backplane<K, V>(_: &Arc<Shared<K, V>>, _: &TaskGuard, never: Backplane) {
+    match never {}
 }
 
 /// The L1 memory cache; with a backplane, it keeps the key index in step
