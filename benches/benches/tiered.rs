@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use levee_cache::{Loaded, MemoryCache, RedisL2, TieredCache};
+use levee_cache::{Codec, Loaded, MemoryCache, RedisL2, TieredCache};
 use levee_core::redis::RedisConfig;
 
 const KEYS: u64 = 10_000;
@@ -127,21 +127,25 @@ fn l2_hit(c: &mut Criterion) {
     let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
     let rt = runtime();
     const HOT: u64 = 1_000;
-    let (tiered, conn) = rt.block_on(async {
-        let conn = RedisConfig::standalone(server.url()).connect().unwrap();
-        let l2 = RedisL2::builder(conn.clone()).build().unwrap();
-        let cache = TieredCache::<String, String>::builder("bench")
-            .l1(MemoryCache::builder().max_capacity(16).shards(1))
-            .ttl(Duration::from_secs(3600))
-            .backplane(false)
-            .l2(l2)
-            .build()
-            .unwrap();
-        for k in 0..HOT {
-            cache.insert(format!("user-{k}"), userinfo(k)).await;
-        }
-        (cache, conn)
-    });
+    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    // One cache with the default JSON codec, one with the binary (CBOR) one.
+    let [tiered, binary] =
+        [("bench", Codec::Json), ("bench-cbor", Codec::Binary)].map(|(name, codec)| {
+            rt.block_on(async {
+                let cache = TieredCache::<String, String>::builder(name)
+                    .l1(MemoryCache::builder().max_capacity(16).shards(1))
+                    .ttl(Duration::from_secs(3600))
+                    .backplane(false)
+                    .l2(RedisL2::builder(conn.clone()).build().unwrap())
+                    .codec(codec)
+                    .build()
+                    .unwrap();
+                for k in 0..HOT {
+                    cache.insert(format!("user-{k}"), userinfo(k)).await;
+                }
+                cache
+            })
+        });
     let raw = rt.block_on(async {
         redis::Client::open(server.url())
             .unwrap()
@@ -164,24 +168,25 @@ fn l2_hit(c: &mut Criterion) {
     // Keys go on from where the last batch stopped, so that no batch finds
     // the previous batch's last keys still in the 16-entry L1.
     let next = std::cell::Cell::new(0u64);
-    let tiered_batch = |iters: u64| {
+    let batch_on = |cache: &TieredCache<String, String>, iters: u64| {
         rt.block_on(async {
-            let before = tiered.stats().l2_hits;
+            let before = cache.stats().l2_hits;
             let start = Instant::now();
             for _ in 0..iters {
                 let i = next.get() + 1;
                 next.set(i);
-                let got = tiered
+                let got = cache
                     .get_or_load(format!("user-{}", (i * 7) % HOT), move || never(i))
                     .await;
                 black_box(got.unwrap().unwrap());
             }
             let took = start.elapsed();
-            let hits = tiered.stats().l2_hits - before;
+            let hits = cache.stats().l2_hits - before;
             assert!(hits * 10 >= iters * 9, "{hits} L2 hits in {iters} gets");
             took
         })
     };
+    let tiered_batch = |iters: u64| batch_on(&tiered, iters);
     let raw_batch = |iters: u64| get_loop(&rt, raw.clone(), iters, |i| redis_key((i * 7) % HOT));
     interleaved(
         "tiered/l2_hit tiered vs raw GET",
@@ -196,6 +201,9 @@ fn l2_hit(c: &mut Criterion) {
         .sample_size(20)
         .throughput(Throughput::Elements(1));
     g.bench_function("tiered_get_or_load", |b| b.iter_custom(tiered_batch));
+    g.bench_function("tiered_get_or_load_binary_codec", |b| {
+        b.iter_custom(|iters| batch_on(&binary, iters))
+    });
     g.bench_function("raw_redis_get", |b| b.iter_custom(raw_batch));
     g.bench_function("levee_connection_get", |b| {
         b.iter_custom(|iters| get_loop(&rt, conn.clone(), iters, |i| redis_key((i * 7) % HOT)))
