@@ -1,34 +1,57 @@
 //! [`SlidingWindow`]: a keyed, local sliding-window rate limiter.
 
 mod state;
+mod time;
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use levee_core::{SharedClock, SystemClock};
+use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
-use state::KeyState;
 pub use state::WindowMode;
+use state::{KeyState, PackedCounter};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
 type Hasher = foldhash::fast::RandomState;
 
 struct Slot {
+    /// Counter mode with limits below 2^24: lock-free.
+    packed: PackedCounter,
+    /// The exact log, and counters of larger limits.
     state: Mutex<KeyState>,
     last_seen: AtomicU64,
 }
 
+impl Slot {
+    fn check(&self, mode: WindowMode, quota: Quota, now: u64, n: u32) -> Decision {
+        if mode == WindowMode::Counter {
+            if let Some(decision) = self.packed.check(quota, now, n) {
+                return decision;
+            }
+        }
+        self.state.lock().check(quota, now, n)
+    }
+
+    /// Notes a use at `now`. Skipped while the last note is recent (within
+    /// 1/64 of the idle timeout), so that threads sharing a hot key do not
+    /// all write its cache line.
+    fn seen(&self, now: u64, idle: u64) {
+        if now.saturating_sub(self.last_seen.load(Ordering::Relaxed)) > idle / 64 {
+            self.last_seen.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
 struct Inner<K> {
     mode: WindowMode,
-    clock: SharedClock,
-    base: Instant,
+    time: time::LimiterTime,
     default_quota: RwLock<Quota>,
     /// The default quota's limit and window, readable without a lock.
     default_limit: std::sync::atomic::AtomicU32,
@@ -153,12 +176,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 });
             }
         }
-        let clock = self.clock.unwrap_or_else(SystemClock::shared);
         let limiter = SlidingWindow {
             inner: Arc::new(Inner {
                 mode: self.mode,
-                base: clock.now(),
-                clock,
+                time: time::LimiterTime::new(self.clock),
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
                 default_window: AtomicU64::new(
@@ -193,14 +214,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     }
 
     fn now(&self) -> u64 {
-        let d = self
-            .inner
-            .clock
-            .now()
-            .saturating_duration_since(self.inner.base);
-        // Offset by one hour so that aligned windows never start at a
-        // negative time for keys first seen right after start-up.
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) + 3_600_000_000_000
+        self.inner.time.nanos()
     }
 
     fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {
@@ -212,18 +226,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         }
         let now = self.now();
         self.maybe_sweep(now);
+        let mode = self.inner.mode;
         let decision = if let Some(slot) = self.inner.keys.get(key) {
-            slot.last_seen.store(now, Ordering::Relaxed);
-            slot.state.lock().check(quota, now, n.get())
+            slot.seen(now, self.idle_nanos_cached());
+            slot.check(mode, quota, now, n.get())
         } else {
             self.inner
                 .inserts_since_sweep
                 .fetch_add(1, Ordering::Relaxed);
             let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
-                state: Mutex::new(KeyState::new(self.inner.mode)),
+                packed: PackedCounter::default(),
+                state: Mutex::new(KeyState::new(mode)),
                 last_seen: AtomicU64::new(now),
             });
-            slot.state.lock().check(quota, now, n.get())
+            slot.check(mode, quota, now, n.get())
         };
         Ok(decision)
     }

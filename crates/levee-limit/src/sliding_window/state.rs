@@ -2,6 +2,7 @@
 //! Pure arithmetic on nanosecond timestamps, so it is tested directly.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::{Decision, Quota};
@@ -76,7 +77,6 @@ fn counter_check(
     curr: &mut u32,
 ) -> Decision {
     let w = nanos(quota.window()).max(1);
-    let limit = quota.limit();
     let aligned = now - now % w;
     if *start != aligned {
         *prev = if aligned.saturating_sub(*start) == w {
@@ -87,32 +87,105 @@ fn counter_check(
         *curr = 0;
         *start = aligned;
     }
-    let into = now - aligned;
+    let (decision, admitted) = counter_decide(w, quota.limit(), now - aligned, n, *prev, *curr);
+    *curr = admitted;
+    decision
+}
+
+/// The counter's decision for `n` more at `into` ns into the current
+/// window, with `prev` and `curr` admitted in the previous and current
+/// windows; and `curr` after it.
+fn counter_decide(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -> (Decision, u32) {
     // Weight of the previous window still inside the sliding window.
     let prev_weight = (w - into) as f64 / w as f64;
-    let estimate = f64::from(*prev) * prev_weight + f64::from(*curr);
+    let estimate = f64::from(prev) * prev_weight + f64::from(curr);
     let allowed = estimate + f64::from(n) <= f64::from(limit) + 1e-9;
-    let retry_after = if allowed {
-        *curr += n;
-        None
+    let (curr, retry_after) = if allowed {
+        (curr + n, None)
     } else {
-        Some(counter_wait(w, into, limit, n, *prev, *curr))
+        (curr, Some(counter_wait(w, into, limit, n, prev, curr)))
     };
-    let used = f64::from(*prev) * prev_weight + f64::from(*curr);
-    let reset_after = if *curr > 0 {
+    let used = f64::from(prev) * prev_weight + f64::from(curr);
+    let reset_after = if curr > 0 {
         2 * w - into
-    } else if *prev > 0 {
+    } else if prev > 0 {
         w - into
     } else {
         0
     };
-    Decision {
+    let decision = Decision {
         allowed,
         limit,
         remaining: (f64::from(limit) - used.ceil()).max(0.0) as u32,
         retry_after,
         reset_after: dur(reset_after),
+    };
+    (decision, curr)
+}
+
+/// The counter in one atomic word, updated with a compare-and-swap: no lock
+/// on the hot path. Layout: window index (low 16 bits of `now / w`: only
+/// "same window" and "the next one" matter, and a key idle for two windows
+/// is swept long before the index wraps), previous count, current count
+/// (24 bits each), so it serves limits below 2^24;
+/// [`PackedCounter::check`] returns `None` for larger ones.
+#[derive(Debug, Default)]
+pub(crate) struct PackedCounter(AtomicU64);
+
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const INDEX_MASK: u64 = (1 << 16) - 1;
+
+/// The largest limit a [`PackedCounter`] serves.
+pub(crate) const PACKED_MAX_LIMIT: u32 = COUNT_MASK as u32;
+
+impl PackedCounter {
+    /// Admits `n` at `now` if the quota allows (as [`KeyState`]'s counter
+    /// would); `None` when the limit does not fit the packed counts.
+    pub(crate) fn check(&self, quota: Quota, now: u64, n: u32) -> Option<Decision> {
+        let limit = quota.limit();
+        if limit > PACKED_MAX_LIMIT {
+            return None;
+        }
+        let w = nanos(quota.window()).max(1);
+        let index = (now / w) & INDEX_MASK;
+        let into = now % w;
+        let mut seen = self.0.load(Ordering::Relaxed);
+        loop {
+            let (was, prev, curr) = unpack(seen);
+            let (prev, curr) = if was == index {
+                (prev, curr)
+            } else if was == index.wrapping_sub(1) & INDEX_MASK {
+                (curr, 0)
+            } else {
+                (0, 0)
+            };
+            let (decision, admitted) = counter_decide(w, limit, into, n, prev, curr);
+            let next = pack(index, prev, admitted);
+            if next == seen {
+                return Some(decision);
+            }
+            match self
+                .0
+                .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(decision),
+                Err(now_seen) => seen = now_seen,
+            }
+        }
     }
+}
+
+fn unpack(word: u64) -> (u64, u32, u32) {
+    (
+        word >> (2 * COUNT_BITS),
+        ((word >> COUNT_BITS) & COUNT_MASK) as u32,
+        (word & COUNT_MASK) as u32,
+    )
+}
+
+fn pack(index: u64, prev: u32, curr: u32) -> u64 {
+    (index << (2 * COUNT_BITS)) | (u64::from(prev) << COUNT_BITS) | u64::from(curr)
 }
 
 /// Time from `into` (ns into the current window) until `n` more fit.
@@ -213,6 +286,40 @@ mod tests {
         // Waiting retry_after makes the next call succeed.
         let wait = nanos(d.retry_after.unwrap());
         assert!(st.check(quota(10), S + S / 2 + wait, 1).allowed);
+    }
+
+    proptest::proptest! {
+        /// The packed counter decides exactly as the locked one, on any
+        /// sequence of checks.
+        #[test]
+        fn packed_counter_matches_the_locked_counter(
+            limit in 1u32..50,
+            steps in proptest::collection::vec((0u64..3 * S, 1u32..4), 1..200),
+        ) {
+            let mut locked = KeyState::new(WindowMode::Counter);
+            let packed = PackedCounter::default();
+            let mut now = 3_600 * S;
+            for (gap, n) in steps {
+                now += gap / 7;
+                let n = n.min(limit);
+                let a = locked.check(quota(limit), now, n);
+                let b = packed.check(quota(limit), now, n).expect("fits");
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_counter_declines_limits_it_cannot_hold() {
+        let big = Quota::per_second(NonZeroU32::new(PACKED_MAX_LIMIT + 1).unwrap());
+        assert!(PackedCounter::default().check(big, S, 1).is_none());
+        let max = Quota::per_second(NonZeroU32::new(PACKED_MAX_LIMIT).unwrap());
+        let packed = PackedCounter::default();
+        assert!(packed.check(max, S, PACKED_MAX_LIMIT).unwrap().allowed);
+        assert!(
+            !packed.check(max, S, 1).unwrap().allowed,
+            "full, no overflow"
+        );
     }
 
     #[test]
