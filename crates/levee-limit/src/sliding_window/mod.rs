@@ -143,8 +143,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
         self
     }
 
-    /// The time source. Default: [`SystemClock`]; use `TokioClock` for
-    /// `acquire` under paused tokio time.
+    /// The time source. Default: the CPU's time-stamp counter through
+    /// `quanta` (monotonic, as precise as `Instant` and cheaper to read on
+    /// every check); use `TokioClock` for `acquire` under paused tokio time,
+    /// or `ManualClock` in tests.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
         self
