@@ -67,7 +67,11 @@ where
         match found {
             Some(found) => {
                 self.shared.flights.finish(&key, &flight.token);
-                let _ = flight.tx.send(Some(Ok(found.clone())));
+                // Only callers that joined meanwhile need a copy (the
+                // receiver counted here is the leader's own).
+                if flight.tx.receiver_count() > 1 {
+                    let _ = flight.tx.send(Some(Ok(found.clone())));
+                }
                 Led::Answered(found)
             }
             None => Led::Waiting(self.spawn_flight(key, load, flight, None, true)),

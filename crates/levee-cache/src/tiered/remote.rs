@@ -49,14 +49,18 @@ where
                 let slot = slot_of(env, now);
                 match age {
                     EnvelopeAge::Fresh(_) if newer => {
-                        self.promote(key, &slot, token);
+                        let cached = slot.cached(Freshness::Fresh, Source::L2);
+                        self.promote(key, slot, token);
                         self.stats.hit_l2();
-                        return Some(slot.cached(Freshness::Fresh, Source::L2));
+                        return Some(cached);
                     }
                     EnvelopeAge::Stale(_) if slot.value.is_some() => {
-                        let held = self.l1.get_entry(key);
-                        if held.is_none_or(|e| e.value.fresh_until < slot.fresh_until) {
-                            self.promote(key, &slot, token);
+                        let newer_than_held = self
+                            .l1
+                            .peek(key, |held, _| held.fresh_until < slot.fresh_until)
+                            .unwrap_or(true);
+                        if newer_than_held {
+                            self.promote(key, slot, token);
                         }
                     }
                     _ => {}
@@ -75,9 +79,9 @@ where
         }
     }
 
-    fn promote(&self, key: &K, slot: &Stored<V>, token: &AtomicBool) {
+    fn promote(&self, key: &K, slot: Stored<V>, token: &AtomicBool) {
         if !token.load(Ordering::SeqCst) {
-            self.put_l1(key, slot.clone());
+            self.put_l1(key, slot);
             if token.load(Ordering::SeqCst) {
                 self.l1.invalidate(key);
             }
