@@ -248,10 +248,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
 
     fn default_quota(&self) -> Quota {
         let limit = self.inner.default_limit.load(Ordering::Relaxed);
-        let window = Duration::from_nanos(self.inner.default_window.load(Ordering::Relaxed));
+        let window = self.inner.default_window.load(Ordering::Relaxed);
         // A reader racing `set_quota` may pair the new limit with the old
-        // window for one check; both halves are valid quotas.
-        Quota::new(limit, window).unwrap_or_else(|_| *self.inner.default_quota.read())
+        // window for one check; both halves come from valid quotas.
+        match NonZeroU32::new(limit) {
+            Some(limit) if window >= 1_000_000 => {
+                Quota::from_valid(limit, Duration::from_nanos(window))
+            }
+            _ => *self.inner.default_quota.read(),
+        }
     }
 
     fn refresh_idle(&self) {

@@ -116,7 +116,7 @@ fn counter_decide(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -
     let decision = Decision {
         allowed,
         limit,
-        remaining: (f64::from(limit) - used.ceil()).max(0.0) as u32,
+        remaining: limit.saturating_sub(ceil_u32(used)),
         retry_after,
         reset_after: dur(reset_after),
     };
@@ -186,6 +186,12 @@ fn unpack(word: u64) -> (u64, u32, u32) {
 
 fn pack(index: u64, prev: u32, curr: u32) -> u64 {
     (index << (2 * COUNT_BITS)) | (u64::from(prev) << COUNT_BITS) | u64::from(curr)
+}
+
+/// `x.ceil()` for 0 <= x < 2^32, without a call into libm on the hot path.
+fn ceil_u32(x: f64) -> u32 {
+    let t = x as u32;
+    if f64::from(t) < x { t + 1 } else { t }
 }
 
 /// Time from `into` (ns into the current window) until `n` more fit.
