@@ -161,17 +161,32 @@ async fn load_ok(cache: &Cache, calls: &Arc<AtomicU32>, v: &str) -> Cached<Strin
         .unwrap()
 }
 
-#[tokio::test]
-async fn stale_while_revalidate_serves_stale_at_once_and_refreshes_once() {
-    let clock = ManualClock::new();
+/// A cache fresh for 60 s, then served stale for `swr` while it refreshes,
+/// holding "v1" loaded at the clock's start (one loader call counted).
+async fn swr_cache(clock: &ManualClock, swr: Duration, calls: &Arc<AtomicU32>) -> Cache {
     let cache: Cache = TieredCache::builder("t")
         .ttl(Duration::from_secs(60))
-        .stale_while_revalidate(Duration::from_secs(30))
+        .stale_while_revalidate(swr)
+        .failure_backoff(Duration::from_secs(30))
         .clock(clock.shared())
         .build()
         .unwrap();
+    load_ok(&cache, calls, "v1").await;
+    cache
+}
+
+/// Lets spawned background work run on the current-thread runtime.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_at_once_and_refreshes_once() {
+    let clock = ManualClock::new();
     let calls = Arc::new(AtomicU32::new(0));
-    load_ok(&cache, &calls, "v1").await;
+    let cache = swr_cache(&clock, Duration::from_secs(30), &calls).await;
     clock.advance(Duration::from_secs(70));
     let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
     let c = calls.clone();
@@ -191,9 +206,7 @@ async fn stale_while_revalidate_serves_stale_at_once_and_refreshes_once() {
     let again = load_ok(&cache, &calls, "v3").await;
     assert_eq!(again.value, "v1", "still stale while the one refresh runs");
     gate_tx.send(()).unwrap();
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -549,15 +562,8 @@ async fn a_value_until_is_never_served_past_its_end_not_even_stale() {
 #[tokio::test]
 async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
     let clock = ManualClock::new();
-    let cache: Cache = TieredCache::builder("t")
-        .ttl(Duration::from_secs(60))
-        .stale_while_revalidate(Duration::from_secs(600))
-        .failure_backoff(Duration::from_secs(30))
-        .clock(clock.shared())
-        .build()
-        .unwrap();
     let calls = Arc::new(AtomicU32::new(0));
-    load_ok(&cache, &calls, "v1").await;
+    let cache = swr_cache(&clock, Duration::from_secs(600), &calls).await;
     clock.advance(Duration::from_secs(61));
     for _ in 0..5 {
         let got = cache
@@ -566,9 +572,7 @@ async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
             .unwrap()
             .unwrap();
         assert_eq!(got.value, "v1");
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
+        settle().await;
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -580,9 +584,7 @@ async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
         .get_or_load("k".to_string(), failing_loader(&calls))
         .await
         .unwrap();
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
+    settle().await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         3,
