@@ -226,12 +226,18 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: quota.limit(),
             });
         }
+        Ok(self.decide_within_limit(key, quota, n.get()))
+    }
+
+    /// [`decide`](Self::decide) for an `n` known to be within the limit.
+    #[inline]
+    fn decide_within_limit(&self, key: &K, quota: Quota, n: u32) -> Decision {
         let now = self.now();
         self.maybe_sweep(now);
         let mode = self.inner.mode;
-        let decision = if let Some(slot) = self.inner.keys.get(key) {
+        if let Some(slot) = self.inner.keys.get(key) {
             slot.seen(now, self.idle_nanos_cached());
-            slot.check(mode, quota, now, n.get())
+            slot.check(mode, quota, now, n)
         } else {
             self.inner
                 .inserts_since_sweep
@@ -241,9 +247,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 state: Mutex::new(KeyState::new(mode)),
                 last_seen: AtomicU64::new(now),
             });
-            slot.check(mode, quota, now, n.get())
-        };
-        Ok(decision)
+            slot.check(mode, quota, now, n)
+        }
     }
 
     fn default_quota(&self) -> Quota {
@@ -267,10 +272,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
 
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
-        let quota = self.default_quota();
         // n = 1 never exceeds a non-zero limit.
-        self.decide(key, quota, NonZeroU32::MIN)
-            .unwrap_or_else(|_| unreachable!())
+        self.decide_within_limit(key, self.default_quota(), 1)
     }
 
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
