@@ -21,6 +21,9 @@ use crate::{Decision, LimitError, Quota, RateLimiter};
 
 type Hasher = foldhash::fast::RandomState;
 
+/// Below this many keys, growth alone never triggers a sweep.
+const MIN_SWEEP_KEYS: u64 = 1024;
+
 struct Slot {
     /// Counter mode with limits below 2^24: lock-free.
     packed: PackedCounter,
@@ -66,6 +69,10 @@ struct Inner<K> {
     idle_timeout: Option<Duration>,
     /// Keys inserted since the last sweep.
     inserts_since_sweep: AtomicU64,
+    /// Keys kept by the last sweep (at least 1024): a sweep is due once as
+    /// many new keys have arrived. Read instead of the map's length, which
+    /// would lock every shard on every check.
+    kept_at_sweep: AtomicU64,
     /// When the last sweep ran (limiter time, ns).
     last_sweep: AtomicU64,
 }
@@ -193,6 +200,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 waiters: DashMap::with_hasher(Hasher::default()),
                 idle_timeout: self.idle_timeout,
                 inserts_since_sweep: AtomicU64::new(0),
+                kept_at_sweep: AtomicU64::new(MIN_SWEEP_KEYS),
                 last_sweep: AtomicU64::new(0),
             }),
         };
@@ -390,19 +398,31 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner
             .keys
             .retain(|_, slot| now.saturating_sub(slot.last_seen.load(Ordering::Relaxed)) < idle);
-        before.saturating_sub(self.inner.keys.len())
+        let kept = self.inner.keys.len();
+        self.inner
+            .kept_at_sweep
+            .store((kept as u64).max(MIN_SWEEP_KEYS), Ordering::Relaxed);
+        before.saturating_sub(kept)
     }
 
     /// Sweeps when the keys inserted since the last sweep outnumber those
-    /// held (at least 1024), which bounds memory at about twice the active
-    /// keys at O(1) amortised cost; and once per idle timeout, so a map that
-    /// stopped growing still empties. The hot path only reads shared state.
+    /// it kept (at least 1024), which bounds memory at about twice the
+    /// active keys at O(1) amortised cost; and once per idle timeout, so a
+    /// map that stopped growing still empties. The hot path only reads
+    /// shared atomics (never the map's length, which locks every shard).
     fn maybe_sweep(&self, now: u64) {
         let inserts = self.inner.inserts_since_sweep.load(Ordering::Relaxed);
-        let grown = inserts >= 1024 && inserts >= self.inner.keys.len() as u64;
-        let due = now.saturating_sub(self.inner.last_sweep.load(Ordering::Relaxed))
-            >= self.idle_nanos_cached();
-        if grown || due {
+        let grown = inserts >= self.inner.kept_at_sweep.load(Ordering::Relaxed);
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= self.idle_nanos_cached();
+        // One thread sweeps; the others go on.
+        if (grown || due)
+            && self
+                .inner
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.evict_idle();
         }
     }
