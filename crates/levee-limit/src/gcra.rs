@@ -3,27 +3,33 @@
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
-use levee_core::{SharedClock, SystemClock};
+use levee_core::SharedClock;
+
+use crate::time::LimiterTime;
 
 use crate::{Decision, LimitError, RateLimiter};
 
-/// governor reads time through this adapter, so a `ManualClock` drives it.
-#[derive(Debug, Clone)]
-struct LeveeClock {
-    clock: SharedClock,
-    base: Instant,
+/// governor reads time through this adapter, so an injected clock (a
+/// `ManualClock` in tests) drives it; by default the TSC clock.
+#[derive(Clone)]
+struct LeveeClock(Arc<LimiterTime>);
+
+impl std::fmt::Debug for LeveeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeveeClock")
+    }
 }
 
 impl GovernorClock for LeveeClock {
     type Instant = Nanos;
     fn now(&self) -> Nanos {
-        Nanos::from(self.clock.now().saturating_duration_since(self.base))
+        Nanos::from(self.0.elapsed())
     }
 }
 
@@ -77,8 +83,9 @@ impl<K: Hash + Eq + Clone> std::fmt::Debug for Gcra<K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> Gcra<K> {
     /// `burst` calls at once, then one more every `replenish_every`.
+    /// Time is read from the CPU's time-stamp counter (as governor does).
     pub fn new(burst: NonZeroU32, replenish_every: Duration) -> Result<Self, LimitError> {
-        Self::with_clock(burst, replenish_every, SystemClock::shared())
+        Self::build(burst, replenish_every, None)
     }
 
     /// Like [`Gcra::new`], reading time from `clock`.
@@ -87,16 +94,21 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Gcra<K> {
         replenish_every: Duration,
         clock: SharedClock,
     ) -> Result<Self, LimitError> {
+        Self::build(burst, replenish_every, Some(clock))
+    }
+
+    fn build(
+        burst: NonZeroU32,
+        replenish_every: Duration,
+        clock: Option<SharedClock>,
+    ) -> Result<Self, LimitError> {
         let quota = governor::Quota::with_period(replenish_every)
             .ok_or_else(|| LimitError::InvalidSetting {
                 setting: "replenish_every",
                 reason: "must be above zero".into(),
             })?
             .allow_burst(burst);
-        let clock = LeveeClock {
-            base: clock.now(),
-            clock,
-        };
+        let clock = LeveeClock(Arc::new(LimiterTime::new(clock)));
         let limiter: Limiter<K> = governor::RateLimiter::<
             K,
             _,

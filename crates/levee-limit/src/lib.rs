@@ -52,6 +52,7 @@ mod quota;
 #[cfg(feature = "redis")]
 mod redis_window;
 mod sliding_window;
+mod time;
 mod upstream;
 
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};

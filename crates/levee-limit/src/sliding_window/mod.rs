@@ -1,7 +1,6 @@
 //! [`SlidingWindow`]: a keyed, local sliding-window rate limiter.
 
 mod state;
-mod time;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -54,7 +53,7 @@ impl Slot {
 
 struct Inner<K> {
     mode: WindowMode,
-    time: time::LimiterTime,
+    time: crate::time::LimiterTime,
     default_quota: RwLock<Quota>,
     /// The default quota's limit and window, readable without a lock.
     default_limit: std::sync::atomic::AtomicU32,
@@ -188,7 +187,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
         let limiter = SlidingWindow {
             inner: Arc::new(Inner {
                 mode: self.mode,
-                time: time::LimiterTime::new(self.clock),
+                time: crate::time::LimiterTime::new(self.clock),
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
                 default_window: AtomicU64::new(
@@ -223,8 +222,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         }
     }
 
+    /// Nanoseconds since the limiter was built, plus an hour (so that
+    /// aligned windows never start before zero for keys first seen at
+    /// start-up).
     fn now(&self) -> u64 {
-        self.inner.time.nanos()
+        let d = self.inner.time.elapsed();
+        (d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())) + 3_600_000_000_000
     }
 
     fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {

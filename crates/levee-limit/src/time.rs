@@ -1,4 +1,4 @@
-//! The sliding window's time: an injected clock, or by default a TSC-based
+//! The local limiters' time: an injected clock, or by default a TSC-based
 //! clock (`quanta`, as governor uses), cheaper to read on every check than
 //! `Instant::now()` through a `dyn Clock`.
 
@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use levee_core::SharedClock;
 
-/// Nanoseconds since the limiter was built, plus an hour (so that aligned
-/// windows never start before zero for keys first seen at start-up).
+/// Time since the limiter was built.
 pub(crate) enum LimiterTime {
     Clock {
         clock: SharedClock,
@@ -18,8 +17,6 @@ pub(crate) enum LimiterTime {
         base: quanta::Instant,
     },
 }
-
-const OFFSET: u64 = 3_600_000_000_000;
 
 impl LimiterTime {
     /// `clock` when one was injected, else the TSC clock.
@@ -39,12 +36,12 @@ impl LimiterTime {
         }
     }
 
+    /// Time since the limiter was built.
     #[inline]
-    pub(crate) fn nanos(&self) -> u64 {
-        let d = match self {
+    pub(crate) fn elapsed(&self) -> std::time::Duration {
+        match self {
             LimiterTime::Clock { clock, base } => clock.now().saturating_duration_since(*base),
             LimiterTime::Tsc { clock, base } => clock.now().saturating_duration_since(*base),
-        };
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) + OFFSET
+        }
     }
 }
