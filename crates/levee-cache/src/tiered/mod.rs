@@ -159,29 +159,15 @@ where
         E: Send + Sync + 'static,
     {
         let sh = &*self.shared;
-        // The hit path: a fresh value is cloned under L1's read lock; other
-        // entries hand out their slot.
-        let held = sh.l1.peek(&key, |slot, freshness| {
-            if freshness != EntryFreshness::Fresh {
-                return Err(slot.clone());
-            }
-            let due = sh.cfg.early_refresh > 0.0
-                && refresh::due(sh.cfg.early_refresh, slot, sh.clock.now(), &sh.rng);
-            Ok((
-                slot.cached(Freshness::Fresh, Source::L1),
-                due.then_some(slot.written_at_ms),
-            ))
-        });
-        let held = match held {
-            Some(Ok((cached, refresh_newer_than))) => {
+        let held = match sh.look_in_l1(&key) {
+            InL1::Fresh(cached, refresh_newer_than) => {
                 if let Some(written) = refresh_newer_than {
                     sh.stats.early_refresh();
                     self.refresh(key, load, Some(written));
                 }
                 return Ok(cached);
             }
-            Some(Err(slot)) => Some(slot),
-            None => None,
+            InL1::NotFresh(held) => held,
         };
         if let Some(slot) = &held {
             let now = sh.clock.now();
@@ -211,16 +197,7 @@ where
         };
         match result {
             Ok(v) => Ok(v),
-            // The load may have put a stale L2 value in L1: look again, and
-            // say so when the value held now is one it brought from L2.
-            Err(err) => {
-                let now_held = sh.l1.peek(&key, |slot, _| slot.clone());
-                let brought = now_held
-                    .as_ref()
-                    .is_some_and(|n| n.from_l2 && held.as_ref().is_none_or(|h| !h.same_as(n)));
-                let source = if brought { Source::L2 } else { Source::L1 };
-                sh.stale_or(now_held.or(held).as_ref(), source, err)
-            }
+            Err(err) => sh.stale_after_failed_load(&key, held, err),
         }
     }
 
@@ -325,11 +302,37 @@ where
     }
 }
 
+/// What L1 holds for a key.
+enum InL1<V> {
+    /// A fresh value (`None`: known absent), and, when early refresh is
+    /// due, the write time of the value to refresh.
+    Fresh(Option<Cached<V>>, Option<u64>),
+    /// A stale entry, or nothing.
+    NotFresh(Option<Stored<V>>),
+}
+
 impl<K, V> Shared<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// The hit path: a fresh value is cloned under L1's read lock; a stale
+    /// entry hands out its slot.
+    fn look_in_l1(&self, key: &K) -> InL1<V> {
+        let found = self.l1.peek(key, |slot, freshness| {
+            if freshness != EntryFreshness::Fresh {
+                return InL1::NotFresh(Some(slot.clone()));
+            }
+            let due = self.cfg.early_refresh > 0.0
+                && refresh::due(self.cfg.early_refresh, slot, self.clock.now(), &self.rng);
+            InL1::Fresh(
+                slot.cached(Freshness::Fresh, Source::L1),
+                due.then_some(slot.written_at_ms),
+            )
+        });
+        found.unwrap_or(InL1::NotFresh(None))
+    }
+
     /// A slot for a value loaded now (its TTL capped and jittered).
     pub(crate) fn new_slot(&self, loaded: Loaded<V>, load_time: Duration) -> Stored<V> {
         let now = slot::Now::of(&*self.clock);

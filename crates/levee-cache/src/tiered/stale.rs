@@ -43,6 +43,24 @@ where
         slot.cached(Freshness::Stale { tier, age }, source)
     }
 
+    /// After a failed load: a stale value if one fits a tier, else `err`.
+    /// The load may have put a stale L2 value in L1 (`held` is what L1 held
+    /// before it), so L1 is read again, and the answer says `L2` when the
+    /// value held now is one the load brought from there.
+    pub(crate) fn stale_after_failed_load<E>(
+        &self,
+        key: &K,
+        held: Option<Stored<V>>,
+        err: CacheError<E>,
+    ) -> Result<Option<Cached<V>>, CacheError<E>> {
+        let now_held = self.l1.peek(key, |slot, _| slot.clone());
+        let brought = now_held
+            .as_ref()
+            .is_some_and(|n| n.from_l2 && held.as_ref().is_none_or(|h| !h.same_as(n)));
+        let source = if brought { Source::L2 } else { Source::L1 };
+        self.stale_or(now_held.or(held).as_ref(), source, err)
+    }
+
     /// The held value if it is still fresh (its L1 copy was due for a check
     /// with L2) or stale within a tier; otherwise `err`. `source`: where
     /// the held value was read from.
