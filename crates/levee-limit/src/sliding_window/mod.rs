@@ -26,8 +26,10 @@ const MIN_SWEEP_KEYS: u64 = 1024;
 struct Slot {
     /// Counter mode with limits below 2^24: lock-free.
     packed: PackedCounter,
-    /// The exact log, and counters of larger limits.
-    state: Mutex<KeyState>,
+    /// The exact log, and counters of larger limits: made on first use, so
+    /// that a counter-mode key is three words (the map stays small enough
+    /// for the CPU's caches).
+    state: std::sync::OnceLock<Box<Mutex<KeyState>>>,
     last_seen: AtomicU64,
 }
 
@@ -38,7 +40,10 @@ impl Slot {
                 return decision;
             }
         }
-        self.state.lock().check(quota, now, n)
+        self.state
+            .get_or_init(|| Box::new(Mutex::new(KeyState::new(mode))))
+            .lock()
+            .check(quota, now, n)
     }
 
     /// Notes a use at `now`. Skipped while the last note is recent (within
@@ -255,7 +260,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 .fetch_add(1, Ordering::Relaxed);
             let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
                 packed: PackedCounter::default(),
-                state: Mutex::new(KeyState::new(mode)),
+                state: std::sync::OnceLock::new(),
                 last_seen: AtomicU64::new(now),
             });
             slot.check(mode, quota, now, n)
