@@ -34,6 +34,7 @@ struct Slot {
 }
 
 impl Slot {
+    #[inline]
     fn check(&self, mode: WindowMode, quota: Quota, now: u64, n: u32) -> Decision {
         if mode == WindowMode::Counter {
             if let Some(decision) = self.packed.check(quota, now, n) {

@@ -97,11 +97,18 @@ fn counter_check(
 /// The counter's decision for `n` more at `into` ns into the current
 /// window, with `prev` and `curr` admitted in the previous and current
 /// windows; and `curr` after it.
+#[inline]
 fn counter_decide(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -> (Decision, u32) {
-    // Weight of the previous window still inside the sliding window.
+    // Admit if prev * (w - into) / w + curr + n <= limit: the previous
+    // window weighted by how much of it is still inside the sliding window.
+    // Compared exactly in integers, so the admission does not wait on the
+    // floating-point division below (only `remaining` needs it).
+    let allowed = u64::from(limit)
+        .checked_sub(u64::from(curr) + u64::from(n))
+        .is_some_and(|room| {
+            u128::from(prev) * u128::from(w - into) <= u128::from(room) * u128::from(w)
+        });
     let prev_weight = (w - into) as f64 / w as f64;
-    let estimate = f64::from(prev) * prev_weight + f64::from(curr);
-    let allowed = estimate + f64::from(n) <= f64::from(limit) + 1e-9;
     let (curr, retry_after) = if allowed {
         (curr + n, None)
     } else {
@@ -144,6 +151,7 @@ pub(crate) const PACKED_MAX_LIMIT: u32 = COUNT_MASK as u32;
 impl PackedCounter {
     /// Admits `n` at `now` if the quota allows (as [`KeyState`]'s counter
     /// would); `None` when the limit does not fit the packed counts.
+    #[inline]
     pub(crate) fn check(&self, quota: Quota, now: u64, n: u32) -> Option<Decision> {
         let limit = quota.limit();
         if limit > PACKED_MAX_LIMIT {
