@@ -169,7 +169,9 @@ where
     }
 
     /// Callers give up waiting for a load after this long (the load goes on
-    /// and fills the cache when it ends). Default: wait for it.
+    /// and fills the cache when it ends). The wait starts after the first
+    /// caller's L2 read, which the L2's own timeout bounds. Default: wait
+    /// for it.
     pub fn hard_timeout(mut self, d: Duration) -> Self {
         self.cfg.hard_timeout = Some(d);
         self
