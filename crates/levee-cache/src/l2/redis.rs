@@ -50,6 +50,7 @@ pub struct RedisL2 {
 }
 
 struct Inner {
+    name: Arc<str>,
     conn: RedisConnection,
     timeout: Duration,
     breaker: CircuitBreaker,
@@ -61,6 +62,7 @@ struct Inner {
 impl std::fmt::Debug for RedisL2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisL2")
+            .field("name", &self.inner.name)
             .field("conn", &self.inner.conn)
             .field("timeout", &self.inner.timeout)
             .field("breaker", &self.inner.breaker)
@@ -72,6 +74,7 @@ impl std::fmt::Debug for RedisL2 {
 /// Builds a [`RedisL2`].
 #[must_use]
 pub struct RedisL2Builder {
+    name: Arc<str>,
     conn: RedisConnection,
     timeout: Duration,
     breaker: Option<CircuitBreaker>,
@@ -90,6 +93,25 @@ impl std::fmt::Debug for RedisL2Builder {
 }
 
 impl RedisL2Builder {
+    /// The name in this L2's metrics (label `l2`) and in its default
+    /// breaker's events. Default: `levee-cache-l2`; name each L2 when several
+    /// run in one process.
+    ///
+    /// ```
+    /// use levee_cache::RedisL2;
+    /// use levee_core::redis::RedisConfig;
+    ///
+    /// // Connections open lazily: nothing is asked of Redis here.
+    /// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
+    /// let l2 = RedisL2::builder(conn).name("userinfo-l2").build()?;
+    /// assert_eq!(l2.breaker().name(), "userinfo-l2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
     /// Each Redis call fails after this long. Default: 50 ms.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
@@ -137,7 +159,7 @@ impl RedisL2Builder {
             Some(b) => b,
             None => {
                 let mut b = CircuitBreaker::builder()
-                    .name("levee-cache-l2")
+                    .name(self.name.to_string())
                     .consecutive_failures(3)
                     .open_duration(Duration::from_secs(5))
                     .half_open_permits(1);
@@ -150,6 +172,7 @@ impl RedisL2Builder {
         };
         Ok(RedisL2 {
             inner: Arc::new(Inner {
+                name: self.name,
                 conn: self.conn.with_response_timeout(self.timeout),
                 timeout: self.timeout,
                 breaker,
@@ -176,12 +199,15 @@ struct Counters {
     bad_signature: AtomicU64,
 }
 
-fn bump(c: &AtomicU64, event: &'static str) {
+/// Counts one event; with the `metrics` feature also as
+/// `levee_cache_l2_events_total{l2, event}`.
+fn bump(l2: &Arc<str>, c: &AtomicU64, event: &'static str) {
     c.fetch_add(1, Ordering::Relaxed);
     #[cfg(feature = "metrics")]
-    metrics::counter!("levee_cache_l2_events_total", "event" => event).increment(1);
+    metrics::counter!("levee_cache_l2_events_total", "l2" => l2.to_string(), "event" => event)
+        .increment(1);
     #[cfg(not(feature = "metrics"))]
-    let _ = event;
+    let _ = (l2, event);
 }
 
 /// Redis could not be asked.
@@ -193,6 +219,7 @@ impl RedisL2 {
     /// [`RedisConfig::connect`](levee_core::redis::RedisConfig::connect)).
     pub fn builder(conn: RedisConnection) -> RedisL2Builder {
         RedisL2Builder {
+            name: Arc::from("levee-cache-l2"),
             conn,
             timeout: Duration::from_millis(50),
             breaker: None,
@@ -235,10 +262,10 @@ impl RedisL2 {
     pub(crate) async fn run<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Unavailable> {
         let inner = &*self.inner;
         let Ok(permit) = inner.breaker.try_acquire() else {
-            bump(&inner.stats.rejected, "rejected");
+            bump(&inner.name, &inner.stats.rejected, "rejected");
             return Err(Unavailable);
         };
-        bump(&inner.stats.attempts, "attempt");
+        bump(&inner.name, &inner.stats.attempts, "attempt");
         // The connection handle carries this L2's timeout: one timer per
         // call.
         let mut conn = inner.conn.clone();
@@ -249,12 +276,12 @@ impl RedisL2 {
             }
             Err(e) if levee_core::redis::is_timeout(&e) => {
                 permit.failure();
-                bump(&inner.stats.timeouts, "timeout");
+                bump(&inner.name, &inner.stats.timeouts, "timeout");
                 Err(Unavailable)
             }
             Err(e) => {
                 permit.failure();
-                bump(&inner.stats.errors, "error");
+                bump(&inner.name, &inner.stats.errors, "error");
                 tracing::debug!(error = %e, "L2 command failed");
                 Err(Unavailable)
             }
@@ -269,18 +296,18 @@ impl RedisL2 {
         };
         let s = &self.inner.stats;
         let Some(stored) = stored else {
-            bump(&s.misses, "miss");
+            bump(&self.inner.name, &s.misses, "miss");
             return L2Read::Miss;
         };
         if stored.len() > self.inner.max_value_bytes {
-            bump(&s.oversized, "oversized");
+            bump(&self.inner.name, &s.oversized, "oversized");
             return L2Read::Miss;
         }
         let payload = match &self.inner.signer {
             Some(signer) => match signer.verify(key, &stored) {
                 Some(p) => p,
                 None => {
-                    bump(&s.bad_signature, "bad_signature");
+                    bump(&self.inner.name, &s.bad_signature, "bad_signature");
                     return L2Read::Miss;
                 }
             },
@@ -288,15 +315,15 @@ impl RedisL2 {
         };
         match Codec::decode(payload) {
             Ok(env) => {
-                bump(&s.hits, "hit");
+                bump(&self.inner.name, &s.hits, "hit");
                 L2Read::Hit(env)
             }
             Err(DecodeError::Corrupt) => {
-                bump(&s.corrupt, "corrupt");
+                bump(&self.inner.name, &s.corrupt, "corrupt");
                 L2Read::Miss
             }
             Err(DecodeError::UnknownVersion) => {
-                bump(&s.unknown_version, "unknown_version");
+                bump(&self.inner.name, &s.unknown_version, "unknown_version");
                 L2Read::Miss
             }
         }
@@ -324,7 +351,7 @@ impl RedisL2 {
             signer.sign(key, &mut bytes);
         }
         if bytes.len() > self.inner.max_value_bytes {
-            bump(&s.oversized, "oversized");
+            bump(&self.inner.name, &s.oversized, "oversized");
             return Ok(());
         }
         let px = crate::tiered::slot::millis(expire).max(1);
@@ -335,7 +362,7 @@ impl RedisL2 {
             .arg(px)
             .clone();
         self.run::<()>(cmd).await?;
-        bump(&s.writes, "write");
+        bump(&self.inner.name, &s.writes, "write");
         Ok(())
     }
 
