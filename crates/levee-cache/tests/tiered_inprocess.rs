@@ -369,8 +369,9 @@ async fn absent_is_cached_for_the_negative_ttl_and_value_ttl_caps() {
     );
 }
 
-#[tokio::test]
-async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
+/// A load gated until `invalidate` (one key, or all) has run: its waiter
+/// still gets the value, but the cache does not keep it.
+async fn invalidated_during_a_load(all: bool) {
     let cache: Cache = TieredCache::builder("t").build().unwrap();
     let (release, wait) = tokio::sync::oneshot::channel::<()>();
     let waiter = tokio::spawn({
@@ -385,7 +386,11 @@ async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
         }
     });
     tokio::task::yield_now().await;
-    cache.invalidate(&"k".to_string()).await;
+    if all {
+        cache.invalidate_all().await;
+    } else {
+        cache.invalidate(&"k".to_string()).await;
+    }
     release.send(()).unwrap();
     assert_eq!(
         waiter.await.unwrap().unwrap().unwrap().value,
@@ -396,6 +401,16 @@ async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
         cache.get(&"k".to_string()).is_none(),
         "but it was not cached"
     );
+}
+
+#[tokio::test]
+async fn invalidate_during_a_load_keeps_its_result_out_of_the_cache() {
+    invalidated_during_a_load(false).await;
+}
+
+#[tokio::test]
+async fn invalidate_all_during_a_load_keeps_its_result_out_of_the_cache() {
+    invalidated_during_a_load(true).await;
 }
 
 #[tokio::test]

@@ -90,6 +90,14 @@ impl<K: Hash + Eq + Clone> Flights<K> {
         }
     }
 
+    /// Marks every running load as invalidated.
+    pub(crate) fn invalidate_all(&self) {
+        for (_, f) in self.map.lock().drain() {
+            f.invalidated
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Marks the running load of `key` (if any) as invalidated.
     pub(crate) fn invalidate(&self, key: &K) {
         if let Some(f) = self.map.lock().remove(key) {

@@ -275,9 +275,11 @@ where
 
     /// Drops every L1 entry of this replica and, with a backplane, of the
     /// others (L2 entries end with their Redis expiry, or are overwritten
-    /// by the next load).
+    /// by the next load). Loads running now still answer their waiters, but
+    /// their results are kept out of both tiers.
     pub async fn invalidate_all(&self) {
         let sh = &*self.shared;
+        sh.flights.invalidate_all();
         sh.l1.invalidate_all();
         if let (Some(l2), Some(_)) = (&sh.l2, &sh.keys) {
             l2.publish(crate::l2::message::all_message(sh.replica_id))

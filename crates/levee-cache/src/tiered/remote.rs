@@ -171,6 +171,7 @@ where
     }
 
     fn drop_all(&self, after_gap: bool) {
+        self.flights.invalidate_all();
         self.l1.invalidate_all();
         if after_gap {
             self.stats.backplane_resync();
