@@ -592,14 +592,21 @@ async fn a_failed_load_under_the_lock_hands_the_lock_to_a_waiting_replica() {
             .unwrap()
     };
     let (a, b) = (locked(), locked());
+    let a_loading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = a_loading.clone();
     let failing = tokio::spawn(async move {
-        a.get_or_load("k".to_string(), || async {
+        a.get_or_load("k".to_string(), move || async move {
+            started.store(true, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(200)).await;
             Err::<Loaded<String>, _>("upstream down".to_string())
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A's loader runs only once A holds the lock.
+    until("A holds the lock and loads", || {
+        a_loading.load(Ordering::SeqCst)
+    })
+    .await;
     // B finds the lock taken and waits; when A's load fails, B takes the
     // lock and loads instead of waiting out the 60 s bound.
     let got = tokio::time::timeout(
@@ -687,21 +694,26 @@ async fn a_leader_dropped_during_its_l2_read_hands_the_load_on() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let cache = replica(slow_l2, &clock);
+    let cache = replica(slow_l2.clone(), &clock);
     let other = replica(l2(&[server.url()], &clock), &clock);
     let calls = Arc::new(AtomicU32::new(0));
     get(&other, "in-l2", &calls, "from other").await;
     // Warm the proxied connection, then slow every reply down.
     assert!(cache.get(&"warm".to_string()).is_none());
     get(&cache, "warm", &calls, "w").await;
-    proxy.set_mode(FaultMode::Delay(Duration::from_millis(300)));
+    proxy.set_mode(FaultMode::Delay(Duration::from_millis(600)));
     for (key, want, loads) in [("in-l2", "from other", 0), ("cold", "loaded", 1)] {
         let before = calls.load(Ordering::SeqCst);
+        let attempts = slow_l2.stats().attempts;
         let leader = {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move { get(&cache, key, &calls, "loaded").await })
         };
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The leader has registered its load and sent its (delayed) GET.
+        until("the leader reads L2", || {
+            slow_l2.stats().attempts > attempts
+        })
+        .await;
         let joiner = {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move { get(&cache, key, &calls, "joiner's own").await })
