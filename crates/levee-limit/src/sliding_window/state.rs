@@ -99,21 +99,46 @@ fn counter_check(
 /// windows; and `curr` after it.
 #[inline]
 fn counter_decide(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -> (Decision, u32) {
+    let (allowed, admitted) = counter_admit(w, limit, into, n, prev, curr);
+    (
+        counter_decision(w, limit, into, n, prev, curr, allowed),
+        admitted,
+    )
+}
+
+/// Whether `n` more fit, and `curr` after it: integers only, so that a
+/// compare-and-swap on the result does not wait on floating point.
+#[inline]
+fn counter_admit(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -> (bool, u32) {
     // Admit if prev * (w - into) / w + curr + n <= limit: the previous
-    // window weighted by how much of it is still inside the sliding window.
-    // Compared exactly in integers, so the admission does not wait on the
-    // floating-point division below (only `remaining` needs it).
+    // window weighted by how much of it is still inside the sliding window,
+    // compared exactly.
     let allowed = u64::from(limit)
         .checked_sub(u64::from(curr) + u64::from(n))
         .is_some_and(|room| {
             u128::from(prev) * u128::from(w - into) <= u128::from(room) * u128::from(w)
         });
-    let prev_weight = (w - into) as f64 / w as f64;
+    (allowed, if allowed { curr + n } else { curr })
+}
+
+/// The [`Decision`] for a check that found `prev` and `curr` and was
+/// `allowed` (or not).
+#[inline]
+fn counter_decision(
+    w: u64,
+    limit: u32,
+    into: u64,
+    n: u32,
+    prev: u32,
+    curr: u32,
+    allowed: bool,
+) -> Decision {
     let (curr, retry_after) = if allowed {
         (curr + n, None)
     } else {
         (curr, Some(counter_wait(w, into, limit, n, prev, curr)))
     };
+    let prev_weight = (w - into) as f64 / w as f64;
     let used = f64::from(prev) * prev_weight + f64::from(curr);
     let reset_after = if curr > 0 {
         2 * w - into
@@ -122,14 +147,13 @@ fn counter_decide(w: u64, limit: u32, into: u64, n: u32, prev: u32, curr: u32) -
     } else {
         0
     };
-    let decision = Decision {
+    Decision {
         allowed,
         limit,
         remaining: limit.saturating_sub(ceil_u32(used)),
         retry_after,
         reset_after: dur(reset_after),
-    };
-    (decision, curr)
+    }
 }
 
 /// The counter in one atomic word, updated with a compare-and-swap: no lock
@@ -170,16 +194,19 @@ impl PackedCounter {
             } else {
                 (0, 0)
             };
-            let (decision, admitted) = counter_decide(w, limit, into, n, prev, curr);
+            let (allowed, admitted) = counter_admit(w, limit, into, n, prev, curr);
             let next = pack(index, prev, admitted);
+            // The decision's floating point comes after the swap, off its
+            // path.
+            let decided = || Some(counter_decision(w, limit, into, n, prev, curr, allowed));
             if next == seen {
-                return Some(decision);
+                return decided();
             }
             match self
                 .0
                 .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return Some(decision),
+                Ok(_) => return decided(),
                 Err(now_seen) => seen = now_seen,
             }
         }
