@@ -42,9 +42,10 @@ fn check(c: &mut Criterion) {
     let governor = governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(
         NonZeroU32::new(LIMIT).unwrap(),
     ));
-    // The keys the Zipf trace draws (0..KEYS), so every bench runs on
-    // resident keys.
+    // The keys the Zipf trace draws (its ranks, scrambled), so every bench
+    // runs on resident keys.
     for k in 0..KEYS {
+        let k = levee_benches::scramble(k);
         counter.check(&k);
         log.check(&k);
         gcra.check(&k);
