@@ -138,7 +138,9 @@ fn counter_decision(
     } else {
         (curr, Some(counter_wait(w, into, limit, n, prev, curr)))
     };
-    let prev_weight = (w - into) as f64 / w as f64;
+    // Times are below 2^63 ns, so the signed conversion (one instruction)
+    // is exact where the unsigned one takes several.
+    let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
     let used = f64::from(prev) * prev_weight + f64::from(curr);
     let reset_after = if curr > 0 {
         2 * w - into
