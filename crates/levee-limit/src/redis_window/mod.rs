@@ -70,7 +70,6 @@ pub struct RedisSlidingWindow {
     mode: WindowMode,
     time: TimeSource,
     on_error: OnRedisError,
-    timeout: Duration,
     clock: SharedClock,
     script: Arc<redis::Script>,
     fallback: Option<SlidingWindow<Vec<u8>>>,
@@ -179,13 +178,13 @@ impl RedisSlidingWindowBuilder {
             WindowMode::Counter => scripts::COUNTER,
         };
         Ok(RedisSlidingWindow {
-            conn: self.conn,
+            // The handle carries this limiter's timeout: one timer per call.
+            conn: self.conn.with_response_timeout(self.timeout),
             quota: self.quota,
             prefix: Arc::from(self.prefix),
             mode: self.mode,
             time: self.time,
             on_error: self.on_error,
-            timeout: self.timeout,
             clock,
             script: Arc::new(redis::Script::new(script)),
             fallback,
@@ -242,13 +241,7 @@ impl RedisSlidingWindow {
             .arg(n)
             .arg(seed);
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(r) => r,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "rate-limit decision timed out",
-            ))),
-        }
+        invocation.invoke_async(&mut conn).await
     }
 
     fn decision(&self, reply: &[i64]) -> Decision {

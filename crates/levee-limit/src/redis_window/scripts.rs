@@ -59,8 +59,14 @@ end
 local into = now - idx * window
 local est = prev * (window - into) / window + curr
 if est + n <= limit + 1e-9 then
-  redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
-  redis.call('PEXPIRE', key, math.ceil(2 * window / 1000) + 1)
+  if w == idx then
+    redis.call('HSET', key, 'c', curr + n)
+  else
+    -- A new window: the state matters until the next one ends, so the key
+    -- expires two windows after this one starts (set once per window).
+    redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
+    redis.call('PEXPIRE', key, math.ceil((2 * window - into) / 1000) + 1)
+  end
   return {1, math.max(0, math.floor(limit - est - n)), 0, 2 * window - into}
 end
 local retry
