@@ -178,3 +178,38 @@ async fn redis_down_follows_the_configured_policy_and_recovers() {
     }
     assert!(recovered, "decisions come from Redis again once it is back");
 }
+
+/// Every key the limiter writes expires: a counter key within two windows
+/// of its window's start (set once per window, kept by later writes), a
+/// log key a window after its last admission.
+#[tokio::test]
+async fn keys_expire_after_their_windows() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let mut admin = conn.clone();
+    for mode in [WindowMode::Counter, WindowMode::Log] {
+        let l = limiter(conn.clone(), 100, mode, &clock);
+        for _ in 0..3 {
+            assert!(l.check("u").await.unwrap().allowed);
+            clock.advance(Duration::from_secs(1));
+        }
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{mode:?}: {keys:?}");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        // Windows of 10 s: at most two windows (+1 ms rounding), and set.
+        assert!(pttl > 0 && pttl <= 20_001, "{mode:?}: PTTL {pttl}");
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+}
