@@ -153,6 +153,17 @@ async fn panicking_loader_fails_every_waiter_and_the_next_call_loads_again() {
     assert_eq!(next.value, "ok");
 }
 
+/// `get_or_load` of `key` with a loader that fails (counted in `calls`).
+async fn load_failing(
+    cache: &Cache,
+    key: &str,
+    calls: &Arc<AtomicU32>,
+) -> Result<Option<Cached<String>>, CacheError<String>> {
+    cache
+        .get_or_load(key.to_string(), failing_loader(calls))
+        .await
+}
+
 async fn load_ok(cache: &Cache, calls: &Arc<AtomicU32>, v: &str) -> Cached<String> {
     cache
         .get_or_load("k".to_string(), counted_loader(calls, v))
@@ -243,11 +254,7 @@ async fn failing_loader_serves_the_tier_that_covers_the_age_then_errors() {
         (59, 72, "backup"),
     ] {
         clock.advance(Duration::from_secs(advance_h * h));
-        let got = cache
-            .get_or_load("k".to_string(), failing_loader(&calls))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = load_failing(&cache, "k", &calls).await.unwrap().unwrap();
         assert_eq!(got.value, "v1");
         assert_eq!(got.source, Source::L1);
         match got.freshness {
@@ -258,10 +265,7 @@ async fn failing_loader_serves_the_tier_that_covers_the_age_then_errors() {
         }
     }
     clock.advance(Duration::from_secs(15 * 24 * h));
-    let err = cache
-        .get_or_load("k".to_string(), failing_loader(&calls))
-        .await
-        .unwrap_err();
+    let err = load_failing(&cache, "k", &calls).await.unwrap_err();
     assert_eq!(err.load_error().map(String::as_str), Some("upstream 503"));
 }
 
@@ -279,8 +283,7 @@ async fn failure_backoff_stops_calling_the_loader_and_serves_stale() {
     load_ok(&cache, &calls, "v1").await;
     clock.advance(Duration::from_secs(20));
     assert!(
-        cache
-            .get_or_load("k".to_string(), failing_loader(&calls))
+        load_failing(&cache, "k", &calls)
             .await
             .unwrap()
             .unwrap()
@@ -289,24 +292,18 @@ async fn failure_backoff_stops_calling_the_loader_and_serves_stale() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     clock.advance(Duration::from_secs(10));
-    let got = cache
-        .get_or_load("k".to_string(), failing_loader(&calls))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = load_failing(&cache, "k", &calls).await.unwrap().unwrap();
     assert!(got.freshness.is_stale());
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
         "within the backoff the loader is not called"
     );
-    let other = cache
-        .get_or_load("nothing-cached".to_string(), failing_loader(&calls))
+    let other = load_failing(&cache, "nothing-cached", &calls)
         .await
         .unwrap_err();
     assert!(matches!(other, CacheError::Load(_)));
-    let again = cache
-        .get_or_load("nothing-cached".to_string(), failing_loader(&calls))
+    let again = load_failing(&cache, "nothing-cached", &calls)
         .await
         .unwrap_err();
     assert!(matches!(again, CacheError::Backoff { .. }));
@@ -554,20 +551,12 @@ async fn a_value_until_is_never_served_past_its_end_not_even_stale() {
     // At 61 s: "long" (fresh 60 s, usable to 90 s) is served stale;
     // "short" (usable to 30 s) is not served at all.
     clock.advance(Duration::from_secs(61));
-    let got = cache
-        .get_or_load("long".to_string(), failing_loader(&calls))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = load_failing(&cache, "long", &calls).await.unwrap().unwrap();
     assert!(got.freshness.is_stale());
-    let short = cache
-        .get_or_load("short".to_string(), failing_loader(&calls))
-        .await;
+    let short = load_failing(&cache, "short", &calls).await;
     assert!(matches!(short, Err(CacheError::Load(_))), "{short:?}");
     clock.advance(Duration::from_secs(30));
-    let long = cache
-        .get_or_load("long".to_string(), failing_loader(&calls))
-        .await;
+    let long = load_failing(&cache, "long", &calls).await;
     assert!(
         matches!(long, Err(CacheError::Load(_))),
         "past its end at 91 s: {long:?}"
@@ -581,11 +570,7 @@ async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
     let cache = swr_cache(&clock, Duration::from_secs(600), &calls).await;
     clock.advance(Duration::from_secs(61));
     for _ in 0..5 {
-        let got = cache
-            .get_or_load("k".to_string(), failing_loader(&calls))
-            .await
-            .unwrap()
-            .unwrap();
+        let got = load_failing(&cache, "k", &calls).await.unwrap().unwrap();
         assert_eq!(got.value, "v1");
         settle().await;
     }
@@ -595,10 +580,7 @@ async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
         "the first load and one failed refresh; no refresh within the backoff"
     );
     clock.advance(Duration::from_secs(31));
-    cache
-        .get_or_load("k".to_string(), failing_loader(&calls))
-        .await
-        .unwrap();
+    load_failing(&cache, "k", &calls).await.unwrap();
     settle().await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
