@@ -50,9 +50,8 @@ pub struct RedisL2 {
 }
 
 struct Inner {
-    name: Arc<str>,
+    /// Carries this L2's timeout (`RedisConnection::with_response_timeout`).
     conn: RedisConnection,
-    timeout: Duration,
     breaker: CircuitBreaker,
     max_value_bytes: usize,
     signer: Option<Signer>,
@@ -62,9 +61,9 @@ struct Inner {
 impl std::fmt::Debug for RedisL2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisL2")
-            .field("name", &self.inner.name)
+            .field("name", &self.inner.stats.l2)
             .field("conn", &self.inner.conn)
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.conn.response_timeout())
             .field("breaker", &self.inner.breaker)
             .field("signed", &self.inner.signer.is_some())
             .finish_non_exhaustive()
@@ -172,20 +171,25 @@ impl RedisL2Builder {
         };
         Ok(RedisL2 {
             inner: Arc::new(Inner {
-                name: self.name,
                 conn: self.conn.with_response_timeout(self.timeout),
-                timeout: self.timeout,
                 breaker,
                 max_value_bytes: self.max_value_bytes,
                 signer: self.signer,
-                stats: Counters::default(),
+                stats: Counters {
+                    l2: self.name,
+                    ..Counters::default()
+                },
             }),
         })
     }
 }
 
+/// The L2's counters; with the `metrics` feature each event is also counted
+/// as `levee_cache_l2_events_total{l2, event}`.
 #[derive(Default)]
 struct Counters {
+    /// The L2's name (`RedisL2Builder::name`).
+    l2: Arc<str>,
     attempts: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -199,15 +203,16 @@ struct Counters {
     bad_signature: AtomicU64,
 }
 
-/// Counts one event; with the `metrics` feature also as
-/// `levee_cache_l2_events_total{l2, event}`.
-fn bump(l2: &Arc<str>, c: &AtomicU64, event: &'static str) {
-    c.fetch_add(1, Ordering::Relaxed);
-    #[cfg(feature = "metrics")]
-    metrics::counter!("levee_cache_l2_events_total", "l2" => l2.to_string(), "event" => event)
-        .increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = (l2, event);
+impl Counters {
+    /// Counts one event.
+    fn bump(&self, c: &AtomicU64, event: &'static str) {
+        c.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("levee_cache_l2_events_total", "l2" => self.l2.to_string(), "event" => event)
+            .increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = event;
+    }
 }
 
 /// Redis could not be asked.
@@ -262,10 +267,10 @@ impl RedisL2 {
     pub(crate) async fn run<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Unavailable> {
         let inner = &*self.inner;
         let Ok(permit) = inner.breaker.try_acquire() else {
-            bump(&inner.name, &inner.stats.rejected, "rejected");
+            inner.stats.bump(&inner.stats.rejected, "rejected");
             return Err(Unavailable);
         };
-        bump(&inner.name, &inner.stats.attempts, "attempt");
+        inner.stats.bump(&inner.stats.attempts, "attempt");
         // The connection handle carries this L2's timeout: one timer per
         // call.
         let mut conn = inner.conn.clone();
@@ -276,12 +281,12 @@ impl RedisL2 {
             }
             Err(e) if levee_core::redis::is_timeout(&e) => {
                 permit.failure();
-                bump(&inner.name, &inner.stats.timeouts, "timeout");
+                inner.stats.bump(&inner.stats.timeouts, "timeout");
                 Err(Unavailable)
             }
             Err(e) => {
                 permit.failure();
-                bump(&inner.name, &inner.stats.errors, "error");
+                inner.stats.bump(&inner.stats.errors, "error");
                 tracing::debug!(error = %e, "L2 command failed");
                 Err(Unavailable)
             }
@@ -296,18 +301,18 @@ impl RedisL2 {
         };
         let s = &self.inner.stats;
         let Some(stored) = stored else {
-            bump(&self.inner.name, &s.misses, "miss");
+            s.bump(&s.misses, "miss");
             return L2Read::Miss;
         };
         if stored.len() > self.inner.max_value_bytes {
-            bump(&self.inner.name, &s.oversized, "oversized");
+            s.bump(&s.oversized, "oversized");
             return L2Read::Miss;
         }
         let payload = match &self.inner.signer {
             Some(signer) => match signer.verify(key, &stored) {
                 Some(p) => p,
                 None => {
-                    bump(&self.inner.name, &s.bad_signature, "bad_signature");
+                    s.bump(&s.bad_signature, "bad_signature");
                     return L2Read::Miss;
                 }
             },
@@ -315,15 +320,15 @@ impl RedisL2 {
         };
         match Codec::decode(payload) {
             Ok(env) => {
-                bump(&self.inner.name, &s.hits, "hit");
+                s.bump(&s.hits, "hit");
                 L2Read::Hit(env)
             }
             Err(DecodeError::Corrupt) => {
-                bump(&self.inner.name, &s.corrupt, "corrupt");
+                s.bump(&s.corrupt, "corrupt");
                 L2Read::Miss
             }
             Err(DecodeError::UnknownVersion) => {
-                bump(&self.inner.name, &s.unknown_version, "unknown_version");
+                s.bump(&s.unknown_version, "unknown_version");
                 L2Read::Miss
             }
         }
@@ -351,7 +356,7 @@ impl RedisL2 {
             signer.sign(key, &mut bytes);
         }
         if bytes.len() > self.inner.max_value_bytes {
-            bump(&self.inner.name, &s.oversized, "oversized");
+            s.bump(&s.oversized, "oversized");
             return Ok(());
         }
         let px = crate::tiered::slot::millis(expire).max(1);
@@ -362,7 +367,7 @@ impl RedisL2 {
             .arg(px)
             .clone();
         self.run::<()>(cmd).await?;
-        bump(&self.inner.name, &s.writes, "write");
+        s.bump(&s.writes, "write");
         Ok(())
     }
 

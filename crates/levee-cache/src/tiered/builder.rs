@@ -9,7 +9,7 @@ use levee_core::{SharedClock, SystemClock};
 use levee_core::redis::RedisConfig;
 
 use super::refresh::Rng;
-use super::slot::Stored;
+use super::slot::Slot;
 use super::{KeyIndex, Settings, Shared, TaskGuard, TieredCache};
 use crate::l2::L2Port;
 use crate::{ConfigError, EvictionCause, MemoryCache, MemoryCacheBuilder};
@@ -442,14 +442,14 @@ fn l1_cache<K, V>(
     clock: Option<&SharedClock>,
     l2: &Option<Arc<dyn L2Port<K, V>>>,
     keys: &Option<Arc<KeyIndex<K>>>,
-) -> Result<MemoryCache<K, Stored<V>>, ConfigError>
+) -> Result<MemoryCache<K, Slot<V>>, ConfigError>
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     let l1 = l1.unwrap_or_else(|| MemoryCache::builder().max_capacity(10_000));
     let mut l1 = l1
-        .wrap_values(|s: &Stored<V>| s.value.as_ref())?
+        .wrap_values(|s: &Slot<V>| s.value.as_ref())?
         .stale_retention(keep);
     if let Some(clock) = clock {
         l1 = l1.clock(clock.clone());

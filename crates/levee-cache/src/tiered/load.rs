@@ -222,7 +222,7 @@ where
     /// Stores a loaded slot in both tiers, unless `invalidate` was called
     /// for the key since the load started (checked again after each write,
     /// since an `invalidate` may land between the check and the write).
-    async fn keep(&self, key: &K, slot: &super::Stored<V>, token: &AtomicBool) {
+    async fn keep(&self, key: &K, slot: &super::slot::Slot<V>, token: &AtomicBool) {
         if token.load(Ordering::SeqCst) {
             return;
         }

@@ -33,7 +33,7 @@ use crate::l2::L2Port;
 use crate::{EntryFreshness, MemoryCache};
 use flight::{FlightResult, FlightRx, Flights};
 use refresh::Rng;
-use slot::{Slot, Stored};
+use slot::Slot;
 use tasks::TaskGuard;
 
 /// The settings a built cache runs with.
@@ -68,7 +68,7 @@ pub(crate) type KeyIndex<K> = dashmap::DashMap<Box<[u8]>, K, foldhash::fast::Ran
 
 pub(crate) struct Shared<K, V> {
     pub(crate) name: Arc<str>,
-    pub(crate) l1: MemoryCache<K, Stored<V>>,
+    pub(crate) l1: MemoryCache<K, Slot<V>>,
     pub(crate) clock: SharedClock,
     pub(crate) cfg: Settings,
     pub(crate) flights: Flights<K>,
@@ -310,7 +310,7 @@ enum InL1<V> {
     /// due, the write time of the value to refresh.
     Fresh(Option<Cached<V>>, Option<u64>),
     /// A stale entry, or nothing.
-    NotFresh(Option<Stored<V>>),
+    NotFresh(Option<Slot<V>>),
 }
 
 impl<K, V> Shared<K, V>
@@ -336,7 +336,7 @@ where
     }
 
     /// A slot for a value loaded now (its TTL capped and jittered).
-    pub(crate) fn new_slot(&self, loaded: Loaded<V>, load_time: Duration) -> Stored<V> {
+    pub(crate) fn new_slot(&self, loaded: Loaded<V>, load_time: Duration) -> Slot<V> {
         let now = slot::Now::of(&*self.clock);
         let (value, ttl, keep) = match loaded {
             Loaded::Value(v) => (Some(v), self.jittered(self.cfg.ttl), self.cfg.keep_stale()),
@@ -359,7 +359,7 @@ where
     }
 
     /// Puts `slot` in L1, trusted there for at most `l1_ttl`.
-    pub(crate) fn put_l1(&self, key: &K, slot: Stored<V>) {
+    pub(crate) fn put_l1(&self, key: &K, slot: Slot<V>) {
         let now = self.clock.now();
         let expiry = crate::Expiry {
             fresh_until: slot.fresh_until.min(now + self.cfg.l1_ttl),

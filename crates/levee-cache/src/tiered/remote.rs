@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::slot::{Now, Slot, Stored};
+use super::slot::{Now, Slot};
 use super::{Cached, Freshness, Shared, Source};
 use crate::l2::envelope::EnvelopeAge;
 use crate::l2::{Envelope, L2Read};
@@ -79,7 +79,7 @@ where
         }
     }
 
-    fn promote(&self, key: &K, slot: Stored<V>, token: &AtomicBool) {
+    fn promote(&self, key: &K, slot: Slot<V>, token: &AtomicBool) {
         if !token.load(Ordering::SeqCst) {
             self.put_l1(key, slot);
             if token.load(Ordering::SeqCst) {

@@ -36,8 +36,6 @@ pub(crate) struct Slot<V> {
     pub(crate) from_l2: bool,
 }
 
-pub(crate) type Stored<V> = Slot<V>;
-
 /// A moment read from both clocks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {

@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::slot::Stored;
+use super::slot::Slot;
 use super::{CacheError, Cached, Freshness, Shared, Source};
 
 /// The tier name reported for a value served stale under
@@ -30,7 +30,7 @@ where
     /// a value no tier covers is labelled as such.
     pub(crate) fn serve_stale(
         &self,
-        slot: &Stored<V>,
+        slot: &Slot<V>,
         now: Instant,
         swr: bool,
         source: Source,
@@ -50,7 +50,7 @@ where
     pub(crate) fn stale_after_failed_load<E>(
         &self,
         key: &K,
-        held: Option<Stored<V>>,
+        held: Option<Slot<V>>,
         err: CacheError<E>,
     ) -> Result<Option<Cached<V>>, CacheError<E>> {
         let now_held = self.l1.peek(key, |slot, _| slot.clone());
@@ -66,7 +66,7 @@ where
     /// the held value was read from.
     pub(crate) fn stale_or<E>(
         &self,
-        held: Option<&Stored<V>>,
+        held: Option<&Slot<V>>,
         source: Source,
         err: CacheError<E>,
     ) -> Result<Option<Cached<V>>, CacheError<E>> {

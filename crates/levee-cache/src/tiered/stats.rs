@@ -37,7 +37,7 @@ pub struct TieredStats {
 
 /// The counters of one cache; with the `metrics` feature each event is
 /// also counted as `levee_cache_requests_total{cache, result}`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Counters {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     cache: std::sync::Arc<str>,
@@ -54,13 +54,7 @@ impl Counters {
     pub(crate) fn new(cache: std::sync::Arc<str>) -> Self {
         Counters {
             cache,
-            l2_hits: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
-            load_failures: AtomicU64::new(0),
-            stale_served: AtomicU64::new(0),
-            early_refreshes: AtomicU64::new(0),
-            backplane_invalidations: AtomicU64::new(0),
-            backplane_resyncs: AtomicU64::new(0),
+            ..Counters::default()
         }
     }
 

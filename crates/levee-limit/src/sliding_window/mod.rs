@@ -232,8 +232,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// aligned windows never start before zero for keys first seen at
     /// start-up).
     fn now(&self) -> u64 {
-        let d = self.inner.time.elapsed();
-        (d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())) + 3_600_000_000_000
+        state::nanos(self.inner.time.elapsed()) + 3_600_000_000_000
     }
 
     fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {
