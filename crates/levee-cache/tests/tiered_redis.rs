@@ -729,3 +729,33 @@ async fn a_leader_dropped_during_its_l2_read_hands_the_load_on() {
         assert_eq!(calls.load(Ordering::SeqCst) - before, loads, "{key}");
     }
 }
+
+/// Redis killed until the breaker opens, restarted after 2 s: once the
+/// manual clock has moved one open period (5 s), the first half-open probe
+/// must reach the restarted Redis and close the breaker, not be answered
+/// with the error stored while Redis was down.
+#[tokio::test]
+async fn after_a_restart_the_first_probe_succeeds() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l2 = l2(&[server.url()], &clock);
+    let cache = replica(l2.clone(), &clock);
+    let calls = Arc::new(AtomicU32::new(0));
+    get(&cache, "warm", &calls, "v").await;
+    server.kill();
+    for i in 0..10 {
+        get(&cache, &format!("down{i}"), &calls, "v").await;
+    }
+    assert_eq!(l2.breaker().state(), State::Open, "opened by the failures");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.restart().unwrap();
+    clock.advance(Duration::from_secs(5));
+    let writes = l2.stats().writes;
+    get(&cache, "after", &calls, "v").await;
+    assert_eq!(
+        l2.breaker().state(),
+        State::Closed,
+        "the first probe after the restart succeeds"
+    );
+    assert_eq!(l2.stats().writes, writes + 1, "L2 used again at once");
+}

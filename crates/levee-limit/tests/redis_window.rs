@@ -213,3 +213,35 @@ async fn keys_expire_after_their_windows() {
             .unwrap();
     }
 }
+
+/// Redis killed, restarted after 2 s: the first decision after the restart
+/// comes from Redis, not from an error the connection stored while Redis
+/// was down.
+#[tokio::test]
+async fn after_a_restart_the_first_check_reaches_redis() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let limiter = RedisSlidingWindow::builder(
+        RedisConfig::standalone(server.url()).connect().unwrap(),
+        Quota::new(9, Duration::from_secs(10)).unwrap(),
+    )
+    .time_source(TimeSource::Clock)
+    .clock(clock.shared())
+    .on_redis_error(OnRedisError::FailClosed)
+    .timeout(Duration::from_millis(200))
+    .build()
+    .unwrap();
+    assert!(limiter.check("k").await.unwrap().allowed, "Redis is up");
+    server.kill();
+    for _ in 0..5 {
+        assert!(limiter.check("k").await.is_err(), "fails closed");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.restart().unwrap();
+    clock.advance(Duration::from_secs(5));
+    let first = limiter.check("k").await;
+    assert!(
+        first.is_ok(),
+        "the first check after the restart reaches Redis: {first:?}"
+    );
+}
