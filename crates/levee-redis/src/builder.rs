@@ -93,6 +93,11 @@ impl RedisClient {
     /// outage, which a `ConnectionManager` answers with the error of its
     /// failed reconnect). `connect_timeout` then bounds only pub/sub
     /// connections, which need [`pubsub_url`](RedisClientBuilder::pubsub_url).
+    ///
+    /// Give the manager few reconnect retries and a short maximum delay
+    /// (`ConnectionManagerConfig::set_number_of_retries(1)`,
+    /// `set_max_delay(200 ms)`): while its own reconnect backs off,
+    /// commands (a half-open probe too) wait on it until their timeout.
     pub fn from_connection_manager(manager: ConnectionManager) -> RedisClientBuilder {
         RedisClientBuilder::new(Source::User {
             conn: Conn::Manager(manager),

@@ -44,12 +44,18 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
+    /// Sends `cmd`; an error reply comes back as an `Err` (the driver
+    /// returns it as a value).
     async fn req(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
-        match self {
+        let reply = match self {
             Conn::Single(c) => c.req_packed_command(cmd).await,
             Conn::Manager(c) => c.req_packed_command(cmd).await,
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => c.req_packed_command(cmd).await,
+        };
+        match reply {
+            Ok(Value::ServerError(e)) => Err(e.into()),
+            r => r,
         }
     }
 }

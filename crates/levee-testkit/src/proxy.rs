@@ -18,6 +18,9 @@ pub enum FaultMode {
     Pass,
     /// Forward every chunk after this delay.
     Delay(Duration),
+    /// New connections wait this long before the proxy connects them to
+    /// the target (a slow handshake); established ones pass.
+    DelayConnect(Duration),
     /// Close every open connection, and new ones as they arrive.
     Drop,
     /// Stop reading and writing: hold bytes, never answer, keep sockets open.
@@ -90,6 +93,13 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, mode: watch::Rec
 }
 
 async fn serve(client: TcpStream, target: SocketAddr, mode: watch::Receiver<FaultMode>) {
+    let delay = match *mode.borrow() {
+        FaultMode::DelayConnect(d) => Some(d),
+        _ => None,
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let Ok(upstream) = TcpStream::connect(target).await else {
         return;
     };
@@ -109,7 +119,7 @@ async fn gate(mode: &mut watch::Receiver<FaultMode>) -> bool {
     loop {
         let current = *mode.borrow_and_update();
         match current {
-            FaultMode::Pass => return true,
+            FaultMode::Pass | FaultMode::DelayConnect(_) => return true,
             FaultMode::Delay(d) => {
                 tokio::time::sleep(d).await;
                 return true;

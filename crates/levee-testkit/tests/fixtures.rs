@@ -177,31 +177,64 @@ async fn idp_outage_answers_503() {
     assert_eq!(get_userinfo(&idp, "carol").await.0, 200);
 }
 
+async fn proxied(proxy: &FaultProxy) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(proxy.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn ping(conn: &redis::aio::MultiplexedConnection, within: Duration) -> Option<String> {
+    let mut c = conn.clone();
+    let ping = redis::cmd("PING").query_async::<String>(&mut c);
+    tokio::time::timeout(within, ping).await.ok()?.ok()
+}
+
 #[tokio::test]
 async fn blackholed_proxy_makes_a_redis_client_time_out_and_pass_restores_it() {
-    use levee_core::redis::RedisConfig;
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
-    let conn = RedisConfig::standalone(proxy.url())
-        .response_timeout(Duration::from_millis(150))
-        .connect()
-        .unwrap();
-    let ping = || {
-        let mut c = conn.clone();
-        async move { redis::cmd("PING").query_async::<String>(&mut c).await }
-    };
-    assert_eq!(ping().await.unwrap(), "PONG");
+    let conn = proxied(&proxy).await;
+    let within = Duration::from_millis(150);
+    assert_eq!(ping(&conn, within).await.as_deref(), Some("PONG"));
     proxy.set_mode(FaultMode::Blackhole);
-    let err = ping().await.unwrap_err();
-    assert!(levee_core::redis::is_timeout(&err), "{err}");
+    assert_eq!(
+        ping(&conn, within).await,
+        None,
+        "no answer through a blackhole"
+    );
     proxy.set_mode(FaultMode::Pass);
     let mut ok = false;
     for _ in 0..40 {
-        if ping().await.is_ok() {
+        if ping(&conn, within).await.is_some() {
             ok = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(ok, "the client works again once the proxy passes");
+}
+
+#[tokio::test]
+async fn delay_connect_slows_new_connections_only() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let open = proxied(&proxy).await;
+    proxy.set_mode(FaultMode::DelayConnect(Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        ping(&open, Duration::from_millis(150)).await.as_deref(),
+        Some("PONG"),
+        "an established connection passes at once"
+    );
+    let new = proxied(&proxy).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "a new connection's handshake waited for the delay"
+    );
+    assert_eq!(
+        ping(&new, Duration::from_millis(150)).await.as_deref(),
+        Some("PONG")
+    );
 }
