@@ -14,8 +14,9 @@
 //! - `RedisL2` (feature `redis`): the shared tier. Values are stored in a
 //!   versioned envelope whose times (not Redis's expiry) decide freshness,
 //!   encoded by a [`Codec`] (JSON or compact binary), optionally signed;
-//!   every call is under a timeout and behind a circuit breaker, so a dead
-//!   Redis costs nothing per request and is found again on its own.
+//!   every call goes through a `levee-redis` client: under a timeout and
+//!   behind its circuit breaker, so a dead Redis costs nothing per request
+//!   and is found again on its own.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,13 +48,13 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use levee_cache::{RedisL2, TieredCache};
-//! use levee_core::redis::RedisConfig;
+//! use levee_redis::RedisClient;
 //!
-//! let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
+//! let client = RedisClient::standalone("redis://127.0.0.1:6379").build()?;
 //! let cache = TieredCache::<String, String>::builder("userinfo")
 //!     .ttl(Duration::from_secs(300))
 //!     .l1_ttl(Duration::from_secs(30))
-//!     .l2(RedisL2::builder(conn).build()?)
+//!     .l2(RedisL2::builder(client).build()?)
 //!     .build()?;
 //! cache.invalidate(&"alice".to_string()).await; // every replica drops it
 //! # Ok(()) }
@@ -63,8 +64,11 @@
 //! - `redis` (default): [`RedisL2`], the load lock and the backplane. `V`
 //!   needs `Serialize + DeserializeOwned` and `K` needs
 //!   [`RedisKey`](levee_core::RedisKey) only for caches given an L2.
+//! - `tls`, `cluster`: `rediss://` and Redis Cluster for the L2 (levee-redis's
+//!   features of the same names).
 //! - `metrics`: counters through the `metrics` crate
-//!   (`levee_cache_requests_total{result}`, `levee_cache_l2_events_total{event}`).
+//!   (`levee_cache_requests_total{result}`, `levee_cache_l2_events_total{event}`,
+//!   and levee-redis's command metrics).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;

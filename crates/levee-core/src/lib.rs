@@ -1,4 +1,4 @@
-//! Shared foundations of levee: time, key encoding and Redis connection setup.
+//! Shared foundations of levee: time and key encoding.
 //!
 //! Every levee component reads time from a [`Clock`] held as `Arc<dyn Clock>`,
 //! so tests drive it with a [`ManualClock`] (or a [`TokioClock`] under paused
@@ -24,19 +24,14 @@
 //! - [`Clock`], [`SystemClock`], [`ManualClock`], [`TokioClock`]: time sources.
 //! - [`RedisKey`]: how a key becomes bytes in a Redis key.
 //! - [`KeyHasher`] and [`SensitiveKey`]: keyed hashing of secrets used as keys.
-//! - `redis` module (feature `redis`): one way to open Redis connections,
-//!   standalone or cluster, with timeouts and reconnects.
 //!
-//! Features:
-//! - `redis`: the Redis connection setup shared by `levee-cache` and `levee-limit`.
+//! Redis connections live in `levee-redis`, the one guarded client every
+//! Redis user in levee goes through.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
 mod key;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub mod redis;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use error::CoreError;

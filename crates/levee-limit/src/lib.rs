@@ -18,6 +18,10 @@
 //!   every replica through Redis, one round trip per decision, with a
 //!   policy for when Redis is down.
 //!
+//! Both Redis users go through a `levee-redis` client (timeout, breaker,
+//! reconnects): while its breaker is open they answer at once from their
+//! fallback. Features `tls` and `cluster` add `rediss://` and Redis Cluster.
+//!
 //! ```
 //! use std::num::NonZeroU32;
 //! use levee_limit::{Quota, SlidingWindow, WindowMode};

@@ -2,7 +2,10 @@
 //! sometimes-failing upstreams.
 //!
 //! This facade re-exports the component crates:
-//! - [`core`]: `Clock`, key encoding, Redis connection setup.
+//! - [`core`]: `Clock`, key encoding.
+//! - `redis` (feature `redis`): `RedisClient`, the one guarded Redis client
+//!   every Redis user goes through (features `tls` and `cluster` add
+//!   `rediss://` and Redis Cluster).
 //! - [`cache`]: `MemoryCache` (L1), `RedisL2`, `TieredCache`.
 //! - [`breaker`]: `CircuitBreaker`, `BreakerRegistry`.
 //! - [`limit`]: `SlidingWindow`, `Gcra`, `RedisSlidingWindow`,
@@ -13,6 +16,9 @@ pub use levee_breaker as breaker;
 pub use levee_cache as cache;
 pub use levee_core as core;
 pub use levee_limit as limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use levee_redis as redis;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

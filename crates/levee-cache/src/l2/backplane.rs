@@ -1,24 +1,11 @@
 //! The invalidation backplane: `invalidate` publishes the key on the cache's
 //! Redis channel and every replica drops its L1 copy. A replica that was not
 //! subscribed for a while (Redis down, connection lost) may have missed
-//! messages, so when it subscribes again it drops its whole L1.
+//! messages, so when it subscribes again it drops its whole L1. The
+//! subscription itself (resubscribing after losses) is `levee-redis`'s.
 //! Messages are laid out in [`message`](super::message).
 
-use std::sync::Weak;
-use std::time::Duration;
-
-use futures_util::StreamExt;
-use levee_core::redis::RedisConfig;
-
 use super::message;
-
-/// Retry delays while the subscription cannot be opened.
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// How often a quiet subscription is checked with `PING`, and how long the
-/// answer may take before the connection is taken for dead.
-const PING_EVERY: Duration = Duration::from_secs(5);
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a replica does with backplane messages.
 pub(crate) trait Receiver: Send + Sync + 'static {
@@ -32,7 +19,7 @@ pub(crate) trait Receiver: Send + Sync + 'static {
     fn set_subscribed(&self, up: bool);
 }
 
-fn handle(receiver: &dyn Receiver, payload: &[u8]) {
+pub(crate) fn handle(receiver: &dyn Receiver, payload: &[u8]) {
     if payload.len() < 9 {
         tracing::debug!("ignoring a malformed backplane message");
         return;
@@ -49,73 +36,12 @@ fn handle(receiver: &dyn Receiver, payload: &[u8]) {
     }
 }
 
-/// Listens on `channel` until `receiver` is gone, resubscribing after
-/// losses and dropping the whole L1 after each gap.
-pub(crate) async fn listen(config: RedisConfig, channel: String, receiver: Weak<dyn Receiver>) {
-    let mut first = true;
-    let mut delay = RETRY_MIN;
-    while receiver.strong_count() > 0 {
-        match subscribe(&config, &channel).await {
-            Ok(pubsub) => {
-                let Some(r) = receiver.upgrade() else { return };
-                if !first {
-                    r.drop_all(true);
-                }
-                r.set_subscribed(true);
-                drop(r);
-                first = false;
-                delay = RETRY_MIN;
-                pump(pubsub, &receiver).await;
-                if let Some(r) = receiver.upgrade() {
-                    r.set_subscribed(false);
-                }
-            }
-            Err(e) => {
-                first = false;
-                tracing::debug!(error = %e, %channel, "backplane subscription failed; retrying");
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+/// Hands a pub/sub event to a receiver (the cache's `Subscriber` impl).
+pub(crate) fn subscribed(receiver: &dyn Receiver, after_gap: bool) {
+    if after_gap {
+        receiver.drop_all(true);
     }
-}
-
-async fn subscribe(
-    config: &RedisConfig,
-    channel: &str,
-) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let mut pubsub = config.open_pubsub().await?;
-    match tokio::time::timeout(PING_TIMEOUT, pubsub.subscribe(channel)).await {
-        Ok(Ok(())) => Ok(pubsub),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "SUBSCRIBE timed out",
-        ))),
-    }
-}
-
-/// Hands messages to the receiver until the connection ends or stops
-/// answering pings.
-async fn pump(pubsub: redis::aio::PubSub, receiver: &Weak<dyn Receiver>) {
-    let (mut sink, mut stream) = pubsub.split();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.reset();
-    loop {
-        tokio::select! {
-            msg = stream.next() => {
-                let Some(msg) = msg else { return };
-                let Some(r) = receiver.upgrade() else { return };
-                handle(&*r, msg.get_payload_bytes());
-            }
-            _ = ping.tick() => {
-                let answered = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
-                if !matches!(answered, Ok(Ok(_))) {
-                    return;
-                }
-            }
-        }
-    }
+    receiver.set_subscribed(true);
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ mod bound {
     use std::time::Duration;
 
     use levee_core::RedisKey;
+    use levee_redis::Keyspace;
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
@@ -89,8 +90,8 @@ mod bound {
     pub(crate) struct Bound {
         l2: RedisL2,
         codec: Codec,
-        value_prefix: Vec<u8>,
-        lock_prefix: Vec<u8>,
+        values: Keyspace,
+        locks: Keyspace,
         channel: String,
     }
 
@@ -107,19 +108,14 @@ mod bound {
             cache: &str,
             schema: u32,
         ) -> Self {
+            let schema = format!("v{schema}");
             Bound {
                 l2,
                 codec,
-                value_prefix: format!("{prefix}:{cache}:v{schema}:").into_bytes(),
-                lock_prefix: format!("{prefix}:{cache}:lock:v{schema}:").into_bytes(),
-                channel: format!("{prefix}:{cache}:invalidate"),
+                values: Keyspace::new([prefix, cache, &schema]),
+                locks: Keyspace::new([prefix, cache, "lock", &schema]),
+                channel: Keyspace::new([prefix, cache]).name("invalidate"),
             }
-        }
-
-        fn full(prefix: &[u8], key: &impl RedisKey) -> Vec<u8> {
-            let mut out = prefix.to_vec();
-            key.write_redis_key(&mut out);
-            out
         }
     }
 
@@ -133,7 +129,7 @@ mod bound {
         }
 
         fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>> {
-            Box::pin(async move { self.l2.read(&Self::full(&self.value_prefix, key)).await })
+            Box::pin(async move { self.l2.read(&self.values.key(key)).await })
         }
 
         fn write<'a>(
@@ -143,14 +139,14 @@ mod bound {
             expire: Duration,
         ) -> BoxFuture<'a, bool> {
             Box::pin(async move {
-                let k = Self::full(&self.value_prefix, key);
+                let k = self.values.key(key);
                 self.l2.write(&k, env, self.codec, expire).await.is_ok()
             })
         }
 
         fn delete<'a>(&'a self, key: &'a K) -> BoxFuture<'a, bool> {
             Box::pin(async move {
-                let k = Self::full(&self.value_prefix, key);
+                let k = self.values.key(key);
                 self.l2.delete(&k).await.is_ok()
             })
         }
@@ -162,25 +158,22 @@ mod bound {
             hold: Duration,
         ) -> BoxFuture<'a, Option<bool>> {
             Box::pin(async move {
-                let k = Self::full(&self.lock_prefix, key);
+                let k = self.locks.key(key);
                 lock::acquire(&self.l2, &k, token, hold).await
             })
         }
 
         fn unlock<'a>(&'a self, key: &'a K, token: u64) -> BoxFuture<'a, ()> {
             Box::pin(async move {
-                let k = Self::full(&self.lock_prefix, key);
+                let k = self.locks.key(key);
                 lock::release(&self.l2, &k, token).await;
             })
         }
 
         fn publish(&self, payload: Vec<u8>) -> BoxFuture<'_, bool> {
             Box::pin(async move {
-                let cmd = ::redis::cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(payload)
-                    .clone();
-                self.l2.run::<i64>(cmd).await.is_ok()
+                let published = self.l2.client().publish(&self.channel, &payload).await;
+                self.l2.note(published).is_ok()
             })
         }
 

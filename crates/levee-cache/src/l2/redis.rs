@@ -1,14 +1,12 @@
-//! [`RedisL2`]: the shared second tier, on `levee-core`'s Redis connection,
-//! every call under a timeout and behind a circuit breaker.
+//! [`RedisL2`]: the shared second tier, on a `levee-redis` client (every
+//! call under a timeout and behind the client's circuit breaker).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
-use levee_core::SharedClock;
-use levee_core::redis::RedisConnection;
-use redis::FromRedisValue;
+use levee_redis::{RedisClient, RedisError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,23 +20,24 @@ use crate::ConfigError;
 ///
 /// Give it to [`TieredCacheBuilder::l2`](crate::TieredCacheBuilder::l2).
 /// Every Redis call is bounded by [`timeout`](RedisL2Builder::timeout) and
-/// goes through a [`CircuitBreaker`]: when Redis is down the breaker opens and
-/// the cache stops calling it (serving from L1 and the loader) until a probe
-/// finds it back. A value that does not decode, has an unknown format
+/// goes through the [`RedisClient`]'s circuit breaker: when Redis is down
+/// the breaker opens and the cache stops calling it (serving from L1 and
+/// the loader) until a probe finds it back. A value that does not decode, has an unknown format
 /// version, is too large or fails its signature is a miss, counted in
 /// [`stats`](Self::stats), never a panic.
 ///
-/// Cheap to clone: clones share one connection, breaker and statistics; one
-/// `RedisL2` may serve several caches (each keeps its own key space).
+/// Cheap to clone: clones share one client (connection and breaker) and
+/// statistics; one `RedisL2` may serve several caches (each keeps its own
+/// key space), and its client may serve other Redis users too (a limiter).
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use levee_cache::RedisL2;
-/// use levee_core::redis::RedisConfig;
+/// use levee_redis::RedisClient;
 ///
-/// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
-/// let l2 = RedisL2::builder(conn)
+/// let client = RedisClient::standalone("redis://127.0.0.1:6379").build()?;
+/// let l2 = RedisL2::builder(client)
 ///     .timeout(Duration::from_millis(50))
 ///     .signing_key(b"a deployment secret from the vault".as_slice())
 ///     .build()?;
@@ -50,9 +49,8 @@ pub struct RedisL2 {
 }
 
 struct Inner {
-    /// Carries this L2's timeout (`RedisConnection::with_response_timeout`).
-    conn: RedisConnection,
-    breaker: CircuitBreaker,
+    /// Carries this L2's timeout (`RedisClient::with_command_timeout`).
+    client: RedisClient,
     max_value_bytes: usize,
     signer: Option<Signer>,
     stats: Counters,
@@ -62,9 +60,8 @@ impl std::fmt::Debug for RedisL2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisL2")
             .field("name", &self.inner.stats.l2)
-            .field("conn", &self.inner.conn)
-            .field("timeout", &self.inner.conn.response_timeout())
-            .field("breaker", &self.inner.breaker)
+            .field("client", &self.inner.client)
+            .field("timeout", &self.inner.client.command_timeout())
             .field("signed", &self.inner.signer.is_some())
             .finish_non_exhaustive()
     }
@@ -74,12 +71,10 @@ impl std::fmt::Debug for RedisL2 {
 #[must_use]
 pub struct RedisL2Builder {
     name: Arc<str>,
-    conn: RedisConnection,
+    client: RedisClient,
     timeout: Duration,
-    breaker: Option<CircuitBreaker>,
     max_value_bytes: usize,
     signer: Option<Signer>,
-    clock: Option<SharedClock>,
 }
 
 impl std::fmt::Debug for RedisL2Builder {
@@ -92,18 +87,18 @@ impl std::fmt::Debug for RedisL2Builder {
 }
 
 impl RedisL2Builder {
-    /// The name in this L2's metrics (label `l2`) and in its default
-    /// breaker's events. Default: `levee-cache-l2`; name each L2 when several
-    /// run in one process.
+    /// The name in this L2's metrics (label `l2`). Default:
+    /// `levee-cache-l2`; name each L2 when several run in one process. (The
+    /// breaker is the client's, named after the client.)
     ///
     /// ```
     /// use levee_cache::RedisL2;
-    /// use levee_core::redis::RedisConfig;
+    /// use levee_redis::RedisClient;
     ///
     /// // Connections open lazily: nothing is asked of Redis here.
-    /// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
-    /// let l2 = RedisL2::builder(conn).name("userinfo-l2").build()?;
-    /// assert_eq!(l2.breaker().name(), "userinfo-l2");
+    /// let client = RedisClient::standalone("redis://127.0.0.1:6379").name("cache-redis").build()?;
+    /// let l2 = RedisL2::builder(client).name("userinfo-l2").build()?;
+    /// assert_eq!(l2.breaker().name(), "cache-redis");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn name(mut self, name: &str) -> Self {
@@ -111,16 +106,10 @@ impl RedisL2Builder {
         self
     }
 
-    /// Each Redis call fails after this long. Default: 50 ms.
+    /// Each Redis call fails after this long (a handle on the client with
+    /// this timeout; other users of the client keep theirs). Default: 50 ms.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
-        self
-    }
-
-    /// The breaker in front of Redis. Default: opens after 3 consecutive
-    /// failures for 5 s, then lets one probe through.
-    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
         self
     }
 
@@ -140,12 +129,6 @@ impl RedisL2Builder {
         self
     }
 
-    /// The clock of the default breaker. Default: the system clock.
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
     /// Checks the settings and builds the L2.
     pub fn build(self) -> Result<RedisL2, ConfigError> {
         if self.timeout.is_zero() {
@@ -154,25 +137,9 @@ impl RedisL2Builder {
         if self.max_value_bytes == 0 {
             return Err(ConfigError::new("max_value_bytes", "must be above zero"));
         }
-        let breaker = match self.breaker {
-            Some(b) => b,
-            None => {
-                let mut b = CircuitBreaker::builder()
-                    .name(self.name.to_string())
-                    .consecutive_failures(3)
-                    .open_duration(Duration::from_secs(5))
-                    .half_open_permits(1);
-                if let Some(c) = self.clock {
-                    b = b.clock(c);
-                }
-                b.build()
-                    .map_err(|e| ConfigError::new("breaker", e.to_string()))?
-            }
-        };
         Ok(RedisL2 {
             inner: Arc::new(Inner {
-                conn: self.conn.with_response_timeout(self.timeout),
-                breaker,
+                client: self.client.with_command_timeout(self.timeout),
                 max_value_bytes: self.max_value_bytes,
                 signer: self.signer,
                 stats: Counters {
@@ -220,28 +187,26 @@ impl Counters {
 pub(crate) struct Unavailable;
 
 impl RedisL2 {
-    /// A builder over `conn` (from
-    /// [`RedisConfig::connect`](levee_core::redis::RedisConfig::connect)).
-    pub fn builder(conn: RedisConnection) -> RedisL2Builder {
+    /// A builder over `client` (its breaker, shared with the client's
+    /// other users, guards this L2).
+    pub fn builder(client: RedisClient) -> RedisL2Builder {
         RedisL2Builder {
             name: Arc::from("levee-cache-l2"),
-            conn,
+            client,
             timeout: Duration::from_millis(50),
-            breaker: None,
             max_value_bytes: 1 << 20,
             signer: None,
-            clock: None,
         }
     }
 
-    /// The breaker in front of Redis.
+    /// The breaker in front of Redis (the client's).
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.inner.breaker
+        self.inner.client.breaker()
     }
 
-    /// The connection (its configuration opens the backplane's pub/sub).
-    pub fn connection(&self) -> &RedisConnection {
-        &self.inner.conn
+    /// The client, with this L2's timeout.
+    pub fn client(&self) -> &RedisClient {
+        &self.inner.client
     }
 
     /// A snapshot of the counters.
@@ -263,31 +228,26 @@ impl RedisL2 {
         }
     }
 
-    /// Runs `cmd` under the timeout, through the breaker.
-    pub(crate) async fn run<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Unavailable> {
-        let inner = &*self.inner;
-        let Ok(permit) = inner.breaker.try_acquire() else {
-            inner.stats.bump(&inner.stats.rejected, "rejected");
-            return Err(Unavailable);
-        };
-        inner.stats.bump(&inner.stats.attempts, "attempt");
-        // The connection handle carries this L2's timeout: one timer per
-        // call.
-        let mut conn = inner.conn.clone();
-        match cmd.query_async::<T>(&mut conn).await {
+    /// Counts how a call through the client ended; `Unavailable` for
+    /// every error (the L2's fallback is a miss).
+    pub(crate) fn note<T>(&self, result: Result<T, RedisError>) -> Result<T, Unavailable> {
+        let s = &self.inner.stats;
+        match result {
             Ok(v) => {
-                permit.success();
+                s.bump(&s.attempts, "attempt");
                 Ok(v)
             }
-            Err(e) if levee_core::redis::is_timeout(&e) => {
-                permit.failure();
-                inner.stats.bump(&inner.stats.timeouts, "timeout");
-                Err(Unavailable)
-            }
             Err(e) => {
-                permit.failure();
-                inner.stats.bump(&inner.stats.errors, "error");
-                tracing::debug!(error = %e, "L2 command failed");
+                if e.is_breaker_open() {
+                    s.bump(&s.rejected, "rejected");
+                } else {
+                    s.bump(&s.attempts, "attempt");
+                    if e.is_timeout() {
+                        s.bump(&s.timeouts, "timeout");
+                    } else {
+                        s.bump(&s.errors, "error");
+                    }
+                }
                 Err(Unavailable)
             }
         }
@@ -295,7 +255,7 @@ impl RedisL2 {
 
     /// Reads and decodes the envelope under `key`.
     pub(crate) async fn read<V: DeserializeOwned>(&self, key: &[u8]) -> L2Read<V> {
-        let stored: Option<Vec<u8>> = match self.run(redis::cmd("GET").arg(key).clone()).await {
+        let stored = match self.note(self.inner.client.get(key).await) {
             Ok(v) => v,
             Err(Unavailable) => return L2Read::Unavailable,
         };
@@ -359,20 +319,13 @@ impl RedisL2 {
             s.bump(&s.oversized, "oversized");
             return Ok(());
         }
-        let px = crate::tiered::slot::millis(expire).max(1);
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(bytes)
-            .arg("PX")
-            .arg(px)
-            .clone();
-        self.run::<()>(cmd).await?;
+        self.note(self.inner.client.set_px(key, &bytes, expire).await)?;
         s.bump(&s.writes, "write");
         Ok(())
     }
 
     /// Deletes `key`.
     pub(crate) async fn delete(&self, key: &[u8]) -> Result<(), Unavailable> {
-        self.run::<()>(redis::cmd("DEL").arg(key).clone()).await
+        self.note(self.inner.client.del(key).await).map(drop)
     }
 }

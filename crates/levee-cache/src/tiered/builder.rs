@@ -6,7 +6,7 @@ use std::time::Duration;
 use levee_core::{SharedClock, SystemClock};
 
 #[cfg(feature = "redis")]
-use levee_core::redis::RedisConfig;
+use levee_redis::RedisClient;
 
 use super::refresh::Rng;
 use super::slot::Slot;
@@ -51,7 +51,7 @@ pub struct TieredCacheBuilder<K, V> {
 /// Binds an L2 to the cache's key layout once every setting is known.
 #[cfg(feature = "redis")]
 type L2Factory<K, V> = Box<
-    dyn FnOnce(crate::Codec, &str, &str, u32) -> (Arc<dyn L2Port<K, V>>, String, RedisConfig)
+    dyn FnOnce(crate::Codec, &str, &str, u32) -> (Arc<dyn L2Port<K, V>>, String, RedisClient)
         + Send,
 >;
 
@@ -284,7 +284,7 @@ where
         });
         let guard = Arc::new(TaskGuard::default());
         if let Some(backplane) = backplane {
-            start_backplane(&shared, &guard, backplane);
+            start_backplane(&shared, &guard, backplane)?;
         }
         Ok(TieredCache { shared, guard })
     }
@@ -296,10 +296,10 @@ where
         let Some(bind) = self.l2.take() else {
             return Ok((None, None));
         };
-        let (port, channel, config) = bind(self.codec, &self.prefix, &self.name, self.schema);
+        let (port, channel, client) = bind(self.codec, &self.prefix, &self.name, self.schema);
         let backplane = match (self.backplane, tokio::runtime::Handle::try_current()) {
             (false, _) => None,
-            (true, Ok(rt)) => Some((rt, channel, config)),
+            (true, Ok(rt)) => Some((rt, channel, client)),
             (true, Err(_)) => {
                 return Err(ConfigError::new(
                     "backplane",
@@ -383,10 +383,10 @@ where
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn l2(mut self, l2: crate::RedisL2) -> Self {
         self.l2 = Some(Box::new(move |codec, prefix, name, schema| {
-            let config = l2.connection().config().clone();
+            let client = l2.client().clone();
             let bound = crate::l2::Bound::new(l2, codec, prefix, name, schema);
             let channel = bound.channel().to_string();
-            (Arc::new(bound) as Arc<dyn L2Port<K, V>>, channel, config)
+            (Arc::new(bound) as Arc<dyn L2Port<K, V>>, channel, client)
         }));
         self
     }
@@ -402,10 +402,10 @@ where
 /// An L2 bound to a cache (if any), and its backplane (when on).
 type BoundL2<K, V> = (Option<Arc<dyn L2Port<K, V>>>, Option<Backplane>);
 
-/// Where a backplane listener runs: the runtime, the channel, the Redis
-/// settings to subscribe with.
+/// Where a backplane listener runs: the runtime, the channel, the client
+/// that subscribes.
 #[cfg(feature = "redis")]
-type Backplane = (tokio::runtime::Handle, String, RedisConfig);
+type Backplane = (tokio::runtime::Handle, String, RedisClient);
 #[cfg(not(feature = "redis"))]
 type Backplane = std::convert::Infallible;
 
@@ -415,20 +415,29 @@ type Backplane = std::convert::Infallible;
 fn start_backplane<K, V>(
     shared: &Arc<Shared<K, V>>,
     guard: &TaskGuard,
-    (rt, channel, config): Backplane,
-) where
+    (rt, channel, client): Backplane,
+) -> Result<(), ConfigError>
+where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    let strong: Arc<dyn crate::l2::backplane::Receiver> = shared.clone();
+    let strong: Arc<dyn levee_redis::Subscriber> = shared.clone();
     let weak = Arc::downgrade(&strong);
     drop(strong);
-    let task = rt.spawn(crate::l2::backplane::listen(config, channel, weak));
+    let listen = client
+        .subscription(channel, weak)
+        .map_err(|e| ConfigError::new("backplane", format!("{e}; or turn it off with backplane(false)")))?;
+    let task = rt.spawn(listen);
     guard.track(task.abort_handle());
+    Ok(())
 }
 
 #[cfg(not(feature = "redis"))]
-fn start_backplane<K, V>(_: &Arc<Shared<K, V>>, _: &TaskGuard, never: Backplane) {
+fn start_backplane<K, V>(
+    _: &Arc<Shared<K, V>>,
+    _: &TaskGuard,
+    never: Backplane,
+) -> Result<(), ConfigError> {
     match never {}
 }
 

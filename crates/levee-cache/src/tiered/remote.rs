@@ -182,3 +182,23 @@ where
         self.subscribed.store(up, Ordering::Relaxed);
     }
 }
+
+#[cfg(feature = "redis")]
+impl<K, V> levee_redis::Subscriber for Shared<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn on_message(&self, payload: &[u8]) {
+        crate::l2::backplane::handle(self, payload);
+    }
+
+    fn on_subscribed(&self, after_gap: bool) {
+        crate::l2::backplane::subscribed(self, after_gap);
+    }
+
+    fn on_lost(&self) {
+        use crate::l2::backplane::Receiver;
+        self.set_subscribed(false);
+    }
+}

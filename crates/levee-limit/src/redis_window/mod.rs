@@ -6,8 +6,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use levee_core::redis::RedisConnection;
 use levee_core::{RedisKey, SharedClock, SystemClock};
+use levee_redis::{Keyspace, RedisClient, RedisError, Script};
 
 use crate::{Decision, LimitError, Quota, RateLimiter, SlidingWindow, WindowMode};
 
@@ -23,7 +23,8 @@ pub enum TimeSource {
     Clock,
 }
 
-/// What a [`RedisSlidingWindow`] does when Redis cannot answer in time.
+/// What a [`RedisSlidingWindow`] does when Redis cannot answer in time (or
+/// its client's breaker is open, when Redis is not asked at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnRedisError {
     /// Admit the request (availability over the limit).
@@ -39,9 +40,14 @@ pub enum OnRedisError {
 }
 
 /// A sliding-window limiter whose state lives in Redis, so every replica
-/// shares one limit. One round trip (a Lua script through `EVALSHA`, loaded
-/// again on `NOSCRIPT`) per decision; keys are `{prefix}:{<key>}` with the
+/// shares one limit. One round trip (a Lua script through `EVALSHA`, sent
+/// in full on `NOSCRIPT`) per decision; keys are `{prefix}:{<key>}` with the
 /// key in a hash tag, so it works on Redis Cluster.
+///
+/// Calls go through a [`RedisClient`]: under this limiter's timeout and
+/// behind the client's breaker, so while Redis is down the
+/// [`OnRedisError`] policy answers at once, without waiting on Redis, and
+/// nothing is logged per request (the client logs its state changes).
 ///
 /// Modes ([`WindowMode`]): `Log` is exact (at most the limit in any window of
 /// the quota's length; memory grows with the limit); `Counter` (the default)
@@ -51,11 +57,11 @@ pub enum OnRedisError {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::num::NonZeroU32;
-/// use levee_core::redis::RedisConfig;
 /// use levee_limit::{OnRedisError, Quota, RateLimiter, RedisSlidingWindow};
+/// use levee_redis::RedisClient;
 ///
-/// let conn = RedisConfig::standalone("redis://127.0.0.1:6379").connect()?;
-/// let limiter = RedisSlidingWindow::builder(conn, Quota::per_minute(NonZeroU32::new(5).unwrap()))
+/// let client = RedisClient::standalone("redis://127.0.0.1:6379").build()?;
+/// let limiter = RedisSlidingWindow::builder(client, Quota::per_minute(NonZeroU32::new(5).unwrap()))
 ///     .prefix("idp-quota")
 ///     .on_redis_error(OnRedisError::Local { replicas: 3 })
 ///     .build()?;
@@ -64,14 +70,14 @@ pub enum OnRedisError {
 /// ```
 #[derive(Clone)]
 pub struct RedisSlidingWindow {
-    conn: RedisConnection,
+    client: RedisClient,
     quota: Quota,
-    prefix: Arc<str>,
+    keys: Keyspace,
     mode: WindowMode,
     time: TimeSource,
     on_error: OnRedisError,
     clock: SharedClock,
-    script: Arc<redis::Script>,
+    script: Arc<Script>,
     fallback: Option<SlidingWindow<Vec<u8>>>,
 }
 
@@ -79,7 +85,7 @@ impl std::fmt::Debug for RedisSlidingWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSlidingWindow")
             .field("quota", &self.quota)
-            .field("prefix", &self.prefix)
+            .field("keys", &self.keys)
             .field("mode", &self.mode)
             .field("time", &self.time)
             .field("on_error", &self.on_error)
@@ -91,7 +97,7 @@ impl std::fmt::Debug for RedisSlidingWindow {
 #[must_use]
 #[derive(Debug)]
 pub struct RedisSlidingWindowBuilder {
-    conn: RedisConnection,
+    client: RedisClient,
     quota: Quota,
     prefix: String,
     mode: WindowMode,
@@ -126,7 +132,8 @@ impl RedisSlidingWindowBuilder {
         self
     }
 
-    /// The budget for one decision's round trip. Default: 50 ms.
+    /// The budget for one decision's round trip (a handle on the client
+    /// with this timeout). Default: 50 ms.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
@@ -179,24 +186,24 @@ impl RedisSlidingWindowBuilder {
         };
         Ok(RedisSlidingWindow {
             // The handle carries this limiter's timeout: one timer per call.
-            conn: self.conn.with_response_timeout(self.timeout),
+            client: self.client.with_command_timeout(self.timeout),
             quota: self.quota,
-            prefix: Arc::from(self.prefix),
+            keys: Keyspace::new([self.prefix]),
             mode: self.mode,
             time: self.time,
             on_error: self.on_error,
             clock,
-            script: Arc::new(redis::Script::new(script)),
+            script: Arc::new(Script::new(script)),
             fallback,
         })
     }
 }
 
 impl RedisSlidingWindow {
-    /// A builder sharing `quota` through `conn`.
-    pub fn builder(conn: RedisConnection, quota: Quota) -> RedisSlidingWindowBuilder {
+    /// A builder sharing `quota` through `client`.
+    pub fn builder(client: RedisClient, quota: Quota) -> RedisSlidingWindowBuilder {
         RedisSlidingWindowBuilder {
-            conn,
+            client,
             quota,
             prefix: "levee:rl".into(),
             mode: WindowMode::Counter,
@@ -207,13 +214,9 @@ impl RedisSlidingWindow {
         }
     }
 
-    fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.prefix.len() + 16);
-        out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(b":{");
-        key.write_redis_key(&mut out);
-        out.push(b'}');
-        out
+    /// The client (with this limiter's timeout): its breaker and stats.
+    pub fn client(&self) -> &RedisClient {
+        &self.client
     }
 
     fn now_micros(&self) -> i64 {
@@ -230,18 +233,18 @@ impl RedisSlidingWindow {
         }
     }
 
-    async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Vec<i64>, redis::RedisError> {
+    async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Vec<i64>, RedisError> {
         let window = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
-        let seed = rand_seed();
-        let mut invocation = self.script.key(key);
-        invocation
+        let call = self
+            .script
+            .call()
+            .key(key)
             .arg(self.now_micros())
             .arg(window)
             .arg(self.quota.limit())
             .arg(n)
-            .arg(seed);
-        let mut conn = self.conn.clone();
-        invocation.invoke_async(&mut conn).await
+            .arg(rand_seed());
+        self.client.eval(&call).await?.into_ints()
     }
 
     fn decision(&self, reply: &[i64]) -> Decision {
@@ -260,9 +263,10 @@ impl RedisSlidingWindow {
         &self,
         key: Vec<u8>,
         n: NonZeroU32,
-        err: redis::RedisError,
+        err: RedisError,
     ) -> Result<Decision, LimitError> {
-        tracing::warn!(error = %err, policy = ?self.on_error, "levee: Redis rate limiter unavailable");
+        // No log here: this runs per request; the client logs its state
+        // changes (breaker opened, connection lost) once each.
         match (&self.on_error, &self.fallback) {
             (OnRedisError::FailOpen, _) => Ok(Decision {
                 allowed: true,
@@ -308,7 +312,7 @@ impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
                 limit: self.quota.limit(),
             });
         }
-        let key = self.redis_key(key);
+        let key = self.keys.tagged(key);
         match self.ask_redis(&key, n.get()).await {
             Ok(reply) => Ok(self.decision(&reply)),
             Err(err) => self.on_failure(key, n, err),

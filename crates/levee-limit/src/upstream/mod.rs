@@ -168,13 +168,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> UpstreamQuota<K> {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(
         self,
-        conn: levee_core::redis::RedisConnection,
+        client: levee_redis::RedisClient,
         prefix: impl Into<String>,
     ) -> SharedUpstreamQuota<K>
     where
         K: levee_core::RedisKey,
     {
-        SharedUpstreamQuota::new(self, conn, prefix)
+        SharedUpstreamQuota::new(self, client, prefix)
     }
 
     /// Keys currently held back (ended holds not yet dropped included).

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
 use levee_core::RedisKey;
-use levee_core::redis::RedisConnection;
+use levee_redis::{Keyspace, RedisClient};
 
 use super::{Learned, QuotaState, UpstreamQuota, hold_for, unix_millis_after};
 
@@ -14,57 +14,54 @@ use super::{Learned, QuotaState, UpstreamQuota, hold_for, unix_millis_after};
 /// holds back every replica.
 ///
 /// `check` answers from the local tracker first; only when nothing is held
-/// locally does it read Redis (one `GET`, under `timeout`), and a hold found
+/// locally does it read Redis (one `GET`, under 50 ms), and a hold found
 /// there is copied locally so later checks skip the round trip. If Redis
-/// fails, `check` answers from local knowledge alone (Ready when nothing is
-/// known) and `observe` still records locally.
+/// fails, or the client's breaker is open (then Redis is not asked at all),
+/// `check` answers from local knowledge alone (Ready when nothing is known)
+/// and `observe` still records locally. Nothing is logged per call.
 #[derive(Clone)]
 pub struct SharedUpstreamQuota<K> {
     local: UpstreamQuota<K>,
-    conn: RedisConnection,
-    prefix: String,
+    client: RedisClient,
+    keys: Keyspace,
 }
 
 impl<K: Hash + Eq> std::fmt::Debug for SharedUpstreamQuota<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedUpstreamQuota")
             .field("local", &self.local)
-            .field("prefix", &self.prefix)
+            .field("keys", &self.keys)
             .finish()
     }
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuota<K> {
-    /// Shares `local`'s holds through `conn` under keys `{prefix}:{<key>}`.
-    pub fn new(local: UpstreamQuota<K>, conn: RedisConnection, prefix: impl Into<String>) -> Self {
+    /// Shares `local`'s holds through `client` under keys `{prefix}:{<key>}`.
+    pub fn new(local: UpstreamQuota<K>, client: RedisClient, prefix: impl Into<String>) -> Self {
         SharedUpstreamQuota {
             local,
             // Every Redis call under 50 ms, with one timer (the handle's).
-            conn: conn.with_response_timeout(Duration::from_millis(50)),
-            prefix: prefix.into(),
+            client: client.with_command_timeout(Duration::from_millis(50)),
+            keys: Keyspace::new([prefix.into()]),
         }
     }
 
-    fn redis_key(&self, key: &K) -> Vec<u8> {
-        let mut out = self.prefix.as_bytes().to_vec();
-        out.extend_from_slice(b":{");
-        key.write_redis_key(&mut out);
-        out.push(b'}');
-        out
+    /// The client (with this quota's timeout): its breaker and stats.
+    pub fn client(&self) -> &RedisClient {
+        &self.client
     }
 
     /// Learns from a response, and shares a resulting hold through Redis.
     pub async fn observe(&self, key: &K, status: StatusCode, headers: &HeaderMap) -> Learned {
         let learned = self.local.observe(key, status, headers);
         if let Some(d) = hold_for(&learned, self.local.inner.default_hold) {
-            let until = unix_millis_after(&self.local.inner.clock, d);
-            let ms = d.as_millis().max(1) as u64;
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.redis_key(key)).arg(until).arg("PX").arg(ms);
-            let mut conn = self.conn.clone();
-            if let Err(e) = cmd.query_async::<()>(&mut conn).await {
-                tracing::warn!(error = %e, "levee: could not share an upstream hold through Redis");
-            }
+            let until = unix_millis_after(&self.local.inner.clock, d).to_string();
+            // A hold Redis could not take stays local (already recorded);
+            // the client logs its own state changes, not each call.
+            let _ = self
+                .client
+                .set_px(&self.keys.tagged(key), until.as_bytes(), d)
+                .await;
         }
         learned
     }
@@ -74,17 +71,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuot
         if let held @ QuotaState::HoldBack { .. } = self.local.check(key) {
             return held;
         }
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.redis_key(key));
-        let get = cmd.query_async::<Option<u64>>(&mut conn);
-        let until_ms = match get.await {
+        let stored = self.client.get(&self.keys.tagged(key)).await;
+        let until_ms = match stored.map(|v| v.and_then(|b| parse_u64(&b))) {
             Ok(Some(ms)) => ms,
-            Ok(None) => return QuotaState::Ready,
-            Err(e) => {
-                tracing::debug!(error = %e, "levee: upstream quota read from Redis failed; answering locally");
-                return QuotaState::Ready;
-            }
+            // Nothing shared, something unreadable, or Redis unavailable:
+            // answer from local knowledge.
+            Ok(None) | Err(_) => return QuotaState::Ready,
         };
         let now_ms = self
             .local
@@ -101,4 +93,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuot
         self.local.hold(key, d);
         QuotaState::HoldBack { retry_after: d }
     }
+}
+
+fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
