@@ -9,31 +9,40 @@ use std::time::Duration;
 
 use levee_breaker::State;
 use levee_cache::{Codec, Freshness, Loaded, RedisL2, Source, TieredCache};
-use levee_core::redis::{RedisConfig, RedisConnection};
 use levee_core::{KeyHasher, ManualClock};
+use levee_redis::{RedisClient, RedisClientBuilder};
 use levee_testkit::{FaultMode, FaultProxy, RedisCluster, RedisServer, RedisServerOptions};
 
 type Cache = TieredCache<String, String>;
 
-fn config(urls: &[String]) -> RedisConfig {
+fn builder(urls: &[String]) -> RedisClientBuilder {
     if urls.len() > 1 {
-        RedisConfig::cluster(urls.to_vec())
+        RedisClient::cluster(urls.to_vec())
     } else {
-        RedisConfig::standalone(urls[0].clone())
+        RedisClient::standalone(urls[0].clone())
     }
 }
 
-fn conn(urls: &[String]) -> RedisConnection {
-    config(urls).connect().unwrap()
+/// A client whose breaker runs on `clock`.
+fn client(urls: &[String], clock: &ManualClock) -> RedisClient {
+    builder(urls).clock(clock.shared()).build().unwrap()
+}
+
+/// A plain driver connection, to look at Redis behind levee's back.
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 fn l2(urls: &[String], clock: &ManualClock) -> RedisL2 {
-    l2_on(config(urls), clock)
+    l2_on(builder(urls), clock)
 }
 
-fn l2_on(config: RedisConfig, clock: &ManualClock) -> RedisL2 {
-    RedisL2::builder(config.connect().unwrap())
-        .clock(clock.shared())
+fn l2_on(builder: RedisClientBuilder, clock: &ManualClock) -> RedisL2 {
+    RedisL2::builder(builder.clock(clock.shared()).build().unwrap())
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap()
@@ -77,10 +86,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-async fn replicas_share_l2_and_invalidate_each_other(config: RedisConfig) {
+async fn replicas_share_l2_and_invalidate_each_other(builder: impl Fn() -> RedisClientBuilder) {
     let clock = ManualClock::new();
-    let a = replica(l2_on(config.clone(), &clock), &clock);
-    let b = replica(l2_on(config, &clock), &clock);
+    let a = replica(l2_on(builder(), &clock), &clock);
+    let b = replica(l2_on(builder(), &clock), &clock);
     until("both subscribed", || {
         a.stats().backplane_subscribed && b.stats().backplane_subscribed
     })
@@ -127,15 +136,15 @@ async fn replicas_share_l2_and_invalidate_each_other(config: RedisConfig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_standalone() {
     let server = RedisServer::start().unwrap();
-    replicas_share_l2_and_invalidate_each_other(RedisConfig::standalone(server.url())).await;
+    replicas_share_l2_and_invalidate_each_other(|| RedisClient::standalone(server.url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_with_auth() {
     let server =
         RedisServer::start_with(RedisServerOptions::default().password("l2-secret")).unwrap();
-    replicas_share_l2_and_invalidate_each_other(RedisConfig::standalone(server.url())).await;
-    let refused = RedisConfig::standalone(format!("redis://:wrong@{}", server.addr()));
+    replicas_share_l2_and_invalidate_each_other(|| RedisClient::standalone(server.url())).await;
+    let refused = RedisClient::standalone(format!("redis://:wrong@{}", server.addr()));
     let cache = replica(l2_on(refused, &ManualClock::new()), &ManualClock::new());
     let calls = Arc::new(AtomicU32::new(0));
     assert_eq!(
@@ -157,15 +166,17 @@ async fn replicas_share_l2_and_invalidate_each_other_over_tls() {
         RedisServer::start_with(RedisServerOptions::default().tls().password("tls-secret"))
             .unwrap();
     assert!(server.url().starts_with("rediss://"));
-    let config = RedisConfig::standalone(server.url())
-        .tls_root_cert_pem(server.ca_cert_pem().expect("a TLS server has a CA"));
-    replicas_share_l2_and_invalidate_each_other(config).await;
+    let ca = server.ca_cert_pem().expect("a TLS server has a CA");
+    replicas_share_l2_and_invalidate_each_other(|| {
+        RedisClient::standalone(server.url()).tls_root_cert_pem(ca.clone())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_on_a_cluster() {
     let cluster = RedisCluster::start(3).unwrap();
-    replicas_share_l2_and_invalidate_each_other(RedisConfig::cluster(cluster.urls())).await;
+    replicas_share_l2_and_invalidate_each_other(|| RedisClient::cluster(cluster.urls())).await;
 }
 
 #[tokio::test]
@@ -209,10 +220,9 @@ async fn freshness_comes_from_the_envelope_and_the_clock_not_redis_ttl() {
 async fn bad_bytes_in_redis_are_a_miss_and_a_count_never_a_panic() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
-    let raw = conn(&[server.url()]);
-    let signed = RedisL2::builder(conn(&[server.url()]))
+    let raw = raw(&server.url()).await;
+    let signed = RedisL2::builder(client(&[server.url()], &clock))
         .signing_key(b"secret")
-        .clock(clock.shared())
         .build()
         .unwrap();
     let cache = replica(signed.clone(), &clock);
@@ -247,7 +257,9 @@ async fn bad_bytes_in_redis_are_a_miss_and_a_count_never_a_panic() {
         "unsigned bytes fail the MAC first: {stats:?}"
     );
     // Without signing, the same bytes are told apart.
-    let plain = RedisL2::builder(conn(&[server.url()])).build().unwrap();
+    let plain = RedisL2::builder(client(&[server.url()], &clock))
+        .build()
+        .unwrap();
     let cache = replica(plain.clone(), &clock);
     for (i, bytes) in [b"garbage".to_vec(), br#"{"levee":9}"#.to_vec()]
         .into_iter()
@@ -270,9 +282,8 @@ async fn a_signed_value_is_read_back_by_a_replica_with_the_key_only() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let with_key = |secret: &[u8]| {
-        RedisL2::builder(conn(&[server.url()]))
+        RedisL2::builder(client(&[server.url()], &clock))
             .signing_key(secret)
-            .clock(clock.shared())
             .build()
             .unwrap()
     };
@@ -311,6 +322,19 @@ async fn binary_codec_round_trips_through_redis() {
     assert_eq!((got.value, got.source), (vec![1, 2, 3], Source::L2));
 }
 
+/// Waits (up to 5 s) for the backplane to be subscribed again after an
+/// outage: it retries up to every 2 s, and then drops L1 and the writes of
+/// loads in flight (it may have missed invalidations), which must not race
+/// the loads a test makes next.
+async fn resubscribed(cache: &Cache) {
+    for _ in 0..100 {
+        if cache.stats().backplane_subscribed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// 1,000 gets while Redis is down: all answered, and once the breaker is
 /// open no Redis command is sent; Redis back (and the breaker's open time
 /// over) -> L2 used again, same cache.
@@ -342,9 +366,9 @@ async fn serves_through_an_outage(
     );
     assert!(l2.stats().rejected >= 500);
     recover();
-    // The connection waits 250 ms after a failed connect before trying
-    // again; the breaker's open time is on the manual clock.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    resubscribed(cache).await;
+    // The breaker's open time is on the manual clock; the first probe
+    // opens a fresh connection.
     clock.advance(Duration::from_secs(6));
     let writes = l2.stats().writes;
     for i in 0..5 {
@@ -393,8 +417,7 @@ async fn redis_blackholed_and_back() {
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let clock = ManualClock::new();
-    let l2 = RedisL2::builder(conn(&[proxy.url()]))
-        .clock(clock.shared())
+    let l2 = RedisL2::builder(client(&[proxy.url()], &clock))
         .timeout(Duration::from_millis(50))
         .build()
         .unwrap();
@@ -489,7 +512,7 @@ async fn keys_of_secrets_never_put_the_secret_in_redis() {
             .await
             .unwrap();
     }
-    let mut raw = conn(&[server.url()]);
+    let mut raw = raw(&server.url()).await;
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut raw)
@@ -657,7 +680,7 @@ async fn dropping_the_cache_ends_its_backplane_listener() {
     let clock = ManualClock::new();
     let cache = replica(l2(&[server.url()], &clock), &clock);
     until("subscribed", || cache.stats().backplane_subscribed).await;
-    let admin = conn(&[server.url()]);
+    let admin = raw(&server.url()).await;
     let subscribers = || {
         let mut admin = admin.clone();
         async move {
@@ -689,8 +712,7 @@ async fn a_leader_dropped_during_its_l2_read_hands_the_load_on() {
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let clock = ManualClock::new();
-    let slow_l2 = RedisL2::builder(conn(&[proxy.url()]))
-        .clock(clock.shared())
+    let slow_l2 = RedisL2::builder(client(&[proxy.url()], &clock))
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -704,14 +726,15 @@ async fn a_leader_dropped_during_its_l2_read_hands_the_load_on() {
     proxy.set_mode(FaultMode::Delay(Duration::from_millis(600)));
     for (key, want, loads) in [("in-l2", "from other", 0), ("cold", "loaded", 1)] {
         let before = calls.load(Ordering::SeqCst);
-        let attempts = slow_l2.stats().attempts;
+        // The client counts a call when it is sent (the L2 when it ends).
+        let attempts = slow_l2.client().stats().attempts;
         let leader = {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move { get(&cache, key, &calls, "loaded").await })
         };
         // The leader has registered its load and sent its (delayed) GET.
         until("the leader reads L2", || {
-            slow_l2.stats().attempts > attempts
+            slow_l2.client().stats().attempts > attempts
         })
         .await;
         let joiner = {
@@ -749,6 +772,7 @@ async fn after_a_restart_the_first_probe_succeeds() {
     assert_eq!(l2.breaker().state(), State::Open, "opened by the failures");
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart().unwrap();
+    resubscribed(&cache).await;
     clock.advance(Duration::from_secs(5));
     let writes = l2.stats().writes;
     get(&cache, "after", &calls, "v").await;

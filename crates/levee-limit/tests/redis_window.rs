@@ -6,19 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::ManualClock;
-use levee_core::redis::RedisConfig;
 use levee_limit::{
     LimitError, OnRedisError, Quota, RateLimiter, RedisSlidingWindow, TimeSource, WindowMode,
 };
+use levee_redis::RedisClient;
 use levee_testkit::{RedisCluster, RedisServer};
 
+/// A standalone client whose breaker runs on `clock`.
+fn client(url: String, clock: &ManualClock) -> RedisClient {
+    RedisClient::standalone(url)
+        .clock(clock.shared())
+        .build()
+        .unwrap()
+}
+
 fn limiter(
-    conn: levee_core::redis::RedisConnection,
+    client: RedisClient,
     limit: u32,
     mode: WindowMode,
     clock: &ManualClock,
 ) -> RedisSlidingWindow {
-    RedisSlidingWindow::builder(conn, Quota::new(limit, Duration::from_secs(10)).unwrap())
+    RedisSlidingWindow::builder(client, Quota::new(limit, Duration::from_secs(10)).unwrap())
         .mode(mode)
         .time_source(TimeSource::Clock)
         .clock(clock.shared())
@@ -34,13 +42,13 @@ async fn two_clients_never_exceed_the_limit(urls: Vec<String>, cluster: bool) {
     for mode in [WindowMode::Log, WindowMode::Counter] {
         let conf = |urls: &Vec<String>| {
             if cluster {
-                RedisConfig::cluster(urls.clone())
+                RedisClient::cluster(urls.clone())
             } else {
-                RedisConfig::standalone(urls[0].clone())
+                RedisClient::standalone(urls[0].clone())
             }
         };
-        let a = Arc::new(limiter(conf(&urls).connect().unwrap(), 25, mode, &clock));
-        let b = Arc::new(limiter(conf(&urls).connect().unwrap(), 25, mode, &clock));
+        let a = Arc::new(limiter(conf(&urls).build().unwrap(), 25, mode, &clock));
+        let b = Arc::new(limiter(conf(&urls).build().unwrap(), 25, mode, &clock));
         let key = format!("user-{mode:?}");
         let mut tasks = Vec::new();
         for t in 0..16 {
@@ -90,12 +98,7 @@ async fn cluster_two_clients_sixteen_tasks() {
 async fn log_mode_retry_after_is_when_the_oldest_leaves() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
-    let l = limiter(
-        RedisConfig::standalone(server.url()).connect().unwrap(),
-        2,
-        WindowMode::Log,
-        &clock,
-    );
+    let l = limiter(client(server.url(), &clock), 2, WindowMode::Log, &clock);
     l.check("k").await.unwrap();
     clock.advance(Duration::from_secs(4));
     l.check("k").await.unwrap();
@@ -114,7 +117,7 @@ async fn log_mode_retry_after_is_when_the_oldest_leaves() {
 async fn server_time_mode_admits_the_limit_per_window() {
     let server = RedisServer::start().unwrap();
     let l = RedisSlidingWindow::builder(
-        RedisConfig::standalone(server.url()).connect().unwrap(),
+        RedisClient::standalone(server.url()).build().unwrap(),
         Quota::new(5, Duration::from_secs(60)).unwrap(),
     )
     .mode(WindowMode::Log)
@@ -134,10 +137,10 @@ async fn redis_down_follows_the_configured_policy_and_recovers() {
     let mut server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let conn = || {
-        RedisConfig::standalone(server.url())
+        RedisClient::standalone(server.url())
             .connect_timeout(Duration::from_millis(200))
-            .response_timeout(Duration::from_millis(200))
-            .connect()
+            .clock(clock.shared())
+            .build()
             .unwrap()
     };
     let build = |policy| {
@@ -168,6 +171,8 @@ async fn redis_down_follows_the_configured_policy_and_recovers() {
     }
     assert_eq!(admitted, 3, "9 / 3 replicas locally");
     server.restart().unwrap();
+    // The breaker's open period is on the manual clock.
+    clock.advance(Duration::from_secs(5));
     let mut recovered = false;
     for _ in 0..50 {
         if closed.check("k2").await.is_ok() {
@@ -186,8 +191,12 @@ async fn redis_down_follows_the_configured_policy_and_recovers() {
 async fn keys_expire_after_their_windows() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
-    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
-    let mut admin = conn.clone();
+    let conn = client(server.url(), &clock);
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     for mode in [WindowMode::Counter, WindowMode::Log] {
         let l = limiter(conn.clone(), 100, mode, &clock);
         for _ in 0..3 {
@@ -222,7 +231,7 @@ async fn after_a_restart_the_first_check_reaches_redis() {
     let mut server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let limiter = RedisSlidingWindow::builder(
-        RedisConfig::standalone(server.url()).connect().unwrap(),
+        client(server.url(), &clock),
         Quota::new(9, Duration::from_secs(10)).unwrap(),
     )
     .time_source(TimeSource::Clock)

@@ -116,14 +116,14 @@ fn ended_holds_are_dropped_as_new_ones_arrive() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_hold_learned_by_one_replica_holds_back_the_other() {
-    use levee_core::redis::RedisConfig;
     use levee_limit::SharedUpstreamQuota;
+    use levee_redis::RedisClient;
     let server = levee_testkit::RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let replica = || {
         SharedUpstreamQuota::new(
             UpstreamQuota::<String>::new().clock(clock.shared()),
-            RedisConfig::standalone(server.url()).connect().unwrap(),
+            RedisClient::standalone(server.url()).build().unwrap(),
             "idp",
         )
     };
@@ -166,13 +166,13 @@ async fn careful_call(
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
-    use levee_core::redis::RedisConfig;
+    use levee_redis::RedisClient;
     let server = levee_testkit::RedisServer::start().unwrap();
     let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let idp = levee_testkit::MockIdp::start(clock.shared()).await.unwrap();
     let replica = |prefix: &str| {
         UpstreamQuota::<String>::new().clock(clock.shared()).redis(
-            RedisConfig::standalone(server.url()).connect().unwrap(),
+            RedisClient::standalone(server.url()).build().unwrap(),
             prefix,
         )
     };

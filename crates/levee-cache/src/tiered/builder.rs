@@ -424,9 +424,12 @@ where
     let strong: Arc<dyn levee_redis::Subscriber> = shared.clone();
     let weak = Arc::downgrade(&strong);
     drop(strong);
-    let listen = client
-        .subscription(channel, weak)
-        .map_err(|e| ConfigError::new("backplane", format!("{e}; or turn it off with backplane(false)")))?;
+    let listen = client.subscription(channel, weak).map_err(|e| {
+        ConfigError::new(
+            "backplane",
+            format!("{e}; or turn it off with backplane(false)"),
+        )
+    })?;
     let task = rt.spawn(listen);
     guard.track(task.abort_handle());
     Ok(())
