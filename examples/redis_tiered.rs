@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use levee::cache::{CacheError, Cached, Freshness, Loaded, RedisL2, Source, TieredCache};
 use levee::core::ManualClock;
-use levee::core::redis::RedisConfig;
+use levee::redis::RedisClient;
 use levee_testkit::{RedisServer, TestkitError};
 
 type Cache = TieredCache<String, String>;
@@ -107,13 +107,14 @@ fn redacted(url: &str) -> String {
 /// process would have. The same cache name puts both replicas on the same
 /// Redis keys and the same backplane channel.
 fn replica(url: &str, clock: &ManualClock) -> Result<Cache, Box<dyn Error>> {
-    let conn = RedisConfig::standalone(url).connect()?;
-    let l2 = RedisL2::builder(conn)
+    let client = RedisClient::standalone(url)
+        // The client's breaker times its open state on the same clock.
+        .clock(clock.shared())
+        .build()?;
+    let l2 = RedisL2::builder(client)
         // Generous, so that a slow machine does not turn an L2 hit into a
         // load and make the output lie.
         .timeout(Duration::from_millis(500))
-        // The L2's breaker times its open state on the same clock.
-        .clock(clock.shared())
         .build()?;
     let cache = TieredCache::builder("redis-tiered-example")
         .ttl(TTL)

@@ -10,8 +10,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use levee_core::redis::RedisConfig;
 use levee_limit::{Quota, RateLimiter, RedisSlidingWindow, WindowMode};
+use levee_redis::RedisClient;
 
 /// Runs `op(i)` for i in 0..iters on `rt`; returns the elapsed time.
 macro_rules! timed {
@@ -32,13 +32,14 @@ fn redis_limit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let client = RedisClient::standalone(server.url()).build().unwrap();
+    let conn = raw_connection(&rt, &server);
     let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
-    let counter = RedisSlidingWindow::builder(conn.clone(), quota)
+    let counter = RedisSlidingWindow::builder(client.clone(), quota)
         .build()
         .unwrap();
     let log = RedisSlidingWindow::builder(
-        conn.clone(),
+        client.clone(),
         Quota::per_second(NonZeroU32::new(1_000_000).unwrap()),
     )
     .mode(WindowMode::Log)
@@ -98,11 +99,10 @@ fn concurrent(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let client = RedisClient::standalone(server.url()).build().unwrap();
+    let conn = raw_connection(&rt, &server);
     let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
-    let counter = RedisSlidingWindow::builder(conn.clone(), quota)
-        .build()
-        .unwrap();
+    let counter = RedisSlidingWindow::builder(client, quota).build().unwrap();
     let trivial = redis::Script::new("return 1");
     let mut g = c.benchmark_group("redis_limit/64_tasks");
     g.measurement_time(Duration::from_secs(3))
@@ -153,6 +153,20 @@ fn concurrent(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// A plain multiplexed connection of the `redis` crate (the raw baselines).
+fn raw_connection(
+    rt: &tokio::runtime::Runtime,
+    server: &levee_testkit::RedisServer,
+) -> redis::aio::MultiplexedConnection {
+    rt.block_on(async {
+        redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    })
 }
 
 criterion_group!(benches, redis_limit, concurrent);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use levee_cache::{Codec, Loaded, MemoryCache, RedisL2, TieredCache};
-use levee_core::redis::RedisConfig;
+use levee_redis::RedisClient;
 
 const KEYS: u64 = 10_000;
 
@@ -143,13 +143,14 @@ fn l1_hit(c: &mut Criterion) {
 /// keys, so each get misses L1, reads and decodes the envelope from Redis
 /// and promotes it to L1. Beside: a raw GET of the same key's bytes with
 /// the `redis` crate's multiplexed connection, and a GET through levee's
-/// own connection (to split the cost between the connection and the
-/// cache). Sequential, one connection each, loopback.
+/// own client (`RedisClient::get`: breaker, timeout; to split the cost
+/// between the client and the cache). Sequential, one connection each,
+/// loopback.
 fn l2_hit(c: &mut Criterion) {
     let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
     let rt = runtime();
     const HOT: u64 = 1_000;
-    let conn = RedisConfig::standalone(server.url()).connect().unwrap();
+    let client = RedisClient::standalone(server.url()).build().unwrap();
     // One cache with the default JSON codec, one with the binary (CBOR) one.
     let [tiered, binary] =
         [("bench", Codec::Json), ("bench-cbor", Codec::Binary)].map(|(name, codec)| {
@@ -158,7 +159,7 @@ fn l2_hit(c: &mut Criterion) {
                     .l1(MemoryCache::builder().max_capacity(16).shards(1))
                     .ttl(Duration::from_secs(3600))
                     .backplane(false)
-                    .l2(RedisL2::builder(conn.clone()).build().unwrap())
+                    .l2(RedisL2::builder(client.clone()).build().unwrap())
                     .codec(codec)
                     .build()
                     .unwrap();
@@ -234,8 +235,17 @@ fn l2_hit(c: &mut Criterion) {
         b.iter_custom(|iters| batch_on(&binary, iters))
     });
     g.bench_function("raw_redis_get", |b| b.iter_custom(raw_batch));
-    g.bench_function("levee_connection_get", |b| {
-        b.iter_custom(|iters| get_loop(&rt, conn.clone(), iters, |i| redis_key((i * 7) % HOT)))
+    g.bench_function("levee_client_get", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let key = redis_key((i * 7) % HOT);
+                    black_box(client.get(key.as_bytes()).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
     });
     g.finish();
     drop(server);

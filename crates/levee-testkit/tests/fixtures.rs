@@ -187,7 +187,8 @@ async fn proxied(proxy: &FaultProxy) -> redis::aio::MultiplexedConnection {
 
 async fn ping(conn: &redis::aio::MultiplexedConnection, within: Duration) -> Option<String> {
     let mut c = conn.clone();
-    let ping = redis::cmd("PING").query_async::<String>(&mut c);
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut c);
     tokio::time::timeout(within, ping).await.ok()?.ok()
 }
 
