@@ -783,3 +783,44 @@ async fn after_a_restart_the_first_probe_succeeds() {
     );
     assert_eq!(l2.stats().writes, writes + 1, "L2 used again at once");
 }
+
+/// A ConnectionManager the application already has serves as the L2's
+/// connection; the backplane subscribes through `pubsub_url`, and without
+/// one the cache says so at build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_connection_manager_serves_as_l2() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let manager = || async {
+        redis::Client::open(server.url())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap()
+    };
+    let client = RedisClient::from_connection_manager(manager().await)
+        .pubsub_url(server.url())
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let a = replica(RedisL2::builder(client).build().unwrap(), &clock);
+    let b = replica(l2(&[server.url()], &clock), &clock);
+    until("both subscribed", || {
+        a.stats().backplane_subscribed && b.stats().backplane_subscribed
+    })
+    .await;
+    let calls = Arc::new(AtomicU32::new(0));
+    assert_eq!(get(&a, "k", &calls, "v").await.source, Source::Loader);
+    assert_eq!(get(&b, "k", &calls, "unused").await.source, Source::L2);
+    a.invalidate(&"k".to_string()).await;
+    until("b dropped its copy", || b.get(&"k".to_string()).is_none()).await;
+
+    let no_pubsub = RedisClient::from_connection_manager(manager().await)
+        .build()
+        .unwrap();
+    let err = TieredCache::<String, String>::builder("t")
+        .l2(RedisL2::builder(no_pubsub).build().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("pubsub_url"), "{err}");
+}

@@ -254,3 +254,32 @@ async fn after_a_restart_the_first_check_reaches_redis() {
         "the first check after the restart reaches Redis: {first:?}"
     );
 }
+
+/// A ConnectionManager the application already has works for the limiter,
+/// sharing counts with a limiter on a client levee opened.
+#[tokio::test]
+async fn a_users_connection_manager_serves_the_limiter() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let manager = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let theirs = limiter(
+        RedisClient::from_connection_manager(manager)
+            .clock(clock.shared())
+            .build()
+            .unwrap(),
+        4,
+        WindowMode::Log,
+        &clock,
+    );
+    let ours = limiter(client(server.url(), &clock), 4, WindowMode::Log, &clock);
+    let mut admitted = 0;
+    for i in 0..8 {
+        let l = if i % 2 == 0 { &theirs } else { &ours };
+        admitted += u32::from(l.check("shared").await.unwrap().allowed);
+    }
+    assert_eq!(admitted, 4, "one limit across both connections");
+}
