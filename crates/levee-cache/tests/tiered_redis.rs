@@ -11,16 +11,17 @@ use levee_breaker::State;
 use levee_cache::{Codec, Freshness, Loaded, RedisL2, Source, TieredCache};
 use levee_core::{KeyHasher, ManualClock};
 use levee_redis::{RedisClient, RedisClientBuilder};
-use levee_testkit::{FaultMode, FaultProxy, RedisCluster, RedisServer, RedisServerOptions};
+use levee_testkit::{FaultMode, FaultProxy, RedisServer, RedisServerOptions};
 
 type Cache = TieredCache<String, String>;
 
 fn builder(urls: &[String]) -> RedisClientBuilder {
+    #[cfg(feature = "cluster")]
     if urls.len() > 1 {
-        RedisClient::cluster(urls.to_vec())
-    } else {
-        RedisClient::standalone(urls[0].clone())
+        return RedisClient::cluster(urls.to_vec());
     }
+    assert_eq!(urls.len(), 1, "Cluster tests need the `cluster` feature");
+    RedisClient::standalone(urls[0].clone())
 }
 
 /// A client whose breaker runs on `clock`.
@@ -160,6 +161,7 @@ async fn replicas_share_l2_and_invalidate_each_other_with_auth() {
     );
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_over_tls() {
     let server =
@@ -173,9 +175,10 @@ async fn replicas_share_l2_and_invalidate_each_other_over_tls() {
     .await;
 }
 
+#[cfg(feature = "cluster")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_l2_and_invalidate_each_other_on_a_cluster() {
-    let cluster = RedisCluster::start(3).unwrap();
+    let cluster = levee_testkit::RedisCluster::start(3).unwrap();
     replicas_share_l2_and_invalidate_each_other(|| RedisClient::cluster(cluster.urls())).await;
 }
 
@@ -395,9 +398,10 @@ async fn redis_killed_and_restarted() {
     .await;
 }
 
+#[cfg(feature = "cluster")]
 #[tokio::test]
 async fn redis_cluster_killed_and_restarted() {
-    let cluster = RedisCluster::start(3).unwrap();
+    let cluster = levee_testkit::RedisCluster::start(3).unwrap();
     let clock = ManualClock::new();
     let l2 = l2(&cluster.urls(), &clock);
     let cache = replica(l2.clone(), &clock);

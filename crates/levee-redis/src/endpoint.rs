@@ -99,7 +99,7 @@ impl Endpoints {
 
     #[cfg(feature = "cluster")]
     async fn open_cluster(&self, limit: Duration) -> redis::RedisResult<Conn> {
-        let mut builder =
+        let builder =
             redis::cluster::ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
                 .connection_timeout(limit)
                 // The client's command timeout is the real bound; this one
@@ -107,9 +107,10 @@ impl Endpoints {
                 .response_timeout(limit)
                 .retries(1);
         #[cfg(feature = "tls")]
-        if self.root_cert.is_some() {
-            builder = builder.certs(self.tls_certs());
-        }
+        let builder = match self.root_cert {
+            Some(_) => builder.certs(self.tls_certs()),
+            None => builder,
+        };
         builder
             .build()?
             .get_async_connection()
