@@ -153,10 +153,14 @@ impl RedisClient {
         inner.stats.outcome(outcome);
         #[cfg(feature = "metrics")]
         inner.metrics.call(started.elapsed(), outcome);
+        let probe = permit.is_probe();
         match outcome {
             // Only the transport counts: an error reply means Redis is up.
             Err(e) if e.is_transport() => permit.failure(),
             _ => permit.success(),
+        }
+        if probe && result.as_ref().is_err_and(RedisError::is_timeout) {
+            inner.link.probe_timed_out();
         }
         result
     }

@@ -12,9 +12,14 @@
 //!   refused) drops that connection and is sent once more on a fresh one,
 //!   within the same timeout: the first command after Redis restarts
 //!   succeeds.
-//! - Timeouts never drop the connection: replies on a multiplexed
+//! - Timeouts do not drop the connection: replies on a multiplexed
 //!   connection are matched to their requests, so a late one is discarded
 //!   and the connection stays in step; a latency spike causes no churn.
+//!   One exception: a half-open probe that times out (Redis has failed
+//!   long enough to open the breaker, and still does not answer) drops the
+//!   connection, so that one that died silently (blackholed by a failover
+//!   or a NAT, with no reset) is replaced at the next probe: at most one
+//!   reconnect per open period.
 
 use std::sync::Arc;
 use std::sync::Weak;
@@ -114,6 +119,19 @@ impl Link {
                     }
                     r => r.map_err(driver),
                 }
+            }
+        }
+    }
+
+    /// After a probe timed out: drops the open connection (if the client
+    /// owns it), so that the next probe opens a new one.
+    pub(crate) fn probe_timed_out(&self) {
+        if let Link::Own(own) = self {
+            let mut state = own.state.lock();
+            if matches!(*state, State::Up { .. }) {
+                *state = State::Idle;
+                drop(state);
+                own.stats.replaced(&own.name);
             }
         }
     }

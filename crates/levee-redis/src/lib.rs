@@ -14,8 +14,9 @@
 //!   or `NOSCRIPT`. While it is open no call waits on Redis;
 //! - reconnects: a command that finds its connection gone is sent once
 //!   more on a fresh one, so the first command after Redis comes back
-//!   succeeds; timeouts never drop the connection (no churn on a latency
-//!   spike);
+//!   succeeds; timeouts do not drop the connection (no churn on a latency
+//!   spike), except a timed-out half-open probe, so that a connection that
+//!   died silently is replaced at the next probe;
 //! - [`Keyspace`] for key names (hash tags for Cluster), [`Script`]
 //!   (`EVALSHA`, `EVAL` on `NOSCRIPT`), pub/sub that resubscribes by itself
 //!   ([`Subscriber`]);

@@ -32,6 +32,9 @@ pub struct RedisClientStats {
     pub connect_failures: u64,
     /// Open connections found gone.
     pub connections_lost: u64,
+    /// Open connections dropped because a half-open probe timed out on
+    /// them (one that died silently is replaced at the next probe).
+    pub connections_replaced: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +49,7 @@ pub(crate) struct Counters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     connections_lost: AtomicU64,
+    connections_replaced: AtomicU64,
     /// Whether the last connect or command found Redis reachable; flips are
     /// what get logged.
     down: AtomicBool,
@@ -105,6 +109,14 @@ impl Counters {
         }
     }
 
+    pub(crate) fn replaced(&self, name: &str) {
+        bump(&self.connections_replaced);
+        tracing::debug!(
+            client = name,
+            "levee-redis: a probe timed out; the next one opens a new connection"
+        );
+    }
+
     pub(crate) fn snapshot(&self) -> RedisClientStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RedisClientStats {
@@ -118,6 +130,7 @@ impl Counters {
             connects: get(&self.connects),
             connect_failures: get(&self.connect_failures),
             connections_lost: get(&self.connections_lost),
+            connections_replaced: get(&self.connections_replaced),
         }
     }
 }

@@ -362,3 +362,32 @@ async fn tls_refuses_a_server_certificate_it_does_not_trust() {
         "a certificate from another CA must be refused"
     );
 }
+
+/// A connection that died silently (here: blackholed) is replaced: a
+/// half-open probe that times out drops it, and the next probe opens a new
+/// one. Timeouts while the breaker is closed keep it (see
+/// `a_burst_of_slow_replies_keeps_the_connection`).
+#[tokio::test]
+async fn a_probe_that_times_out_replaces_the_connection() {
+    let server = RedisServer::start().unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let clock = ManualClock::new();
+    let c = client(
+        RedisClient::standalone(proxy.url()).command_timeout(Duration::from_millis(50)),
+        &clock,
+    );
+    let before = client_id(&c).await;
+    proxy.set_mode(FaultMode::Blackhole);
+    for _ in 0..3 {
+        assert!(ping(&c).await.unwrap_err().is_timeout());
+    }
+    assert_eq!(c.stats().connections_replaced, 0, "closed: kept");
+    clock.advance(Duration::from_secs(5));
+    assert!(ping(&c).await.unwrap_err().is_timeout(), "the probe");
+    assert_eq!(c.stats().connections_replaced, 1);
+    proxy.set_mode(FaultMode::Pass);
+    clock.advance(Duration::from_secs(5));
+    assert_ne!(client_id(&c).await, before, "a new connection");
+    assert_eq!(c.breaker().state(), State::Closed);
+    assert_eq!(c.stats().connects, 2);
+}
