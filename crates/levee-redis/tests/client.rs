@@ -278,6 +278,34 @@ async fn auth_with_password_in_url() {
     );
 }
 
+/// A Cluster connection the application already has serves the client.
+#[cfg(feature = "cluster")]
+#[tokio::test]
+async fn a_users_cluster_connection_serves_the_client() {
+    let cluster = tokio::task::spawn_blocking(|| levee_testkit::RedisCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let conn = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let clock = ManualClock::new();
+    let c = client(RedisClient::from_cluster_connection(conn), &clock);
+    assert!(c.is_cluster());
+    for i in 0..10u64 {
+        let key = format!("theirs:{i}");
+        c.set_px(key.as_bytes(), b"v", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.get(key.as_bytes()).await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+}
+
 #[cfg(feature = "cluster")]
 #[tokio::test]
 async fn cluster_routes_keys_to_their_slots_and_tagged_keys_share_one() {
