@@ -169,7 +169,10 @@ impl RedisClient {
         Reply::from_value(self.exec(Request::Cmd(cmd)).await?)
     }
 
-    /// Runs any command.
+    /// Runs any command. Like every call, it is sent once more on a fresh
+    /// connection when the first send finds its connection gone; if the
+    /// connection broke after Redis ran it, it runs twice, so prefer
+    /// idempotent commands (or accept a rare duplicate).
     pub async fn command(&self, command: &Command) -> Result<Reply, RedisError> {
         self.cmd(&command.cmd).await
     }

@@ -11,7 +11,10 @@
 //! - A command that fails because its connection is gone (dropped, reset,
 //!   refused) drops that connection and is sent once more on a fresh one,
 //!   within the same timeout: the first command after Redis restarts
-//!   succeeds.
+//!   succeeds. If the connection broke after Redis ran the command (the
+//!   reply was lost), it runs twice: levee's own commands are idempotent
+//!   (GET, SET, DEL, PUBLISH of an invalidation) or err on the safe side (a
+//!   limiter decision counted twice).
 //! - Timeouts do not drop the connection: replies on a multiplexed
 //!   connection are matched to their requests, so a late one is discarded
 //!   and the connection stays in step; a latency spike causes no churn.
