@@ -45,6 +45,9 @@ pub struct RedisClientBuilder {
     breaker: Option<CircuitBreakerBuilder>,
     clock: Option<SharedClock>,
     pubsub_url: Option<String>,
+    /// A CA (PEM) to trust for `rediss://` (the client's URLs and
+    /// `pubsub_url`).
+    root_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisClientBuilder {
@@ -129,6 +132,7 @@ impl RedisClientBuilder {
             breaker: None,
             clock: None,
             pubsub_url: None,
+            root_cert: None,
         }
     }
 
@@ -184,15 +188,13 @@ impl RedisClientBuilder {
         self
     }
 
-    /// For `rediss://`: trust this CA certificate (PEM) instead of the
-    /// system's roots (a private CA, or a test certificate). Default: the
-    /// system's roots.
+    /// For `rediss://` (the client's URLs and `pubsub_url`): trust this CA
+    /// certificate (PEM) instead of the system's roots (a private CA, or a
+    /// test certificate). Default: the system's roots.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_cert_pem(mut self, pem: Vec<u8>) -> Self {
-        if let Source::Endpoints(e) = &mut self.source {
-            e.root_cert = Some(pem);
-        }
+        self.root_cert = Some(pem);
         self
     }
 
@@ -216,17 +218,17 @@ impl RedisClientBuilder {
         let name: Arc<str> = Arc::from(self.name.as_str());
         let breaker = guard::build(&name, self.breaker, self.clock)?;
         let stats = Arc::new(Counters::default());
-        let root_cert = match &self.source {
-            Source::Endpoints(e) => e.root_cert.clone(),
-            Source::User { .. } => None,
-        };
+        let mut source = self.source;
+        if let Source::Endpoints(e) = &mut source {
+            e.root_cert.clone_from(&self.root_cert);
+        }
         let pubsub = match self.pubsub_url {
             Some(url) => Some(Endpoints {
                 urls: vec![url],
                 cluster: false,
-                root_cert,
+                root_cert: self.root_cert,
             }),
-            None => match &self.source {
+            None => match &source {
                 Source::Endpoints(e) => Some(e.clone()),
                 Source::User { .. } => None,
             },
@@ -235,7 +237,7 @@ impl RedisClientBuilder {
             p.validate()
                 .map_err(|e| RedisError::setting("pubsub_url", e.to_string()))?;
         }
-        let (link, cluster) = match self.source {
+        let (link, cluster) = match source {
             Source::Endpoints(e) => {
                 e.validate()?;
                 let cluster = e.cluster;
