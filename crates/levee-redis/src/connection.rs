@@ -110,7 +110,7 @@ impl Link {
     ) -> Result<Value, RedisError> {
         let driver = |e| RedisError::from_driver(e, "connection");
         match self {
-            Link::Own(own) => own.send(req, stats).await,
+            Link::Own(own) => own.send(req).await,
             Link::User(conn) => {
                 // A user's ConnectionManager answers the first command after
                 // an outage with the error its failed reconnect stored, and
@@ -190,11 +190,7 @@ impl Own {
         })
     }
 
-    async fn send(
-        self: &Arc<Self>,
-        req: &Request<'_>,
-        stats: &Counters,
-    ) -> Result<Value, RedisError> {
+    async fn send(self: &Arc<Self>, req: &Request<'_>) -> Result<Value, RedisError> {
         let driver = |e| RedisError::from_driver(e, "connection");
         let (mut conn, generation, fresh) = self.current().await?;
         match req.run(&mut conn).await {
@@ -203,7 +199,7 @@ impl Own {
                 if fresh {
                     return Err(driver(e));
                 }
-                stats.retry();
+                self.stats.retry();
                 let (mut conn, generation, _) = self.current().await?;
                 let again = req.run(&mut conn).await;
                 if let Err(e) = &again {
