@@ -146,10 +146,12 @@ async fn paused_redis_gives_timeouts_then_recovers_after_resume() {
     ping(&c).await.unwrap();
 }
 
-/// A burst of slow replies (each past the timeout) must not reopen the
-/// connection: a multiplexed connection stays in step.
-#[tokio::test]
-async fn a_burst_of_slow_replies_keeps_the_connection() {
+/// A client (50 ms command timeout) through a proxy that is then set to
+/// `mode` and made to time out 3 times, which opens the breaker. Returns
+/// what the test needs, and the connection's client id from before.
+async fn three_timeouts_through(
+    mode: FaultMode,
+) -> (RedisServer, FaultProxy, ManualClock, RedisClient, i64) {
     let server = RedisServer::start().unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let clock = ManualClock::new();
@@ -158,10 +160,20 @@ async fn a_burst_of_slow_replies_keeps_the_connection() {
         &clock,
     );
     let before = client_id(&c).await;
-    proxy.set_mode(FaultMode::Delay(Duration::from_millis(150)));
+    proxy.set_mode(mode);
     for _ in 0..3 {
         assert!(ping(&c).await.unwrap_err().is_timeout());
     }
+    assert_eq!(c.breaker().state(), State::Open);
+    (server, proxy, clock, c, before)
+}
+
+/// A burst of slow replies (each past the timeout) must not reopen the
+/// connection: a multiplexed connection stays in step.
+#[tokio::test]
+async fn a_burst_of_slow_replies_keeps_the_connection() {
+    let (_server, proxy, clock, c, before) =
+        three_timeouts_through(FaultMode::Delay(Duration::from_millis(150))).await;
     proxy.set_mode(FaultMode::Pass);
     // Let the late replies arrive (and be discarded), then close the
     // breaker with a probe.
@@ -397,18 +409,7 @@ async fn tls_refuses_a_server_certificate_it_does_not_trust() {
 /// `a_burst_of_slow_replies_keeps_the_connection`).
 #[tokio::test]
 async fn a_probe_that_times_out_replaces_the_connection() {
-    let server = RedisServer::start().unwrap();
-    let proxy = FaultProxy::start(server.addr()).await.unwrap();
-    let clock = ManualClock::new();
-    let c = client(
-        RedisClient::standalone(proxy.url()).command_timeout(Duration::from_millis(50)),
-        &clock,
-    );
-    let before = client_id(&c).await;
-    proxy.set_mode(FaultMode::Blackhole);
-    for _ in 0..3 {
-        assert!(ping(&c).await.unwrap_err().is_timeout());
-    }
+    let (_server, proxy, clock, c, before) = three_timeouts_through(FaultMode::Blackhole).await;
     assert_eq!(c.stats().connections_replaced, 0, "closed: kept");
     clock.advance(Duration::from_secs(5));
     assert!(ping(&c).await.unwrap_err().is_timeout(), "the probe");
