@@ -101,7 +101,11 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 /// design) by the crate that emitted them.
 #[derive(Default)]
 struct Logs {
+    /// The client (breaker, connection).
     redis: AtomicUsize,
+    /// The client's pub/sub listeners (one per replica here).
+    pubsub: AtomicUsize,
+    /// The cache and the limiters.
     others: AtomicUsize,
 }
 
@@ -121,7 +125,9 @@ impl tracing::Subscriber for Counting {
             return;
         }
         let module = event.metadata().module_path().unwrap_or("");
-        if module.starts_with("levee_redis") {
+        if module.starts_with("levee_redis::pubsub") {
+            self.0.pubsub.fetch_add(1, Ordering::Relaxed);
+        } else if module.starts_with("levee_redis") {
             self.0.redis.fetch_add(1, Ordering::Relaxed);
         } else if module.starts_with("levee") {
             self.0.others.fetch_add(1, Ordering::Relaxed);
@@ -169,8 +175,9 @@ async fn outage_then_restart(first: First) {
     // The breaker is open: 100 rounds of every user.
     let attempts = a.client.stats().attempts;
     let rejected = a.client.stats().rejected;
-    let (redis_logs, other_logs) = (
+    let (redis_logs, pubsub_logs, other_logs) = (
         logs.redis.load(Ordering::Relaxed),
+        logs.pubsub.load(Ordering::Relaxed),
         logs.others.load(Ordering::Relaxed),
     );
     let mut admitted = 0;
@@ -205,9 +212,14 @@ async fn outage_then_restart(first: First) {
         other_logs,
         "the cache and the limiters log nothing per request"
     );
+    assert_eq!(
+        logs.redis.load(Ordering::Relaxed),
+        redis_logs,
+        "the client logs state changes only, and none happened here"
+    );
     assert!(
-        logs.redis.load(Ordering::Relaxed) <= redis_logs + 1,
-        "the client logs state changes only (the backplane's retry: once)"
+        logs.pubsub.load(Ordering::Relaxed) <= pubsub_logs + 2,
+        "each replica's listener logs its failing resubscription once, not per retry"
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
