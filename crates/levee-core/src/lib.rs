@@ -22,6 +22,7 @@
 //!
 //! Main types:
 //! - [`Clock`], [`SystemClock`], [`ManualClock`], [`TokioClock`]: time sources.
+//! - [`duration`]: durations as integers, saturating instead of wrapping.
 //! - [`RedisKey`]: how a key becomes bytes in a Redis key.
 //! - [`KeyHasher`] and [`SensitiveKey`]: keyed hashing of secrets used as keys.
 //! - `redis` module (feature `redis`): one way to open Redis connections,
@@ -32,6 +33,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+pub mod duration;
 mod error;
 mod key;
 #[cfg(feature = "redis")]
