@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use http::{HeaderMap, StatusCode};
 use levee_core::duration::{millis, nanos};
-use levee_core::{SharedClock, SystemClock};
+use levee_core::SharedClock;
 
 pub use builder::UpstreamQuotaBuilder;
 pub use headers::{Learned, parse as parse_headers};
