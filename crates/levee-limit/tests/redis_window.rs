@@ -96,9 +96,9 @@ async fn log_mode_retry_after_is_when_the_oldest_leaves() {
         WindowMode::Log,
         &clock,
     );
-    l.check("k").await.unwrap();
+    let _ = l.check("k").await.unwrap();
     clock.advance(Duration::from_secs(4));
-    l.check("k").await.unwrap();
+    let _ = l.check("k").await.unwrap();
     let d = l.check("k").await.unwrap();
     assert!(!d.allowed);
     assert_eq!(d.retry_after, Some(Duration::from_secs(6)));

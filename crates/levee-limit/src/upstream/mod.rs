@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use http::{HeaderMap, StatusCode};
-use levee_core::duration::{millis, nanos};
 use levee_core::SharedClock;
+use levee_core::duration::{millis, nanos};
 
 pub use builder::UpstreamQuotaBuilder;
 pub use headers::{Learned, parse as parse_headers};
 
 /// Whether a call to the upstream should go out now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the upstream may be holding calls back: check before calling it"]
 pub enum QuotaState {
     /// Nothing known holds calls back.
     Ready,
