@@ -5,14 +5,12 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::flight::{FlightResult, FlightRx, NewFlight};
 use super::remote::Waited;
 use super::tasks::AbortOnDrop;
 use super::{CacheError, Freshness, Loaded, Shared, Source, TieredCache};
-
-pub(crate) static LOADS: AtomicU64 = AtomicU64::new(0);
 
 impl<K, V> TieredCache<K, V>
 where
@@ -198,7 +196,6 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        LOADS.fetch_add(1, Ordering::Relaxed);
         self.stats.load();
         let started = self.clock.now();
         // The loader runs on a task of its own so that its panic is caught
@@ -210,9 +207,14 @@ where
         let loaded = match outcome {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return Err(self.failed(key, CacheError::Load(Arc::new(e)))),
-            Err(_) => return Err(self.failed(key, CacheError::LoaderPanicked)),
+            Err(_) => {
+                // A panic is a bug in the loader, not an upstream failure:
+                // no backoff, so the next call loads again (as documented).
+                self.stats.load_failed();
+                return Err(CacheError::LoaderPanicked);
+            }
         };
-        self.backoff.lock().remove(key);
+        self.backoff.clear(key);
         let slot = self.new_slot(loaded, load_time);
         tracing::trace!(cache = %self.name, ?load_time, "load finished");
         self.keep(key, &slot, token).await;
@@ -242,8 +244,7 @@ where
 
     fn failed<E>(&self, key: &K, err: CacheError<E>) -> CacheError<E> {
         self.stats.load_failed();
-        let until = self.clock.now() + self.cfg.failure_backoff;
-        self.backoff.lock().insert(key.clone(), until);
+        self.backoff.start(key, self.clock.now());
         err
     }
 }

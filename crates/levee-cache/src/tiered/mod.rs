@@ -2,6 +2,7 @@
 //! optional shared Redis L2, with stale-while-revalidate, early refresh and
 //! stale tiers that serve old values while the upstream fails.
 
+mod backoff;
 mod builder;
 mod cached;
 mod error;
@@ -14,15 +15,13 @@ mod stale;
 mod stats;
 mod tasks;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use levee_core::SharedClock;
-use parking_lot::Mutex;
 
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
@@ -72,7 +71,7 @@ pub(crate) struct Shared<K, V> {
     pub(crate) clock: SharedClock,
     pub(crate) cfg: Settings,
     pub(crate) flights: Flights<K>,
-    pub(crate) backoff: Mutex<HashMap<K, Instant, foldhash::fast::RandomState>>,
+    pub(crate) backoff: backoff::Backoff<K>,
     pub(crate) rng: Rng,
     pub(crate) l2: Option<Arc<dyn L2Port<K, V>>>,
     /// Present when a backplane listens: keys of L1 entries by their bytes.
@@ -293,14 +292,10 @@ where
         sh.stats.snapshot(
             sh.l1.len(),
             sh.l1.stats().hits,
+            sh.backoff.len(),
             sh.l2.as_ref().map(|l2| l2.stats()),
             sh.subscribed.load(Ordering::Relaxed),
         )
-    }
-
-    /// Loads started by all tiered caches of this process.
-    pub fn loads_started() -> u64 {
-        load::LOADS.load(Ordering::Relaxed)
     }
 }
 
@@ -380,9 +375,6 @@ where
     }
 
     fn backoff_left(&self, key: &K) -> Option<Duration> {
-        let until = *self.backoff.lock().get(key)?;
-        until
-            .checked_duration_since(self.clock.now())
-            .filter(|d| !d.is_zero())
+        self.backoff.left(key, self.clock.now())
     }
 }
