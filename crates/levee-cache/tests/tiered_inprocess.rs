@@ -616,3 +616,28 @@ async fn failed_loads_of_many_distinct_keys_keep_a_bounded_backoff() {
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn insert_during_a_load_keeps_the_loads_result_out() {
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let waiter = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    let _ = started.send(());
+                    let _ = wait.await;
+                    Ok::<_, String>(Loaded::Value("old".to_string()))
+                })
+                .await
+        }
+    });
+    has_started.await.unwrap();
+    cache.insert("k".to_string(), "new".to_string()).await;
+    release.send(()).unwrap();
+    // The waiter gets what it waited for; the cache keeps the newer insert.
+    assert_eq!(waiter.await.unwrap().unwrap().unwrap().value, "old");
+    assert_eq!(cache.get(&"k".to_string()).unwrap().value, "new");
+}

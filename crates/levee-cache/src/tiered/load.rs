@@ -52,6 +52,16 @@ where
             Ok(rx) => return Led::Waiting(rx),
             Err(flight) => flight,
         };
+        // The caller missed L1 before registering; a load that finished in
+        // between has put its value there (before ending its flight), so
+        // look again rather than load the key a second time.
+        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(key) {
+            self.shared.flights.finish(key, &flight.token);
+            if flight.tx.receiver_count() > 1 {
+                let _ = flight.tx.send(Some(Ok(cached.clone())));
+            }
+            return Led::Answered(cached);
+        }
         if self.shared.l2.is_none() {
             return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
         }

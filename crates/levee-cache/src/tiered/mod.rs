@@ -244,8 +244,12 @@ where
     }
 
     /// Stores `value` as freshly loaded, in L1 and L2.
+    ///
+    /// A load of `key` running now still answers its waiters, but its
+    /// result is kept out of both tiers: the inserted value is newer.
     pub async fn insert(&self, key: K, value: V) {
         let sh = &*self.shared;
+        sh.flights.invalidate(&key);
         let slot = sh.new_slot(Loaded::Value(value), Duration::ZERO);
         sh.put_l1(&key, slot.clone());
         sh.put_l2(&key, &slot).await;
