@@ -25,11 +25,11 @@ struct Provider {
 }
 
 impl Provider {
-    async fn userinfo(&self, user: &str) -> Result<String, String> {
+    async fn userinfo(&self, user: &str) -> Result<String, std::io::Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await; // network time
         if self.down.load(Ordering::SeqCst) {
-            Err("503 Service Unavailable".into())
+            Err(std::io::Error::other("503 Service Unavailable"))
         } else {
             Ok(format!(
                 "{{\"sub\":\"{user}\",\"email\":\"{user}@example.com\"}}"
@@ -71,8 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .get_or_load(key, move || async move {
                 match breaker.call(|| provider.userinfo("alice")).await {
                     Ok(body) => Ok(Loaded::Value(body)),
-                    Err(BreakerError::Rejected(r)) => Err(format!("breaker open: {r}")),
-                    Err(e) => Err(e.to_string()),
+                    Err(BreakerError::Inner(e)) => Err(e),
+                    Err(other) => Err(std::io::Error::other(other)),
                 }
             })
             .await

@@ -428,3 +428,18 @@ fn owned_permit_crosses_threads_and_records_like_a_borrowed_one() {
     probe.success();
     assert_eq!(b2.state(), State::Closed);
 }
+
+#[tokio::test]
+async fn the_calls_own_error_is_the_source_of_the_breaker_error() {
+    use std::error::Error as _;
+    let b = CircuitBreaker::builder().build().unwrap();
+    let err = b
+        .call(|| async { Err::<(), _>(std::io::Error::other("upstream 503")) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.source().unwrap().to_string(), "upstream 503");
+    assert!(
+        !err.to_string().contains("upstream 503"),
+        "not repeated: {err}"
+    );
+}

@@ -641,3 +641,21 @@ async fn insert_during_a_load_keeps_the_loads_result_out() {
     assert_eq!(waiter.await.unwrap().unwrap().unwrap().value, "old");
     assert_eq!(cache.get(&"k".to_string()).unwrap().value, "new");
 }
+
+#[tokio::test]
+async fn a_load_error_is_the_source_of_the_cache_error() {
+    use std::error::Error as _;
+    let cache: TieredCache<String, String> = TieredCache::builder("t").build().unwrap();
+    let err = cache
+        .get_or_load("k".to_string(), || async {
+            Err::<Loaded<String>, _>(std::io::Error::other("upstream 503"))
+        })
+        .await
+        .unwrap_err();
+    let source = err.source().expect("the loader's error is chained");
+    assert_eq!(source.to_string(), "upstream 503");
+    assert!(
+        !err.to_string().contains("upstream 503"),
+        "not repeated: {err}"
+    );
+}

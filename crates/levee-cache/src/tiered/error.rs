@@ -9,8 +9,9 @@ use std::time::Duration;
 pub enum CacheError<E> {
     /// The loader failed and no stale value fits a tier. Every caller
     /// coalesced onto that load gets the same error.
-    #[error("loading failed and no stale value fits any tier: {0}")]
-    Load(Arc<E>),
+    /// The loader's error is this error's [`source`](std::error::Error::source).
+    #[error("loading failed and no stale value fits any tier")]
+    Load(#[source] Arc<E>),
     /// The loader panicked; the next call loads again.
     #[error("the loader panicked; the next call will load again")]
     LoaderPanicked,
