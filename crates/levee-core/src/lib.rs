@@ -22,6 +22,7 @@
 //!
 //! Main types:
 //! - [`Clock`], [`SystemClock`], [`ManualClock`], [`TokioClock`]: time sources.
+//! - [`sleep`]: waiting on a clock ([`Clock::sleep`], [`sleep::timeout`]).
 //! - [`duration`]: durations as integers, saturating instead of wrapping.
 //! - [`RedisKey`]: how a key becomes bytes in a Redis key.
 //! - [`KeyHasher`] and [`SensitiveKey`]: keyed hashing of secrets used as keys.
@@ -36,6 +37,7 @@ mod clock;
 pub mod duration;
 mod error;
 mod key;
+pub mod sleep;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

@@ -157,11 +157,45 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        self.get_or_load_with(key, move |_| load).await
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load), but the loader is made by
+    /// `make` only when one is needed (a miss, a refresh): a fresh hit makes
+    /// nothing, so a caller whose loader captures handles or a copy of the
+    /// key pays for them only on a miss. `make` gets the key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use levee_cache::TieredCache;
+    ///
+    /// let cache = TieredCache::<String, usize>::builder("lengths").build()?;
+    /// let got = cache
+    ///     .get_or_load_with("abc".to_string(), |key: &String| {
+    ///         let key = key.clone(); // only on a miss
+    ///         move || async move { Ok::<_, std::io::Error>(key.len().into()) }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(got.unwrap().value, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_load_with<M, F, Fut, E>(
+        &self,
+        key: K,
+        make: M,
+    ) -> Result<Option<Cached<V>>, CacheError<E>>
+    where
+        M: FnOnce(&K) -> F,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
         let sh = &*self.shared;
         let held = match sh.look_in_l1(&key) {
             InL1::Fresh(cached, refresh_newer_than) => {
                 if let Some(written) = refresh_newer_than {
                     sh.stats.early_refresh();
+                    let load = make(&key);
                     self.refresh(key, load, Some(written));
                 }
                 return Ok(cached);
@@ -171,6 +205,7 @@ where
         if let Some(slot) = &held {
             let now = sh.clock.now();
             if !slot.is_fresh(now) && slot.value.is_some() && slot.age(now) < sh.cfg.swr {
+                let load = make(&key);
                 self.refresh(key, load, None);
                 return Ok(sh.serve_stale(slot, now, true, Source::L1));
             }
@@ -182,6 +217,7 @@ where
                 CacheError::Backoff { retry_after: left },
             );
         }
+        let load = make(&key);
         let rx = match self.lead_or_join(&key, load).await {
             load::Led::Answered(found) => return Ok(found),
             load::Led::Waiting(rx) => rx,
