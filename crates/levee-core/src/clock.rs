@@ -145,10 +145,7 @@ impl ManualClock {
     /// Sleeps waiting on this clock now (for a simulation: advance while
     /// something waits).
     pub fn sleepers(&self) -> usize {
-        self.inner
-            .sleepers
-            .lock()
-            .map_or(0, |s| s.waiting_len())
+        self.inner.sleepers.lock().map_or(0, |s| s.waiting_len())
     }
 
     /// Sets the wall reading to `t`; the monotonic reading does not move.

@@ -37,10 +37,10 @@ mod clock;
 pub mod duration;
 mod error;
 mod key;
-pub mod sleep;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod sleep;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use error::CoreError;

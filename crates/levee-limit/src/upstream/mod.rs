@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use http::{HeaderMap, StatusCode};
 use levee_core::SharedClock;
-use levee_core::duration::{millis, nanos};
+use levee_core::duration::nanos;
 
 pub use builder::UpstreamQuotaBuilder;
 pub use headers::{Learned, parse as parse_headers};
@@ -230,7 +230,7 @@ fn unix_millis_after(clock: &SharedClock, d: Duration) -> u64 {
         .system_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    millis(since_epoch.saturating_add(d))
+    levee_core::duration::millis(since_epoch.saturating_add(d))
 }
 
 #[cfg(feature = "redis")]
