@@ -103,7 +103,8 @@ where
                 Attempt::TimedOut(d) => (Error::Timeout(d), Verdict::Failure),
             };
             let wait = match (verdict, &self.retry) {
-                (Verdict::DoNotRetry | Verdict::Success, _) | (_, None) => return Err(err),
+                (Verdict::DoNotRetry | Verdict::Success, _) => return Err(err),
+                (_, None) => return Err(rate_limited_or(err, verdict)),
                 (_, Some(_)) if n >= max => return Err(rate_limited_or(err, verdict)),
                 (Verdict::RateLimited { retry_after }, Some(p)) => match retry_after {
                     Some(ra) if ra > p.max_retry_after => {
