@@ -22,39 +22,40 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 #[error("no answer within {0:?}")]
 pub struct Elapsed(pub Duration);
 
-/// Runs `f`, giving up after `d` of `clock`'s time.
+/// Runs `f`, giving up after `d` of `clock`'s time. The time starts now,
+/// when `timeout` is called, not when the future is first polled.
 ///
 /// ```
 /// use std::time::Duration;
 /// use levee_core::{ManualClock, SystemClock, sleep::timeout};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let clock = SystemClock;
-/// assert_eq!(timeout(&clock, Duration::from_secs(1), async { 7 }).await, Ok(7));
-/// let never = std::future::pending::<()>();
+/// assert_eq!(timeout(&SystemClock, Duration::from_secs(1), async { 7 }).await, Ok(7));
 /// let manual = ManualClock::new();
-/// let waiting = timeout(&manual, Duration::from_secs(30), never);
-/// manual.advance(Duration::from_secs(30)); // time is up before the first poll
+/// let waiting = timeout(&manual, Duration::from_secs(30), std::future::pending::<()>());
+/// manual.advance(Duration::from_secs(30)); // its time is up
 /// assert!(waiting.await.is_err());
 /// # }
 /// ```
-pub async fn timeout<F: Future>(
+pub fn timeout<F: Future>(
     clock: &dyn Clock,
     d: Duration,
     f: F,
-) -> Result<F::Output, Elapsed> {
-    let mut f = std::pin::pin!(f);
+) -> impl Future<Output = Result<F::Output, Elapsed>> {
     let mut sleep = clock.sleep(d);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = f.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed(d))),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+    async move {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+            match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Elapsed(d))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 /// The sleepers of one manual clock: woken by `advance`.

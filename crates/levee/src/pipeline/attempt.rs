@@ -41,7 +41,11 @@ where
             }
         }
         if let Some(limiter) = &self.limiter {
-            match limiter.check(key).await {
+            let decision = limiter.check(key).await;
+            if let Ok(d) = &decision {
+                self.metrics.limit_decision(d.allowed);
+            }
+            match decision {
                 Ok(d) if d.allowed => {}
                 Ok(d) => {
                     self.stats.rate_limited();

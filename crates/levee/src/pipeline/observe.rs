@@ -72,6 +72,8 @@ pub(crate) struct Metrics {
     calls: [(&'static str, metrics::Counter); 8],
     #[cfg(feature = "metrics")]
     load_seconds: [metrics::Histogram; 2],
+    #[cfg(feature = "metrics")]
+    limit_decisions: [metrics::Counter; 2],
 }
 
 impl Metrics {
@@ -99,6 +101,10 @@ impl Metrics {
                     call("other"),
                 ],
                 load_seconds: [hist("ok"), hist("error")],
+                limit_decisions: [
+                    metrics::counter!("levee_limit_decisions_total", "pipeline" => p.clone(), "decision" => "allowed"),
+                    metrics::counter!("levee_limit_decisions_total", "pipeline" => p.clone(), "decision" => "denied"),
+                ],
             }
         }
         #[cfg(not(feature = "metrics"))]
@@ -116,6 +122,13 @@ impl Metrics {
                 .unwrap_or(&self.calls[7]);
             c.1.increment(1);
         }
+    }
+
+    /// One decision of the pipeline's rate limiter.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn limit_decision(&self, allowed: bool) {
+        #[cfg(feature = "metrics")]
+        self.limit_decisions[usize::from(!allowed)].increment(1);
     }
 
     pub(crate) fn load_started(&self) -> Option<std::time::Instant> {
