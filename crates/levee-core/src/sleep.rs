@@ -37,18 +37,25 @@ pub struct Elapsed(pub Duration);
 /// assert!(waiting.await.is_err());
 /// # }
 /// ```
-pub fn timeout<F: Future>(
-    clock: &dyn Clock,
+pub fn timeout<'c, F: Future + 'c>(
+    clock: &'c dyn Clock,
     d: Duration,
     f: F,
-) -> impl Future<Output = Result<F::Output, Elapsed>> {
-    let mut sleep = clock.sleep(d);
+) -> impl Future<Output = Result<F::Output, Elapsed>> + 'c {
+    let start = clock.now();
     async move {
         let mut f = std::pin::pin!(f);
+        // Made only if `f` is not ready at once: a call that answers on
+        // its first poll pays for no timer.
+        let mut sleep: Option<Sleep> = None;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(v) = f.as_mut().poll(cx) {
                 return Poll::Ready(Ok(v));
             }
+            let sleep = sleep.get_or_insert_with(|| {
+                let spent = clock.now().saturating_duration_since(start);
+                clock.sleep(d.saturating_sub(spent))
+            });
             match sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(Elapsed(d))),
                 Poll::Pending => Poll::Pending,

@@ -160,6 +160,31 @@ where
         self.get_or_load_with(key, move |_| load).await
     }
 
+    /// The fresh L1 value of `key` (`Ok(None)`: known absent), starting an
+    /// early refresh with the loader `make` gives when one is due; or
+    /// `Err(make)` when L1 holds nothing fresh. Synchronous: for a caller
+    /// that answers hits without entering its own slow path (the `levee`
+    /// pipeline), then calls [`get_or_load_with`](Self::get_or_load_with)
+    /// with the same `make` on `Err`. A refresh needs a tokio runtime.
+    pub fn get_fresh_with<M, F, Fut, E>(&self, key: &K, make: M) -> Result<Option<Cached<V>>, M>
+    where
+        M: FnOnce(&K) -> F,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        match self.shared.look_in_l1(key) {
+            InL1::Fresh(cached, None) => Ok(cached),
+            InL1::Fresh(cached, Some(written)) => {
+                self.shared.stats.early_refresh();
+                let load = make(key);
+                self.refresh(key.clone(), load, Some(written));
+                Ok(cached)
+            }
+            InL1::NotFresh(_) => Err(make),
+        }
+    }
+
     /// Like [`get_or_load`](Self::get_or_load), but the loader is made by
     /// `make` only when one is needed (a miss, a refresh): a fresh hit makes
     /// nothing, so a caller whose loader captures handles or a copy of the

@@ -136,8 +136,9 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        let permit = match &self.breakers {
-            Some(b) => match b.for_key(key).try_acquire_owned() {
+        let breaker = self.breakers.as_ref().map(|b| b.for_key(key));
+        let permit = match &breaker {
+            Some(b) => match b.try_acquire() {
                 Ok(p) => Some(p),
                 Err(r) => {
                     self.stats.circuit_open();

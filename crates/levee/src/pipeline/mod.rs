@@ -21,6 +21,7 @@ use levee_breaker::CircuitBreaker;
 use levee_cache::{Cached, Freshness, Loaded, Source, TieredCache};
 use levee_core::SharedClock;
 use levee_limit::{ConcurrencyLimit, RateLimiter};
+use tracing::Instrument;
 
 pub use builder::LeveeBuilder;
 pub use error::Error;
@@ -50,10 +51,10 @@ pub(crate) enum Breakers<K> {
 }
 
 impl<K> Breakers<K> {
-    fn for_key(&self, key: &K) -> CircuitBreaker {
+    fn for_key(&self, key: &K) -> std::borrow::Cow<'_, CircuitBreaker> {
         match self {
-            Breakers::One(b) => b.clone(),
-            Breakers::PerKey(f) => f(key),
+            Breakers::One(b) => std::borrow::Cow::Borrowed(b),
+            Breakers::PerKey(f) => std::borrow::Cow::Owned(f(key)),
         }
     }
 }
@@ -171,39 +172,42 @@ where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let span = observe::span(&self.inner.name, &key);
-        let result =
-            tracing::Instrument::instrument(self.get_inner(key, loader), span.clone()).await;
-        observe::finish(&span, &self.inner.metrics, &result);
-        result
-    }
-
-    async fn get_inner<F, Fut>(&self, key: K, loader: F) -> Result<Option<Cached<V>>, Error<E>>
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
         let inner = &self.inner;
-        let result = match &inner.cache {
-            Some(cache) => cache
-                .get_or_load_with(key.clone(), |k: &K| {
-                    let (inner, k) = (inner.clone(), k.clone());
-                    move || async move { inner.load(&k, &loader).await }
-                })
-                .await
-                .map_err(Error::from_cache),
-            None => inner.load(&key, &loader).await.map(|loaded| {
-                loaded_value(loaded).map(|value| Cached {
-                    value,
-                    freshness: Freshness::Fresh,
-                    source: Source::Loader,
-                })
-            }),
+        let span = observe::span(&inner.name, &key);
+        let Some(cache) = &inner.cache else {
+            let uncached = async {
+                match inner.load(&key, &loader).await {
+                    Ok(loaded) => Ok(loaded_value(loaded).map(|value| Cached {
+                        value,
+                        freshness: Freshness::Fresh,
+                        source: Source::Loader,
+                    })),
+                    Err(e) => inner.fall_back(key, e).await,
+                }
+            };
+            return observe::finish(
+                &span,
+                &inner.metrics,
+                uncached.instrument(span.clone()).await,
+            );
         };
-        match result {
-            Err(e) => inner.fall_back(key, e).await,
-            ok => ok,
-        }
+        let make = |k: &K| {
+            let (inner, k) = (inner.clone(), k.clone());
+            move || async move { inner.load(&k, &loader).await }
+        };
+        // A fresh L1 hit is answered here, synchronously: no future of the
+        // slow path is built or moved, no span entered.
+        let make = match cache.get_fresh_with(&key, make) {
+            Ok(hit) => return observe::finish(&span, &inner.metrics, Ok(hit)),
+            Err(make) => make,
+        };
+        let cached = async {
+            match cache.get_or_load_with(key.clone(), make).await {
+                Ok(v) => Ok(v),
+                Err(e) => inner.fall_back(key, Error::from_cache(e)).await,
+            }
+        };
+        observe::finish(&span, &inner.metrics, cached.instrument(span.clone()).await)
     }
 
     /// Stores `value` in the cache as freshly loaded (no-op without one).

@@ -30,27 +30,27 @@ pub(super) fn span<K: Hash>(pipeline: &str, key: &K) -> tracing::Span {
     span
 }
 
-/// Records the call's outcome on its span and in the metrics.
+/// Records the call's outcome on its span and in the metrics; returns it.
 pub(super) fn finish<V, E>(
     span: &tracing::Span,
     metrics: &Metrics,
-    result: &Result<Option<Cached<V>>, Error<E>>,
-) {
-    let label = match result {
+    result: Result<Option<Cached<V>>, Error<E>>,
+) -> Result<Option<Cached<V>>, Error<E>> {
+    let (label, index) = match &result {
         Ok(Some(c)) => match (&c.freshness, c.source) {
-            (_, Source::Fallback) => "fallback",
-            (Freshness::Stale { .. }, _) => "stale",
-            (_, Source::L1) => "hit_l1",
-            (_, Source::L2) => "hit_l2",
-            _ => "loaded",
+            (_, Source::Fallback) => ("fallback", 4),
+            (Freshness::Stale { .. }, _) => ("stale", 3),
+            (_, Source::L1) => ("hit_l1", 0),
+            (_, Source::L2) => ("hit_l2", 1),
+            _ => ("loaded", 2),
         },
-        Ok(None) => "absent",
-        Err(_) => "error",
+        Ok(None) => ("absent", 5),
+        Err(_) => ("error", 6),
     };
-    metrics.call(label);
+    metrics.call(index);
     if !span.is_disabled() {
         span.record("source", label);
-        match result {
+        match &result {
             Ok(Some(Cached {
                 freshness: Freshness::Stale { tier, age },
                 ..
@@ -63,13 +63,15 @@ pub(super) fn finish<V, E>(
             _ => {}
         }
     }
+    result
 }
 
 /// `metrics` handles, registered once at build time so that a call costs
 /// no label allocation.
 pub(crate) struct Metrics {
     #[cfg(feature = "metrics")]
-    calls: [(&'static str, metrics::Counter); 8],
+    /// By result, in the order `finish` indexes them.
+    calls: [metrics::Counter; 7],
     #[cfg(feature = "metrics")]
     load_seconds: [metrics::Histogram; 2],
     #[cfg(feature = "metrics")]
@@ -82,12 +84,7 @@ impl Metrics {
         #[cfg(feature = "metrics")]
         {
             let p = pipeline.to_string();
-            let call = |r: &'static str| {
-                (
-                    r,
-                    metrics::counter!("levee_pipeline_calls_total", "pipeline" => p.clone(), "result" => r),
-                )
-            };
+            let call = |r: &'static str| metrics::counter!("levee_pipeline_calls_total", "pipeline" => p.clone(), "result" => r);
             let hist = |o: &'static str| metrics::histogram!("levee_pipeline_load_seconds", "pipeline" => p.clone(), "outcome" => o);
             Metrics {
                 calls: [
@@ -98,7 +95,6 @@ impl Metrics {
                     call("fallback"),
                     call("absent"),
                     call("error"),
-                    call("other"),
                 ],
                 load_seconds: [hist("ok"), hist("error")],
                 limit_decisions: [
@@ -111,16 +107,12 @@ impl Metrics {
         Metrics {}
     }
 
+    /// One call, by its result's index in `calls`.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn call(&self, result: &'static str) {
+    fn call(&self, index: usize) {
         #[cfg(feature = "metrics")]
-        {
-            let c = self
-                .calls
-                .iter()
-                .find(|(r, _)| *r == result)
-                .unwrap_or(&self.calls[7]);
-            c.1.increment(1);
+        if let Some(c) = self.calls.get(index) {
+            c.increment(1);
         }
     }
 
