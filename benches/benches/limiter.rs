@@ -46,9 +46,9 @@ fn check(c: &mut Criterion) {
     // runs on resident keys.
     for k in 0..KEYS {
         let k = levee_benches::scramble(k);
-        counter.check(&k);
-        log.check(&k);
-        gcra.check(&k);
+        let _ = counter.check(&k);
+        let _ = log.check(&k);
+        let _ = gcra.check(&k);
         let _ = governor.check_key(&k);
     }
     for threads in [1usize, 2] {
@@ -56,14 +56,14 @@ fn check(c: &mut Criterion) {
         g.bench_function(format!("levee_sliding_counter/{threads}t"), |b| {
             b.iter_custom(|iters| {
                 parallel(threads, iters, |k| {
-                    black_box(counter.check(&k));
+                    let _ = black_box(counter.check(&k));
                 })
             })
         });
         g.bench_function(format!("levee_gcra/{threads}t"), |b| {
             b.iter_custom(|iters| {
                 parallel(threads, iters, |k| {
-                    black_box(gcra.check(&k));
+                    let _ = black_box(gcra.check(&k));
                 })
             })
         });
@@ -85,7 +85,7 @@ fn check(c: &mut Criterion) {
     g.bench_function("levee_sliding_log/1t", |b| {
         b.iter_custom(|iters| {
             parallel(1, iters, |k| {
-                black_box(log.check(&k));
+                let _ = black_box(log.check(&k));
             })
         })
     });

@@ -19,7 +19,7 @@ macro_rules! timed {
         $rt.block_on(async {
             let start = Instant::now();
             for $i in 0..$iters {
-                $body;
+                let _ = $body;
             }
             start.elapsed()
         })
@@ -119,7 +119,7 @@ fn concurrent(c: &mut Criterion) {
                         tokio::spawn(async move {
                             let key = format!("user-{t}");
                             for _ in 0..iters {
-                                l.check(key.as_str()).await.unwrap();
+                                let _ = l.check(key.as_str()).await.unwrap();
                             }
                         })
                     })

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use levee_core::SharedClock;
+use levee_core::duration::nanos;
 use parking_lot::Mutex;
 
 use crate::builder::CircuitBreakerBuilder;
 use crate::event::{BreakerEvent, Listener, State};
-use crate::permit::{Outcome, Permit};
+use crate::permit::{Outcome, OwnedPermit, Permit};
 use crate::window::OutcomeWindow;
 use crate::{BreakerError, Rejected};
 
@@ -47,8 +48,12 @@ pub(crate) struct Inner {
     open_level: AtomicU32,
     pub(crate) window: OutcomeWindow,
     consecutive: AtomicU32,
-    half_issued: AtomicU32,
-    half_successes: AtomicU32,
+    /// HalfOpen probes issued and probes that succeeded, each packed with
+    /// the generation of the HalfOpen state they belong to (see [`Tally`]):
+    /// a late decrement or increment from an earlier HalfOpen can never
+    /// touch the current one's counts.
+    half_issued: Tally,
+    half_successes: Tally,
     rejections: AtomicU64,
     transition: Mutex<()>,
     listeners: Vec<Listener>,
@@ -73,8 +78,8 @@ impl Inner {
             open_level: AtomicU32::new(0),
             window,
             consecutive: AtomicU32::new(0),
-            half_issued: AtomicU32::new(0),
-            half_successes: AtomicU32::new(0),
+            half_issued: Tally::default(),
+            half_successes: Tally::default(),
             rejections: AtomicU64::new(0),
             transition: Mutex::new(()),
             listeners,
@@ -83,10 +88,7 @@ impl Inner {
 
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
-        self.clock
-            .now()
-            .saturating_duration_since(self.base)
-            .as_nanos() as u64
+        nanos(self.clock.now().saturating_duration_since(self.base))
     }
 
     #[inline]
@@ -111,11 +113,12 @@ impl Inner {
             State::Open => {
                 let d = open_for.unwrap_or(Duration::ZERO);
                 self.open_until
-                    .store(now.saturating_add(d.as_nanos() as u64), Ordering::Relaxed);
+                    .store(now.saturating_add(nanos(d)), Ordering::Relaxed);
             }
             State::HalfOpen => {
-                self.half_issued.store(0, Ordering::Relaxed);
-                self.half_successes.store(0, Ordering::Relaxed);
+                let generation = (from >> STATE_BITS) + 1;
+                self.half_issued.start(generation);
+                self.half_successes.start(generation);
             }
             State::Closed => {
                 self.window.reset();
@@ -199,13 +202,13 @@ impl Inner {
                     self.transition(w, State::HalfOpen, None);
                 }
                 State::HalfOpen => {
-                    let issued = self.half_issued.fetch_add(1, Ordering::AcqRel);
-                    if issued < self.rules.half_open_permits && self.word() == w {
-                        return Ok((w, true));
-                    }
-                    self.half_issued.fetch_sub(1, Ordering::AcqRel);
-                    if self.word() == w {
-                        return Err(self.reject(State::HalfOpen, None));
+                    let limit = self.rules.half_open_permits;
+                    match self.half_issued.increment(w >> STATE_BITS, limit) {
+                        Some(_) => return Ok((w, true)),
+                        None if self.word() == w => {
+                            return Err(self.reject(State::HalfOpen, None));
+                        }
+                        None => {} // the state moved on: look again
                     }
                 }
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
@@ -215,9 +218,7 @@ impl Inner {
 
     /// Frees a half-open probe slot whose permit recorded nothing.
     pub(crate) fn release_probe(&self, word: u64) {
-        if self.word() == word {
-            self.half_issued.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.half_issued.decrement(word >> STATE_BITS);
     }
 
     pub(crate) fn record(
@@ -253,8 +254,10 @@ impl Inner {
             if failed || slow {
                 let d = self.next_open_duration(true);
                 self.transition(word, State::Open, Some(d));
-            } else if self.half_successes.fetch_add(1, Ordering::AcqRel) + 1
-                >= self.rules.half_open_permits
+            } else if self
+                .half_successes
+                .increment(word >> STATE_BITS, u32::MAX)
+                .is_some_and(|n| n >= self.rules.half_open_permits)
             {
                 self.transition(word, State::Closed, None);
             }
@@ -366,6 +369,16 @@ impl CircuitBreaker {
         Ok(Permit::new(&self.inner, word, half, start))
     }
 
+    /// Like [`try_acquire`](Self::try_acquire), but the permit holds a
+    /// handle on the breaker instead of borrowing it, so it can be moved
+    /// into a spawned task or stored in a future. Same semantics.
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejected> {
+        let (word, half) = self.inner.try_acquire()?;
+        let start = self.inner.rules.slow_threshold.map(|_| self.inner.now());
+        Ok(OwnedPermit::owned(self.inner.clone(), word, half, start))
+    }
+
     /// Runs `f` if the breaker admits it; an `Err` counts as a failure, or
     /// as the builder's [`classifier`](CircuitBreakerBuilder::classifier)
     /// says.
@@ -399,7 +412,9 @@ impl CircuitBreaker {
     }
 
     /// Opens the breaker for `d` now, whatever its state (but Disabled):
-    /// for an upstream's `Retry-After`.
+    /// for an upstream's `Retry-After`. A `d` past the clock's range (about
+    /// 584 years) opens it until [`reset`](Self::reset); it never wraps to
+    /// a shorter time.
     pub fn trip_for(&self, d: Duration) {
         loop {
             let w = self.inner.word();
@@ -459,5 +474,79 @@ impl CircuitBreaker {
             slow_call_rate: rate(c.slow),
             rejections: self.inner.rejections.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A count that belongs to one generation of the state word: the low 32
+/// bits count, the high 32 bits are the generation (its low 32 bits; a
+/// stale update would need 2^32 transitions between its load and its
+/// compare-and-swap to be mistaken for a current one).
+#[derive(Default)]
+struct Tally(AtomicU64);
+
+impl Tally {
+    /// Starts a new generation at zero; called under the transition lock
+    /// before the state word that names `generation` is published.
+    fn start(&self, generation: u64) {
+        self.0.store(generation << 32, Ordering::Release);
+    }
+
+    /// Adds one if the tally is in `generation` and below `limit`; returns
+    /// the new count.
+    fn increment(&self, generation: u64, limit: u32) -> Option<u32> {
+        let tag = generation << 32;
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            let count = cur as u32; // the low half: the count
+            if cur & !u64::from(u32::MAX) != tag || count >= limit {
+                return None;
+            }
+            match self
+                .0
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(count + 1),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Takes one back if the tally is still in `generation` and above zero.
+    fn decrement(&self, generation: u64) {
+        let tag = generation << 32;
+        let mut cur = self.0.load(Ordering::Acquire);
+        while cur & !u64::from(u32::MAX) == tag && cur as u32 > 0 {
+            match self
+                .0
+                .compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn a_late_update_from_an_earlier_generation_never_touches_the_current_count() {
+        let t = Tally::default();
+        t.start(7);
+        assert_eq!(t.increment(7, 1), Some(1));
+        assert_eq!(t.increment(7, 1), None, "at the limit");
+        t.start(9); // the state moved on while a caller was between steps
+        t.decrement(7); // its late release: ignored, no wrap below zero
+        assert_eq!(t.increment(7, 5), None, "an old generation cannot add");
+        assert_eq!(
+            t.increment(9, 1),
+            Some(1),
+            "the new generation has its slot"
+        );
+        t.decrement(9);
+        t.decrement(9); // more releases than issues: stays at zero
+        assert_eq!(t.increment(9, 1), Some(1));
     }
 }

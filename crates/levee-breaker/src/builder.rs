@@ -120,12 +120,19 @@ impl CircuitBreakerBuilder {
     }
 
     /// The window rates are computed over. Default: `Window::Count(100)`.
+    ///
+    /// A count window of `n` calls can never hold more than `n`, so with
+    /// `Window::Count(n)` the effective [`minimum_calls`](Self::minimum_calls)
+    /// is at most `n` (as resilience4j does).
     pub fn sliding_window(mut self, w: Window) -> Self {
         self.window = w;
         self
     }
 
     /// Calls the window must hold before a rate can trip. Default: 20.
+    ///
+    /// With a [`Window::Count`] smaller than `n`, the window's size is used
+    /// instead: a full window can always trip.
     pub fn minimum_calls(mut self, n: u32) -> Self {
         self.minimum_calls = n;
         self
@@ -282,7 +289,10 @@ impl CircuitBreakerBuilder {
             slow_threshold: self.slow_call.map(|(t, _)| t),
             slow_rate: self.slow_call.map(|(_, r)| r),
             consecutive_failures: self.consecutive_failures,
-            minimum_calls: self.minimum_calls,
+            minimum_calls: match self.window {
+                Window::Count(n) => self.minimum_calls.min(n),
+                Window::Time(_) => self.minimum_calls,
+            },
             open_duration: self.open_duration,
             max_open_duration: self.max_open_duration,
             backoff_multiplier: self.backoff_multiplier,

@@ -31,9 +31,10 @@ pub enum BreakerError<E> {
     /// The breaker refused the call; it was not made.
     #[error(transparent)]
     Rejected(Rejected),
-    /// The call was made and returned this error.
-    #[error("{0}")]
-    Inner(E),
+    /// The call was made and returned this error (also its
+    /// [`source`](std::error::Error::source)).
+    #[error("the call through the circuit breaker failed")]
+    Inner(#[source] E),
 }
 
 impl<E> BreakerError<E> {

@@ -78,6 +78,6 @@ pub use breaker::{BreakerStats, CircuitBreaker};
 pub use builder::CircuitBreakerBuilder;
 pub use error::{BreakerConfigError, BreakerError, Rejected};
 pub use event::{BreakerEvent, State};
-pub use permit::{Outcome, Permit};
+pub use permit::{Outcome, OwnedPermit, Permit};
 pub use registry::BreakerRegistry;
 pub use window::Window;

@@ -1,5 +1,7 @@
-//! [`Permit`]: the right to make one call, and where its outcome goes.
+//! [`Permit`] and [`OwnedPermit`]: the right to make one call, and where its
+//! outcome goes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::breaker::Inner;
@@ -15,18 +17,59 @@ pub enum Outcome {
     Ignore,
 }
 
+/// Where a permit finds its breaker: borrowed for [`Permit`], shared for
+/// [`OwnedPermit`] (so it can cross `tokio::spawn` or live in a future).
+enum Holder<'a> {
+    Borrowed(&'a Inner),
+    Owned(Arc<Inner>),
+}
+
+impl Holder<'_> {
+    #[inline]
+    fn inner(&self) -> &Inner {
+        match self {
+            Holder::Borrowed(i) => i,
+            Holder::Owned(i) => i,
+        }
+    }
+}
+
 /// Permission to make one call. Record its outcome with
 /// [`success`](Permit::success), [`failure`](Permit::failure) or
 /// [`ignore`](Permit::ignore); a permit dropped without one records nothing
 /// and, in HalfOpen, frees its probe slot.
+///
+/// A `Permit<'a>` from [`try_acquire`](crate::CircuitBreaker::try_acquire)
+/// borrows its breaker; an [`OwnedPermit`] from
+/// [`try_acquire_owned`](crate::CircuitBreaker::try_acquire_owned) holds a
+/// reference-counted handle instead, with the same behaviour.
 #[must_use = "record the call's outcome on the permit"]
 pub struct Permit<'a> {
-    inner: &'a Inner,
+    holder: Holder<'a>,
     word: u64,
     half: bool,
     start: Option<Instant>,
     done: bool,
 }
+
+/// A [`Permit`] that owns a handle on its breaker: `'static`, `Send`, so it
+/// can be moved into a spawned task or a tower future.
+///
+/// ```
+/// use levee_breaker::CircuitBreaker;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = CircuitBreaker::builder().build()?;
+/// let permit = breaker.try_acquire_owned()?;
+/// tokio::spawn(async move {
+///     // ... make the call ...
+///     permit.success();
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub type OwnedPermit = Permit<'static>;
 
 impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,8 +81,12 @@ impl std::fmt::Debug for Permit<'_> {
 
 impl<'a> Permit<'a> {
     pub(crate) fn new(inner: &'a Inner, word: u64, half: bool, start: Option<Instant>) -> Self {
+        Self::with(Holder::Borrowed(inner), word, half, start)
+    }
+
+    fn with(holder: Holder<'a>, word: u64, half: bool, start: Option<Instant>) -> Self {
         Permit {
-            inner,
+            holder,
             word,
             half,
             start,
@@ -51,10 +98,10 @@ impl<'a> Permit<'a> {
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
-        let elapsed: Option<Duration> = self
-            .start
-            .map(|s| self.inner.now().saturating_duration_since(s));
-        self.inner.record(self.word, self.half, outcome, elapsed);
+        let inner = self.holder.inner();
+        let elapsed: Option<Duration> =
+            self.start.map(|s| inner.now().saturating_duration_since(s));
+        inner.record(self.word, self.half, outcome, elapsed);
     }
 
     /// The call succeeded.
@@ -81,10 +128,16 @@ impl<'a> Permit<'a> {
     }
 }
 
+impl OwnedPermit {
+    pub(crate) fn owned(inner: Arc<Inner>, word: u64, half: bool, start: Option<Instant>) -> Self {
+        Self::with(Holder::Owned(inner), word, half, start)
+    }
+}
+
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.done && self.half {
-            self.inner.release_probe(self.word);
+            self.holder.inner().release_probe(self.word);
         }
     }
 }

@@ -79,3 +79,64 @@ fn half_open_never_admits_more_than_permits_and_counts_add_up() {
     );
     assert!(rejected.load(Ordering::Relaxed) > 0);
 }
+
+/// Threads cycle the breaker through Open, HalfOpen and Closed with probes
+/// that fail, succeed or are dropped; afterwards a single caller must still
+/// find a working HalfOpen: it admits its permits and a success closes it.
+#[test]
+fn half_open_still_admits_its_permits_after_concurrent_cycling() {
+    let clock = ManualClock::new();
+    let permits = 2u32;
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_micros(1))
+        .half_open_permits(permits)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_millis(3000);
+    std::thread::scope(|s| {
+        for thread in 0..8u64 {
+            let (b, clock) = (b.clone(), clock.clone());
+            s.spawn(move || {
+                let mut i = thread;
+                let mut held = None;
+                while std::time::Instant::now() < deadline {
+                    i = i
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Each thread holds its last permit for one more turn,
+                    // so probes overlap and half-open refuses callers.
+                    let last = std::mem::replace(&mut held, b.try_acquire().ok());
+                    if let Some(p) = last {
+                        match (i >> 33) % 3 {
+                            0 => p.failure(),
+                            1 => p.success(),
+                            _ => drop(p),
+                        }
+                    }
+                    if i % 4 == 0 {
+                        clock.advance(Duration::from_micros(1));
+                    }
+                }
+            });
+        }
+    });
+    // One thread now, no reset: wherever the cycling left the breaker, once
+    // the open time passes, successful probes (at most `permits`; fewer if
+    // some succeeded already in this half-open phase) must close it.
+    clock.advance(Duration::from_secs(1));
+    for n in 0..permits {
+        match b.try_acquire() {
+            Ok(p) => p.success(),
+            Err(e) => panic!("{:?} breaker refused probe {n}: {e}", b.state()),
+        }
+        if b.state() == State::Closed {
+            return;
+        }
+    }
+    panic!(
+        "{permits} successful probes left the breaker {:?}",
+        b.state()
+    );
+}

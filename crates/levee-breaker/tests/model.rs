@@ -73,7 +73,7 @@ impl Model {
                 self.consecutive = if fail { self.consecutive + 1 } else { 0 };
                 let calls = self.window.len();
                 let fails = self.window.iter().filter(|f| **f).count();
-                let rate_trip = calls >= self.cfg.min_calls.max(1)
+                let rate_trip = calls >= self.cfg.min_calls.min(self.cfg.window).max(1)
                     && fails as f64 / calls as f64 >= self.cfg.rate;
                 if (fail && self.consecutive >= self.cfg.consecutive) || rate_trip {
                     self.state = MState::Open {

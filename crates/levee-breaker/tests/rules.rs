@@ -363,3 +363,83 @@ async fn builder_classifier_decides_how_call_counts_errors() {
     let _ = b.call(|| async { Err::<(), u16>(500) }).await;
     assert_eq!(b.state(), State::Open);
 }
+
+#[test]
+fn minimum_calls_is_capped_at_the_count_window_size() {
+    // The default minimum (20) is larger than the window: the effective
+    // minimum is the window's size, so a window full of failures trips.
+    let b = CircuitBreaker::builder()
+        .sliding_window(Window::Count(10))
+        .build()
+        .unwrap();
+    fail(&b, 9);
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "fewer calls than the window holds"
+    );
+    fail(&b, 1);
+    assert_eq!(b.state(), State::Open);
+}
+
+#[test]
+fn trip_for_a_duration_past_the_clock_range_saturates_instead_of_wrapping() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    // 18_446_744_074 s is 2^64 ns + 0.29 s: a truncating cast opens for 0.29 s.
+    b.trip_for(Duration::from_secs(18_446_744_074));
+    clock.advance(Duration::from_secs(3600));
+    let left = b.try_acquire().unwrap_err().retry_after.unwrap();
+    assert!(
+        left > Duration::from_secs(100 * 365 * 24 * 3600),
+        "{left:?}"
+    );
+    b.trip_for(Duration::MAX);
+    clock.advance(Duration::from_secs(3600));
+    assert!(b.try_acquire().is_err());
+}
+
+#[test]
+fn owned_permit_crosses_threads_and_records_like_a_borrowed_one() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(1))
+        .half_open_permits(1)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let p = b.try_acquire_owned().unwrap();
+        std::thread::spawn(move || p.failure()).join().unwrap();
+    }
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_secs(1));
+    let probe = b.try_acquire_owned().unwrap();
+    assert!(probe.is_probe());
+    assert!(b.try_acquire_owned().is_err(), "one probe only");
+    drop(probe); // unrecorded: frees the probe slot
+    let probe = b.try_acquire_owned().unwrap();
+    let b2 = b.clone();
+    drop(b); // the permit keeps the breaker alive
+    probe.success();
+    assert_eq!(b2.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn the_calls_own_error_is_the_source_of_the_breaker_error() {
+    use std::error::Error as _;
+    let b = CircuitBreaker::builder().build().unwrap();
+    let err = b
+        .call(|| async { Err::<(), _>(std::io::Error::other("upstream 503")) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.source().unwrap().to_string(), "upstream 503");
+    assert!(
+        !err.to_string().contains("upstream 503"),
+        "not repeated: {err}"
+    );
+}

@@ -78,6 +78,23 @@ fn per_entry_ttl_and_absolute_expiry() {
 }
 
 #[test]
+fn an_oversized_replacement_removes_the_old_value_too() {
+    let c = MemoryCache::<u32, String>::builder()
+        .weigher(|_, v: &String| v.len() as u32)
+        .max_weight(100)
+        .shards(1)
+        .build()
+        .unwrap();
+    c.insert(1, "old".to_string());
+    c.insert(1, "n".repeat(101)); // refused: heavier than the cache
+    assert_eq!(
+        c.get(&1),
+        None,
+        "the old value must not outlive its replacement"
+    );
+}
+
+#[test]
 fn weigher_bounds_total_weight_and_refuses_oversized() {
     let evicted = Arc::new(Mutex::new(Vec::new()));
     let sink = evicted.clone();

@@ -51,7 +51,11 @@ async fn ten_thousand_concurrent_callers_cause_one_load() {
                 .await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The one load has started (callers spawned later would find its value
+    // in L1 and not load either; the assertion holds whatever the timing).
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
     gate.notify_waiters();
     gate.notify_one();
     for w in waiters {
@@ -102,10 +106,8 @@ async fn dropped_first_caller_does_not_cancel_the_load() {
 
 #[tokio::test]
 async fn panicking_loader_fails_every_waiter_and_the_next_call_loads_again() {
-    let cache: Cache = TieredCache::builder("t")
-        .failure_backoff(Duration::ZERO)
-        .build()
-        .unwrap();
+    // Default settings: a panic must not start the failure backoff.
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
     let (release, wait) = tokio::sync::oneshot::channel::<()>();
     let leader = tokio::spawn({
         let cache = cache.clone();
@@ -586,5 +588,74 @@ async fn a_failed_background_refresh_is_not_retried_within_the_backoff() {
         calls.load(Ordering::SeqCst),
         3,
         "refreshed again after the backoff"
+    );
+}
+
+#[tokio::test]
+async fn failed_loads_of_many_distinct_keys_keep_a_bounded_backoff() {
+    let cache: Cache = TieredCache::builder("t")
+        .l1(levee_cache::MemoryCache::builder().max_capacity(1_000))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    for i in 0..100_000u32 {
+        let got = cache
+            .get_or_load(format!("bad-token-{i}"), failing_loader(&calls))
+            .await;
+        assert!(got.is_err());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 100_000);
+    let held = cache.stats().backoff_keys;
+    assert!(held > 0 && held <= 1_000, "{held} backoff records");
+    // The most recent failure is still backed off.
+    let again = cache
+        .get_or_load("bad-token-99999".to_string(), failing_loader(&calls))
+        .await;
+    assert!(
+        matches!(again, Err(CacheError::Backoff { .. })),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn insert_during_a_load_keeps_the_loads_result_out() {
+    let cache: Cache = TieredCache::builder("t").build().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let waiter = tokio::spawn({
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k".to_string(), move || async move {
+                    let _ = started.send(());
+                    let _ = wait.await;
+                    Ok::<_, String>(Loaded::Value("old".to_string()))
+                })
+                .await
+        }
+    });
+    has_started.await.unwrap();
+    cache.insert("k".to_string(), "new".to_string()).await;
+    release.send(()).unwrap();
+    // The waiter gets what it waited for; the cache keeps the newer insert.
+    assert_eq!(waiter.await.unwrap().unwrap().unwrap().value, "old");
+    assert_eq!(cache.get(&"k".to_string()).unwrap().value, "new");
+}
+
+#[tokio::test]
+async fn a_load_error_is_the_source_of_the_cache_error() {
+    use std::error::Error as _;
+    let cache: TieredCache<String, String> = TieredCache::builder("t").build().unwrap();
+    let err = cache
+        .get_or_load("k".to_string(), || async {
+            Err::<Loaded<String>, _>(std::io::Error::other("upstream 503"))
+        })
+        .await
+        .unwrap_err();
+    let source = err.source().expect("the loader's error is chained");
+    assert_eq!(source.to_string(), "upstream 503");
+    assert!(
+        !err.to_string().contains("upstream 503"),
+        "not repeated: {err}"
     );
 }

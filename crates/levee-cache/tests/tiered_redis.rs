@@ -546,17 +546,19 @@ async fn invalidate_during_a_load_keeps_its_result_out_of_l2() {
     let clock = ManualClock::new();
     let a = replica(l2(&[server.url()], &clock), &clock);
     let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
     let waiter = tokio::spawn({
         let a = a.clone();
         async move {
             a.get_or_load("k".to_string(), move || async move {
+                let _ = started.send(());
                 let _ = wait.await;
                 Ok::<_, String>(Loaded::Value("old".to_string()))
             })
             .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    has_started.await.unwrap(); // the loader runs: the load is under way
     a.invalidate(&"k".to_string()).await;
     release.send(()).unwrap();
     assert_eq!(waiter.await.unwrap().unwrap().unwrap().value, "old");

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::sleep::{ManualSleep, ManualTime, Sleep, Sleepers};
+
 /// A source of time: monotonic for windows and timeouts, wall-clock for
 /// envelopes shared with other processes through Redis.
 ///
@@ -15,6 +17,14 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Instant;
     /// The wall-clock time: timestamps that other processes read.
     fn system_now(&self) -> SystemTime;
+    /// A future that completes once `d` of this clock's time has passed:
+    /// every wait a pipeline makes (timeouts, retry backoff, queues) goes
+    /// through it. Default: `tokio::time::sleep` (needs a tokio runtime
+    /// with time enabled). [`ManualClock`] completes it when
+    /// [`advance`](ManualClock::advance) reaches its deadline.
+    fn sleep(&self, d: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 /// A clock shared between components.
@@ -71,6 +81,16 @@ struct ManualInner {
     /// Wall time in nanoseconds since the epoch, minus `elapsed`: so that
     /// `system_now = epoch + wall_base + elapsed`.
     wall_base: AtomicI64,
+    sleepers: std::sync::Mutex<Sleepers>,
+}
+
+impl ManualTime for Arc<ManualInner> {
+    fn elapsed(&self) -> u64 {
+        self.elapsed.load(Ordering::SeqCst)
+    }
+    fn sleepers(&self) -> &std::sync::Mutex<Sleepers> {
+        &self.sleepers
+    }
 }
 
 impl ManualClock {
@@ -86,6 +106,7 @@ impl ManualClock {
                 base: Instant::now(),
                 elapsed: AtomicU64::new(0),
                 wall_base: AtomicI64::new(0),
+                sleepers: std::sync::Mutex::new(Sleepers::default()),
             }),
         };
         clock.set_system_time(wall);
@@ -97,10 +118,34 @@ impl ManualClock {
         Arc::new(self.clone())
     }
 
-    /// Moves both the monotonic and the wall reading forward by `d`.
+    /// Moves both the monotonic and the wall reading forward by `d`, and
+    /// wakes every [`sleep`](Clock::sleep) whose time has come.
     pub fn advance(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.inner.elapsed.fetch_add(nanos, Ordering::SeqCst);
+        let nanos = crate::duration::nanos(d);
+        let now = self
+            .inner
+            .elapsed
+            .fetch_add(nanos, Ordering::SeqCst)
+            .saturating_add(nanos);
+        Sleepers::wake_until(&self.inner.sleepers, now);
+    }
+
+    /// Advances to the earliest deadline of the sleeps waiting on this
+    /// clock, waking them; returns how far it moved, or `None` (not moving)
+    /// when nothing sleeps. A simulation loop calls it whenever its tasks
+    /// are all waiting on time.
+    pub fn advance_to_next_sleeper(&self) -> Option<Duration> {
+        let next = self.inner.sleepers.lock().ok()?.earliest()?;
+        let now = self.inner.elapsed.load(Ordering::SeqCst);
+        let d = Duration::from_nanos(next.saturating_sub(now));
+        self.advance(d);
+        Some(d)
+    }
+
+    /// Sleeps waiting on this clock now (for a simulation: advance while
+    /// something waits).
+    pub fn sleepers(&self) -> usize {
+        self.inner.sleepers.lock().map_or(0, |s| s.waiting_len())
     }
 
     /// Sets the wall reading to `t`; the monotonic reading does not move.
@@ -132,6 +177,19 @@ impl fmt::Debug for ManualClock {
 }
 
 impl Clock for ManualClock {
+    fn sleep(&self, d: Duration) -> Sleep {
+        let deadline = self
+            .inner
+            .elapsed
+            .load(Ordering::SeqCst)
+            .saturating_add(crate::duration::nanos(d));
+        Box::pin(ManualSleep {
+            time: self.inner.clone(),
+            deadline,
+            id: None,
+        })
+    }
+
     fn now(&self) -> Instant {
         self.inner.base + Duration::from_nanos(self.inner.elapsed.load(Ordering::SeqCst))
     }
@@ -209,6 +267,36 @@ fn from_nanos_since_epoch(n: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn manual_sleep_ends_when_advance_reaches_its_deadline() {
+        let c = ManualClock::new();
+        let sleeper = tokio::spawn({
+            let c = c.clone();
+            async move { c.sleep(Duration::from_secs(3600)).await }
+        });
+        while c.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        c.advance(Duration::from_secs(3599));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        c.advance(Duration::from_secs(1));
+        sleeper.await.unwrap();
+        assert_eq!(c.sleepers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_that_did_not_fire_leaves_no_sleeper() {
+        let c = ManualClock::new();
+        let done = crate::sleep::timeout(&c, Duration::from_secs(5), async {
+            tokio::task::yield_now().await;
+            1
+        })
+        .await;
+        assert_eq!(done, Ok(1));
+        assert_eq!(c.sleepers(), 0);
+    }
 
     #[test]
     fn manual_clock_clones_share_time() {

@@ -22,6 +22,8 @@
 //!
 //! Main types:
 //! - [`Clock`], [`SystemClock`], [`ManualClock`], [`TokioClock`]: time sources.
+//! - [`sleep`]: waiting on a clock ([`Clock::sleep`], [`sleep::timeout`]).
+//! - [`duration`]: durations as integers, saturating instead of wrapping.
 //! - [`RedisKey`]: how a key becomes bytes in a Redis key.
 //! - [`KeyHasher`] and [`SensitiveKey`]: keyed hashing of secrets used as keys.
 //!
@@ -30,8 +32,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+pub mod duration;
 mod error;
 mod key;
+pub mod sleep;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use error::CoreError;

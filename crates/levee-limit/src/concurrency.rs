@@ -31,6 +31,7 @@ pub struct ConcurrencyLimit {
 
 /// A slot in a [`ConcurrencyLimit`]; dropping it frees the slot.
 #[derive(Debug)]
+#[must_use = "the slot is freed when the permit is dropped: hold it for the whole call"]
 pub struct ConcurrencyPermit {
     _permit: OwnedSemaphorePermit,
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 /// The outcome of a rate-limit check, shared by every limiter so a caller
 /// (or the tower layer writing `RateLimit` headers) treats them alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a Decision may be a denial: check `allowed` before making the call"]
 pub struct Decision {
     /// Whether the request may proceed.
     pub allowed: bool,

@@ -81,4 +81,4 @@ pub use sliding_window::{SlidingWindow, SlidingWindowBuilder, WindowMode};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use upstream::SharedUpstreamQuota;
-pub use upstream::{Learned, QuotaState, UpstreamQuota, parse_headers};
+pub use upstream::{Learned, QuotaState, UpstreamQuota, UpstreamQuotaBuilder, parse_headers};

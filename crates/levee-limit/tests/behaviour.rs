@@ -76,9 +76,9 @@ async fn acquire_waits_exactly_until_allowed() {
         .clock(TokioClock::new().shared())
         .build()
         .unwrap();
-    l.check(&0);
+    let _ = l.check(&0);
     tokio::time::advance(Duration::from_millis(300)).await;
-    l.check(&0);
+    let _ = l.check(&0);
     let start = tokio::time::Instant::now();
     let d = l.acquire(&0).await;
     assert!(d.allowed);
@@ -95,12 +95,29 @@ async fn acquire_timeout_gives_up() {
         .clock(TokioClock::new().shared())
         .build()
         .unwrap();
-    l.check(&0);
+    let _ = l.check(&0);
     let err = l
         .acquire_timeout(&0, Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(err.is_timeout());
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_acquires_leave_no_waiter_queue_behind() {
+    let l = SlidingWindow::<u32>::builder(Quota::per_minute(nz(1)))
+        .clock(TokioClock::new().shared())
+        .build()
+        .unwrap();
+    for key in 0..100_000u32 {
+        let _ = l.check(&key); // spends the key's one permit
+        let err = l
+            .acquire_timeout(&key, Duration::from_millis(1))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
+    }
+    assert_eq!(l.waiting_keys(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,7 +127,7 @@ async fn dropped_acquire_frees_its_place_for_the_next_waiter() {
         .clock(TokioClock::new().shared())
         .build()
         .unwrap();
-    l.check(&0);
+    let _ = l.check(&0);
     let first = tokio::spawn({
         let l = l.clone();
         async move { l.acquire(&0).await }
@@ -131,13 +148,13 @@ fn a_million_idle_keys_are_evicted() {
         .build()
         .unwrap();
     for k in 0..1_000_000u64 {
-        l.check(&k);
+        let _ = l.check(&k);
     }
     assert!(l.len() > 900_000);
     clock.advance(Duration::from_secs(3));
     // Keep using the limiter: the incremental sweep evicts on its own.
     for _ in 0..1_000_000u64 {
-        l.check(&u64::MAX);
+        let _ = l.check(&u64::MAX);
     }
     assert!(l.len() < 10, "{} keys left", l.len());
     assert_eq!(l.evict_idle(), 0);

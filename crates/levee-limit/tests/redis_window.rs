@@ -101,9 +101,9 @@ async fn log_mode_retry_after_is_when_the_oldest_leaves() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let l = limiter(client(server.url(), &clock), 2, WindowMode::Log, &clock);
-    l.check("k").await.unwrap();
+    let _ = l.check("k").await.unwrap();
     clock.advance(Duration::from_secs(4));
-    l.check("k").await.unwrap();
+    let _ = l.check("k").await.unwrap();
     let d = l.check("k").await.unwrap();
     assert!(!d.allowed);
     assert_eq!(d.retry_after, Some(Duration::from_secs(6)));

@@ -18,7 +18,9 @@ fn h(pairs: &[(&'static str, String)]) -> HeaderMap {
 #[test]
 fn auth0_remaining_zero_holds_until_the_unix_reset_then_releases() {
     let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    let q = UpstreamQuota::<&str>::builder()
+        .clock(clock.shared())
+        .build();
     let reset = (1_800_000_000u64 + 24).to_string();
     q.observe(
         &"alice",
@@ -42,7 +44,9 @@ fn auth0_remaining_zero_holds_until_the_unix_reset_then_releases() {
 #[test]
 fn retry_after_takes_precedence_over_the_reset() {
     let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    let q = UpstreamQuota::<&str>::builder()
+        .clock(clock.shared())
+        .build();
     let reset = (1_800_000_000u64 + 60).to_string();
     q.observe(
         &"k",
@@ -64,9 +68,10 @@ fn retry_after_takes_precedence_over_the_reset() {
 #[test]
 fn bare_429_holds_for_the_default_and_remaining_lifts_it() {
     let clock = ManualClock::new();
-    let q = UpstreamQuota::<&str>::new()
+    let q = UpstreamQuota::<&str>::builder()
         .clock(clock.shared())
-        .default_hold(Duration::from_secs(2));
+        .default_hold(Duration::from_secs(2))
+        .build();
     q.observe(&"k", StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
     assert_eq!(
         q.check(&"k"),
@@ -85,7 +90,9 @@ fn bare_429_holds_for_the_default_and_remaining_lifts_it() {
 #[test]
 fn draft_11_ratelimit_zero_remaining_holds() {
     let clock = ManualClock::new();
-    let q = UpstreamQuota::<&str>::new().clock(clock.shared());
+    let q = UpstreamQuota::<&str>::builder()
+        .clock(clock.shared())
+        .build();
     q.observe(
         &"k",
         StatusCode::OK,
@@ -102,7 +109,9 @@ fn draft_11_ratelimit_zero_remaining_holds() {
 #[test]
 fn ended_holds_are_dropped_as_new_ones_arrive() {
     let clock = ManualClock::new();
-    let q = UpstreamQuota::<u32>::new().clock(clock.shared());
+    let q = UpstreamQuota::<u32>::builder()
+        .clock(clock.shared())
+        .build();
     for k in 0..5_000 {
         q.hold(&k, Duration::from_secs(1));
     }
@@ -122,7 +131,9 @@ async fn a_hold_learned_by_one_replica_holds_back_the_other() {
     let clock = ManualClock::new();
     let replica = || {
         SharedUpstreamQuota::new(
-            UpstreamQuota::<String>::new().clock(clock.shared()),
+            UpstreamQuota::<String>::builder()
+                .clock(clock.shared())
+                .build(),
             RedisClient::standalone(server.url()).build().unwrap(),
             "idp",
         )
@@ -171,10 +182,13 @@ async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
     let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let idp = levee_testkit::MockIdp::start(clock.shared()).await.unwrap();
     let replica = |prefix: &str| {
-        UpstreamQuota::<String>::new().clock(clock.shared()).redis(
-            RedisClient::standalone(server.url()).build().unwrap(),
-            prefix,
-        )
+        UpstreamQuota::<String>::builder()
+            .clock(clock.shared())
+            .build()
+            .redis(
+                RedisClient::standalone(server.url()).build().unwrap(),
+                prefix,
+            )
     };
     let alone = replica("solo");
     let mut throttled = 0;

@@ -104,7 +104,8 @@ impl MockIdp {
         self.state.outage.store(on, Ordering::SeqCst);
     }
 
-    /// Adds `d` of latency before each answer.
+    /// Adds `d` of latency before each answer, on the IdP's clock (a
+    /// `ManualClock` must be advanced for the answer to come).
     pub fn set_latency(&self, d: Duration) {
         *self.state.latency.lock() = d;
     }
@@ -177,7 +178,7 @@ fn user_of(headers: &HeaderMap) -> Option<String> {
 async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
     let latency = *state.latency.lock();
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        state.clock.sleep(latency).await; // on the IdP's clock: a ManualClock simulates it
     }
     let Some(user) = user_of(&headers) else {
         return (StatusCode::UNAUTHORIZED, "missing or unknown bearer token").into_response();

@@ -12,6 +12,21 @@
 //!   `ConcurrencyLimit`, `UpstreamQuota`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod pipeline;
+
+/// The HTTP classifier: a response's status and rate-limit headers as a
+/// [`Verdict`].
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http {
+    pub use crate::pipeline::http_verdict::{classify, status_and_headers, verdict};
+}
+
+pub use pipeline::{
+    ConfigError, Error, Levee, LeveeBuilder, LeveeStats, PipelineKey, RetryBudget, RetryPolicy,
+    UpstreamQuotaPort, Verdict,
+};
+
 pub use levee_breaker as breaker;
 pub use levee_cache as cache;
 pub use levee_core as core;

@@ -59,8 +59,9 @@ fn replica(url: &str, clock: &ManualClock) -> Replica {
     .on_redis_error(OnRedisError::Local { replicas: 3 })
     .build()
     .unwrap();
-    let quota = UpstreamQuota::<String>::new()
+    let quota = UpstreamQuota::<String>::builder()
         .clock(clock.shared())
+        .build()
         .redis(client.clone(), "outage-quota");
     Replica {
         client,

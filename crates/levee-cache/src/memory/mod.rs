@@ -257,7 +257,11 @@ where
         let i = self.shard_of(&key);
         let mut removed: Removed<K, V> = Vec::new();
         if u64::from(weight) > inner.shard_capacity[i] {
-            // Too heavy to ever fit: refuse it as an immediate eviction.
+            // Too heavy to ever fit: refuse it as an immediate eviction. The
+            // caller meant to replace any older value, so that goes too.
+            if let Some(old) = inner.shards[i].write().remove(&key) {
+                removed.push((key.clone(), old.value, EvictionCause::Replaced));
+            }
             removed.push((key, value, EvictionCause::Evicted));
         } else {
             let cap = inner.shard_capacity[i];

@@ -133,7 +133,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             || self.main.is_empty();
         if from_small {
             if let Some((key, id)) = self.small.pop_front() {
-                self.evict_from_small(key, id, capacity, policy, now, removed);
+                self.evict_from_small(key, id, policy, now, removed);
                 return;
             }
         }
@@ -150,7 +150,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 self.remove_evicted(key, expired, removed);
             }
         } else if let Some((key, id)) = self.small.pop_front() {
-            self.evict_from_small(key, id, capacity, policy, now, removed);
+            self.evict_from_small(key, id, policy, now, removed);
         }
     }
 
@@ -158,7 +158,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         &mut self,
         key: K,
         id: u64,
-        capacity: u64,
         policy: EvictionPolicy,
         now: u64,
         removed: &mut Removed<K, V>,
@@ -180,8 +179,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if self.ghost_set.insert(tag) {
                 self.ghost.push_back(tag);
             }
-            // The ghost queue remembers about as many keys as main holds.
-            while self.ghost.len() as u64 > capacity.max(1) {
+            // The ghost queue remembers about as many keys as the shard
+            // holds entries (the paper sizes it like the main queue). Not
+            // `capacity`: with a weigher that is a weight, and 64 MiB of
+            // 1 KiB values would let it grow to 67 M hashes.
+            // (`key` is still in the map: it leaves right below.)
+            let entries = self.map.len().saturating_sub(1).max(1);
+            while self.ghost.len() > entries {
                 if let Some(old) = self.ghost.pop_front() {
                     self.ghost_set.remove(&old);
                 }
@@ -259,5 +263,32 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.main
                 .retain(|(k, id)| map.get(k).is_some_and(|s| s.id == *id && s.in_main));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::MemoryCache;
+
+    #[test]
+    fn ghost_queue_is_bounded_by_entries_not_by_weight() {
+        // 1 KiB values in 1 MiB: about 1,000 entries, but a weight of 2^20.
+        let cache = MemoryCache::<u64, u64>::builder()
+            .weigher(|_, _| 1024)
+            .max_weight(1 << 20)
+            .shards(1)
+            .build()
+            .unwrap();
+        for k in 0..200_000u64 {
+            cache.insert(k, k);
+        }
+        let shard = cache.inner.shards[0].read();
+        assert!(shard.map.len() <= 1024);
+        assert!(
+            shard.ghost.len() <= shard.map.len() && shard.ghost_set.len() == shard.ghost.len(),
+            "{} ghosts for {} entries",
+            shard.ghost.len(),
+            shard.map.len()
+        );
     }
 }

@@ -156,7 +156,11 @@ where
     }
 
     /// After a failed load, do not call the loader for that key again for
-    /// this long (stale values are served meanwhile). Default: 5 s.
+    /// this long (stale values are served meanwhile). Default: 5 s. A
+    /// loader that panics starts no backoff (a panic is a bug, not an
+    /// upstream failure). The records are bounded: at most the L1's
+    /// capacity (and at most 65,536) keys are held back at once; beyond
+    /// that the least recently failed keys are loaded again sooner.
     pub fn failure_backoff(mut self, d: Duration) -> Self {
         self.cfg.failure_backoff = d;
         self
@@ -268,13 +272,18 @@ where
         cfg.l1_ttl = self.l1_ttl.unwrap_or(cfg.ttl);
         let keep = cfg.keep_stale();
         let l1 = l1_cache(self.l1, keep, injected.then_some(&clock), &l2, &keys)?;
+        let backoff = super::backoff::Backoff::new(
+            cfg.failure_backoff,
+            l1.capacity(),
+            injected.then_some(&clock),
+        )?;
         let shared = Arc::new(Shared {
             name: self.name.clone(),
             l1,
             clock,
             cfg,
             flights: super::flight::Flights::new(),
-            backoff: parking_lot::Mutex::new(std::collections::HashMap::default()),
+            backoff,
             rng: Rng::new(self.seed),
             l2,
             keys,

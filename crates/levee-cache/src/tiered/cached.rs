@@ -46,6 +46,9 @@ pub enum Source {
     L2,
     /// A load that this call started or joined.
     Loader,
+    /// A pipeline's fallback source (the `levee` facade), used when the
+    /// load failed and no stale value could serve.
+    Fallback,
 }
 
 /// What a loader returns.

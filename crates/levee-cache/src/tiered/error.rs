@@ -9,8 +9,9 @@ use std::time::Duration;
 pub enum CacheError<E> {
     /// The loader failed and no stale value fits a tier. Every caller
     /// coalesced onto that load gets the same error.
-    #[error("loading failed and no stale value fits any tier: {0}")]
-    Load(Arc<E>),
+    /// The loader's error is this error's [`source`](std::error::Error::source).
+    #[error("loading failed and no stale value fits any tier")]
+    Load(#[source] Arc<E>),
     /// The loader panicked; the next call loads again.
     #[error("the loader panicked; the next call will load again")]
     LoaderPanicked,
@@ -40,6 +41,18 @@ impl<E> Clone for CacheError<E> {
 }
 
 impl<E> CacheError<E> {
+    /// The loader's own error (`Err`), or this error without one (`Ok`):
+    /// for a caller that wraps the cache and reports the loader's errors
+    /// its own way.
+    pub fn split(self) -> Result<CacheError<std::convert::Infallible>, Arc<E>> {
+        match self {
+            CacheError::Load(e) => Err(e),
+            CacheError::LoaderPanicked => Ok(CacheError::LoaderPanicked),
+            CacheError::Timeout(d) => Ok(CacheError::Timeout(d)),
+            CacheError::Backoff { retry_after } => Ok(CacheError::Backoff { retry_after }),
+        }
+    }
+
     /// The loader's own error, when that is what happened.
     pub fn load_error(&self) -> Option<&E> {
         match self {

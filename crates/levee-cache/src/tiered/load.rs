@@ -5,14 +5,12 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::flight::{FlightResult, FlightRx, NewFlight};
 use super::remote::Waited;
 use super::tasks::AbortOnDrop;
 use super::{CacheError, Freshness, Loaded, Shared, Source, TieredCache};
-
-pub(crate) static LOADS: AtomicU64 = AtomicU64::new(0);
 
 impl<K, V> TieredCache<K, V>
 where
@@ -54,6 +52,16 @@ where
             Ok(rx) => return Led::Waiting(rx),
             Err(flight) => flight,
         };
+        // The caller missed L1 before registering; a load that finished in
+        // between has put its value there (before ending its flight), so
+        // look again rather than load the key a second time.
+        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(key) {
+            self.shared.flights.finish(key, &flight.token);
+            if flight.tx.receiver_count() > 1 {
+                let _ = flight.tx.send(Some(Ok(cached.clone())));
+            }
+            return Led::Answered(cached);
+        }
         if self.shared.l2.is_none() {
             return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
         }
@@ -198,7 +206,6 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        LOADS.fetch_add(1, Ordering::Relaxed);
         self.stats.load();
         let started = self.clock.now();
         // The loader runs on a task of its own so that its panic is caught
@@ -210,9 +217,14 @@ where
         let loaded = match outcome {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return Err(self.failed(key, CacheError::Load(Arc::new(e)))),
-            Err(_) => return Err(self.failed(key, CacheError::LoaderPanicked)),
+            Err(_) => {
+                // A panic is a bug in the loader, not an upstream failure:
+                // no backoff, so the next call loads again (as documented).
+                self.stats.load_failed();
+                return Err(CacheError::LoaderPanicked);
+            }
         };
-        self.backoff.lock().remove(key);
+        self.backoff.clear(key);
         let slot = self.new_slot(loaded, load_time);
         tracing::trace!(cache = %self.name, ?load_time, "load finished");
         self.keep(key, &slot, token).await;
@@ -242,8 +254,7 @@ where
 
     fn failed<E>(&self, key: &K, err: CacheError<E>) -> CacheError<E> {
         self.stats.load_failed();
-        let until = self.clock.now() + self.cfg.failure_backoff;
-        self.backoff.lock().insert(key.clone(), until);
+        self.backoff.start(key, self.clock.now());
         err
     }
 }

@@ -2,6 +2,7 @@
 //! optional shared Redis L2, with stale-while-revalidate, early refresh and
 //! stale tiers that serve old values while the upstream fails.
 
+mod backoff;
 mod builder;
 mod cached;
 mod error;
@@ -14,15 +15,13 @@ mod stale;
 mod stats;
 mod tasks;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use levee_core::SharedClock;
-use parking_lot::Mutex;
 
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
@@ -72,7 +71,7 @@ pub(crate) struct Shared<K, V> {
     pub(crate) clock: SharedClock,
     pub(crate) cfg: Settings,
     pub(crate) flights: Flights<K>,
-    pub(crate) backoff: Mutex<HashMap<K, Instant, foldhash::fast::RandomState>>,
+    pub(crate) backoff: backoff::Backoff<K>,
     pub(crate) rng: Rng,
     pub(crate) l2: Option<Arc<dyn L2Port<K, V>>>,
     /// Present when a backplane listens: keys of L1 entries by their bytes.
@@ -158,11 +157,70 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
+        self.get_or_load_with(key, move |_| load).await
+    }
+
+    /// The fresh L1 value of `key` (`Ok(None)`: known absent), starting an
+    /// early refresh with the loader `make` gives when one is due; or
+    /// `Err(make)` when L1 holds nothing fresh. Synchronous: for a caller
+    /// that answers hits without entering its own slow path (the `levee`
+    /// pipeline), then calls [`get_or_load_with`](Self::get_or_load_with)
+    /// with the same `make` on `Err`. A refresh needs a tokio runtime.
+    pub fn get_fresh_with<M, F, Fut, E>(&self, key: &K, make: M) -> Result<Option<Cached<V>>, M>
+    where
+        M: FnOnce(&K) -> F,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        match self.shared.look_in_l1(key) {
+            InL1::Fresh(cached, None) => Ok(cached),
+            InL1::Fresh(cached, Some(written)) => {
+                self.shared.stats.early_refresh();
+                let load = make(key);
+                self.refresh(key.clone(), load, Some(written));
+                Ok(cached)
+            }
+            InL1::NotFresh(_) => Err(make),
+        }
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load), but the loader is made by
+    /// `make` only when one is needed (a miss, a refresh): a fresh hit makes
+    /// nothing, so a caller whose loader captures handles or a copy of the
+    /// key pays for them only on a miss. `make` gets the key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use levee_cache::TieredCache;
+    ///
+    /// let cache = TieredCache::<String, usize>::builder("lengths").build()?;
+    /// let got = cache
+    ///     .get_or_load_with("abc".to_string(), |key: &String| {
+    ///         let key = key.clone(); // only on a miss
+    ///         move || async move { Ok::<_, std::io::Error>(key.len().into()) }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(got.unwrap().value, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_load_with<M, F, Fut, E>(
+        &self,
+        key: K,
+        make: M,
+    ) -> Result<Option<Cached<V>>, CacheError<E>>
+    where
+        M: FnOnce(&K) -> F,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
         let sh = &*self.shared;
         let held = match sh.look_in_l1(&key) {
             InL1::Fresh(cached, refresh_newer_than) => {
                 if let Some(written) = refresh_newer_than {
                     sh.stats.early_refresh();
+                    let load = make(&key);
                     self.refresh(key, load, Some(written));
                 }
                 return Ok(cached);
@@ -172,6 +230,7 @@ where
         if let Some(slot) = &held {
             let now = sh.clock.now();
             if !slot.is_fresh(now) && slot.value.is_some() && slot.age(now) < sh.cfg.swr {
+                let load = make(&key);
                 self.refresh(key, load, None);
                 return Ok(sh.serve_stale(slot, now, true, Source::L1));
             }
@@ -183,6 +242,7 @@ where
                 CacheError::Backoff { retry_after: left },
             );
         }
+        let load = make(&key);
         let rx = match self.lead_or_join(&key, load).await {
             load::Led::Answered(found) => return Ok(found),
             load::Led::Waiting(rx) => rx,
@@ -245,8 +305,12 @@ where
     }
 
     /// Stores `value` as freshly loaded, in L1 and L2.
+    ///
+    /// A load of `key` running now still answers its waiters, but its
+    /// result is kept out of both tiers: the inserted value is newer.
     pub async fn insert(&self, key: K, value: V) {
         let sh = &*self.shared;
+        sh.flights.invalidate(&key);
         let slot = sh.new_slot(Loaded::Value(value), Duration::ZERO);
         sh.put_l1(&key, slot.clone());
         sh.put_l2(&key, &slot).await;
@@ -293,14 +357,10 @@ where
         sh.stats.snapshot(
             sh.l1.len(),
             sh.l1.stats().hits,
+            sh.backoff.len(),
             sh.l2.as_ref().map(|l2| l2.stats()),
             sh.subscribed.load(Ordering::Relaxed),
         )
-    }
-
-    /// Loads started by all tiered caches of this process.
-    pub fn loads_started() -> u64 {
-        load::LOADS.load(Ordering::Relaxed)
     }
 }
 
@@ -380,9 +440,6 @@ where
     }
 
     fn backoff_left(&self, key: &K) -> Option<Duration> {
-        let until = *self.backoff.lock().get(key)?;
-        until
-            .checked_duration_since(self.clock.now())
-            .filter(|d| !d.is_zero())
+        self.backoff.left(key, self.clock.now())
     }
 }

@@ -19,6 +19,9 @@ pub struct TieredStats {
     pub loads: u64,
     /// Loads that failed, panicked or were abandoned.
     pub load_failures: u64,
+    /// Keys in their failure backoff (bounded: at most the L1's capacity,
+    /// and at most 65,536; ended records not yet reclaimed included).
+    pub backoff_keys: usize,
     /// Stale values served (stale-while-revalidate, soft timeout or a
     /// failed load).
     pub stale_served: u64,
@@ -97,6 +100,7 @@ impl Counters {
         &self,
         l1_entries: usize,
         l1_hits: u64,
+        backoff_keys: usize,
         l2: Option<RedisL2Stats>,
         backplane_subscribed: bool,
     ) -> TieredStats {
@@ -107,6 +111,7 @@ impl Counters {
             l2_hits: get(&self.l2_hits),
             loads: get(&self.loads),
             load_failures: get(&self.load_failures),
+            backoff_keys,
             stale_served: get(&self.stale_served),
             early_refreshes: get(&self.early_refreshes),
             backplane_invalidations: get(&self.backplane_invalidations),

@@ -6,20 +6,37 @@ use parking_lot::Mutex;
 /// listener) when the last handle is dropped.
 #[derive(Default)]
 pub(crate) struct TaskGuard {
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    tasks: Mutex<Tracked>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    handles: Vec<tokio::task::AbortHandle>,
+    /// Handles kept by the last sweep: finished ones are swept out once the
+    /// list has doubled since, so a spawn costs O(1) amortised, and the
+    /// list stays within twice the tasks running (plus 64).
+    kept: usize,
 }
 
 impl TaskGuard {
     pub(crate) fn track(&self, handle: tokio::task::AbortHandle) {
-        let mut tasks = self.tasks.lock();
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
+        let mut t = self.tasks.lock();
+        if t.handles.len() >= 2 * t.kept + 64 {
+            t.handles.retain(|h| !h.is_finished());
+            t.kept = t.handles.len();
+        }
+        t.handles.push(handle);
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.tasks.lock().handles.len()
     }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        for t in self.tasks.get_mut().drain(..) {
+        for t in self.tasks.get_mut().handles.drain(..) {
             t.abort();
         }
     }
@@ -38,5 +55,22 @@ impl<T> AbortOnDrop<T> {
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskGuard;
+
+    #[tokio::test]
+    async fn finished_tasks_are_swept_so_the_list_stays_bounded() {
+        let guard = TaskGuard::default();
+        for _ in 0..10_000 {
+            let task = tokio::spawn(async {});
+            let handle = task.abort_handle();
+            task.await.unwrap();
+            guard.track(handle);
+        }
+        assert!(guard.tracked() <= 64 + 1, "{}", guard.tracked());
     }
 }

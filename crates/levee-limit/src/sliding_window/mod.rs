@@ -333,27 +333,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Waits until one permit for `key` is admitted. Waiters for one key are
     /// served in arrival order; dropping the future gives up its place.
     pub async fn acquire(&self, key: &K) -> Decision {
-        let queue = self
-            .inner
-            .waiters
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-            .clone();
-        let decision = {
-            let _turn = queue.lock().await;
-            loop {
-                let d = self.check(key);
-                match d.retry_after {
-                    Some(wait) if !d.allowed => tokio::time::sleep(wait).await,
-                    _ => break d,
-                }
+        let place = InLine::join(&self.inner.waiters, key);
+        let _turn = place.queue().lock().await;
+        loop {
+            let d = self.check(key);
+            match d.retry_after {
+                Some(wait) if !d.allowed => tokio::time::sleep(wait).await,
+                _ => return d,
             }
-        };
-        drop(queue);
-        self.inner
-            .waiters
-            .remove_if(key, |_, q| Arc::strong_count(q) == 1);
-        decision
+        }
     }
 
     /// Like [`acquire`](Self::acquire), giving up after `max_wait` with
@@ -366,6 +354,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         tokio::time::timeout(max_wait, self.acquire(key))
             .await
             .map_err(|_| LimitError::Timeout(max_wait))
+    }
+
+    /// Keys with callers waiting in [`acquire`](Self::acquire) now.
+    pub fn waiting_keys(&self) -> usize {
+        self.inner.waiters.len()
     }
 
     /// Keys currently held.
@@ -444,5 +437,43 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> for SlidingWindow<K> {
     async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
         SlidingWindow::check_n(self, key, n)
+    }
+}
+
+/// A caller's place in one key's `acquire` queue. Dropping it (the call
+/// returned, or its future was dropped by a timeout or a cancellation)
+/// removes the key's queue once nobody else is in it, so giving up never
+/// leaves a queue behind.
+struct InLine<'a, K: Hash + Eq> {
+    waiters: &'a DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>,
+    key: &'a K,
+    queue: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a, K: Hash + Eq + Clone> InLine<'a, K> {
+    fn join(waiters: &'a DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>, key: &'a K) -> Self {
+        let queue = waiters
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        InLine {
+            waiters,
+            key,
+            queue,
+        }
+    }
+
+    fn queue(&self) -> &tokio::sync::Mutex<()> {
+        &self.queue
+    }
+}
+
+impl<K: Hash + Eq> Drop for InLine<'_, K> {
+    fn drop(&mut self) {
+        // The map's reference and ours only: nobody else waits for this
+        // key. Clones are made under the same shard lock that `remove_if`
+        // holds, so the count cannot change while it is read.
+        self.waiters
+            .remove_if(self.key, |_, q| Arc::strong_count(q) == 2);
     }
 }

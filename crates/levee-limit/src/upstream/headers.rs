@@ -64,11 +64,16 @@ fn reset(v: &str, now: SystemTime) -> Option<Duration> {
         .parse()
         .ok()
         .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    // Past Duration's range (about 1.8e19 s) the value is "for ever": the
+    // quota caps every hold at its `max_hold`.
+    let d = Duration::try_from_secs_f64(n).unwrap_or(Duration::MAX);
     if n > 1e9 {
-        let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(n);
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        let at = std::time::UNIX_EPOCH.checked_add(d);
+        Some(at.map_or(Duration::MAX, |at| {
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }))
     } else {
-        Some(Duration::from_secs_f64(n))
+        Some(d)
     }
 }
 
@@ -180,6 +185,14 @@ mod tests {
             ("ratelimit-policy", "q=abc"),
         ]);
         assert_eq!(parse(StatusCode::OK, &h, now()), Learned::default());
+    }
+
+    #[test]
+    fn a_reset_past_the_duration_range_reads_as_for_ever() {
+        for v in ["1e30", "1e308", "1e20"] {
+            let l = parse(StatusCode::OK, &headers(&[("x-ratelimit-reset", v)]), now());
+            assert_eq!(l.reset_after, Some(Duration::MAX), "{v}");
+        }
     }
 
     proptest::proptest! {

@@ -2,6 +2,7 @@
 //! hold calls back until its reset, instead of spending requests that will
 //! be refused.
 
+mod builder;
 mod headers;
 
 use std::hash::Hash;
@@ -11,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use http::{HeaderMap, StatusCode};
-use levee_core::{SharedClock, SystemClock};
+use levee_core::SharedClock;
+use levee_core::duration::nanos;
 
+pub use builder::UpstreamQuotaBuilder;
 pub use headers::{Learned, parse as parse_headers};
 
 /// Whether a call to the upstream should go out now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the upstream may be holding calls back: check before calling it"]
 pub enum QuotaState {
     /// Nothing known holds calls back.
     Ready,
@@ -33,7 +37,10 @@ pub enum QuotaState {
 /// After a `429` (or a `503` with `Retry-After`) the hold lasts for the
 /// `Retry-After`, else until the reset the headers give, else
 /// `default_hold`. A response saying `remaining: 0` holds until its reset.
-/// A response with requests remaining lifts the hold. Cheap to clone:
+/// A response with requests remaining lifts the hold. No hold lasts longer
+/// than `max_hold` (default 24 h), whatever a header says: a `Retry-After`
+/// of 10^20 seconds, a reset in the year 9999 or a number too large for any
+/// clock holds for `max_hold`, never for a wrapped-around shorter time. Cheap to clone:
 /// clones share what they learned. Holds that ended are dropped as new ones
 /// are recorded, so memory stays bounded by the keys currently held back.
 ///
@@ -44,7 +51,7 @@ pub enum QuotaState {
 /// use levee_limit::{QuotaState, UpstreamQuota};
 ///
 /// let clock = ManualClock::new();
-/// let quota = UpstreamQuota::<String>::new().clock(clock.shared());
+/// let quota = UpstreamQuota::<String>::builder().clock(clock.shared()).build();
 /// let mut h = HeaderMap::new();
 /// h.insert("retry-after", "12".parse().unwrap());
 /// quota.observe(&"alice".to_string(), StatusCode::TOO_MANY_REQUESTS, &h);
@@ -61,6 +68,7 @@ struct Inner<K> {
     base: Instant,
     holds: DashMap<K, u64, foldhash::fast::RandomState>,
     default_hold: Duration,
+    max_hold: Duration,
     swept_at_len: AtomicU64,
 }
 
@@ -87,50 +95,52 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Default for UpstreamQuota<K> 
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> UpstreamQuota<K> {
-    /// An empty quota tracker on the system clock, with a 1 s default hold.
+    /// An empty quota tracker on the system clock, with a 1 s default hold
+    /// and a 24 h maximum hold. [`builder`](Self::builder) sets them.
     pub fn new() -> Self {
-        Self::build(SystemClock::shared(), Duration::from_secs(1))
+        Self::builder().build()
     }
 
-    fn build(clock: SharedClock, default_hold: Duration) -> Self {
+    /// A builder for the clock and the hold durations.
+    pub fn builder() -> UpstreamQuotaBuilder<K> {
+        UpstreamQuotaBuilder::default()
+    }
+
+    fn from_parts(clock: SharedClock, default_hold: Duration, max_hold: Duration) -> Self {
         UpstreamQuota {
             inner: Arc::new(Inner {
                 base: clock.now(),
                 clock,
                 holds: DashMap::default(),
-                default_hold,
+                default_hold: default_hold.min(max_hold),
+                max_hold,
                 swept_at_len: AtomicU64::new(1024),
             }),
         }
     }
 
-    /// Uses `clock` (its monotonic time for holds, its wall time for unix
-    /// resets). Call before observing anything: the tracker starts empty.
-    #[must_use]
-    pub fn clock(self, clock: SharedClock) -> Self {
-        Self::build(clock, self.inner.default_hold)
-    }
-
-    /// How long a `429` without any timing header holds calls back.
-    #[must_use]
-    pub fn default_hold(self, d: Duration) -> Self {
-        Self::build(self.inner.clock.clone(), d)
-    }
-
     fn now(&self) -> u64 {
-        self.inner
-            .clock
-            .now()
-            .saturating_duration_since(self.inner.base)
-            .as_nanos() as u64
+        nanos(
+            self.inner
+                .clock
+                .now()
+                .saturating_duration_since(self.inner.base),
+        )
+    }
+
+    /// The longest hold this tracker applies.
+    pub fn max_hold(&self) -> Duration {
+        self.inner.max_hold
     }
 
     /// Learns from one response of the upstream for `key`; returns what it
     /// read.
     pub fn observe(&self, key: &K, status: StatusCode, headers: &HeaderMap) -> Learned {
         let learned = headers::parse(status, headers, self.inner.clock.system_now());
-        match hold_for(&learned, self.inner.default_hold) {
-            Some(d) => self.hold(key, d),
+        match self.hold_for(&learned) {
+            Some(d) => {
+                self.hold(key, d);
+            }
             None if learned.remaining.is_some_and(|r| r > 0) => {
                 self.inner.holds.remove(key);
             }
@@ -139,11 +149,24 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> UpstreamQuota<K> {
         learned
     }
 
-    /// Holds calls for `key` back for `d` (e.g. told by another replica).
-    pub fn hold(&self, key: &K, d: Duration) {
-        let until = self.now().saturating_add(d.as_nanos() as u64);
+    /// Holds calls for `key` back for `d` (e.g. told by another replica),
+    /// at most [`max_hold`](Self::max_hold); returns the hold applied.
+    pub fn hold(&self, key: &K, d: Duration) -> Duration {
+        let d = d.min(self.inner.max_hold);
+        let until = self.now().saturating_add(nanos(d));
         self.inner.holds.insert(key.clone(), until);
         self.sweep_if_grown();
+        d
+    }
+
+    /// How long the learned headers say to hold calls back, if at all,
+    /// capped at `max_hold`.
+    fn hold_for(&self, l: &Learned) -> Option<Duration> {
+        let told = l.retry_after.or(l.reset_after);
+        (l.throttled || l.remaining == Some(0)).then(|| {
+            told.unwrap_or(self.inner.default_hold)
+                .min(self.inner.max_hold)
+        })
     }
 
     /// Whether a call for `key` should go out now.
@@ -199,24 +222,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> UpstreamQuota<K> {
     }
 }
 
-/// How long the learned headers say to hold calls back, if at all.
-fn hold_for(l: &Learned, default_hold: Duration) -> Option<Duration> {
-    if l.throttled {
-        return Some(l.retry_after.or(l.reset_after).unwrap_or(default_hold));
-    }
-    if l.remaining == Some(0) {
-        return Some(l.retry_after.or(l.reset_after).unwrap_or(default_hold));
-    }
-    None
-}
-
-/// Wall-clock unix milliseconds of `now + d` (for sharing holds in Redis).
+/// Wall-clock unix milliseconds of `now + d` (for sharing holds in Redis),
+/// saturating at `u64::MAX`.
 #[cfg(feature = "redis")]
 fn unix_millis_after(clock: &SharedClock, d: Duration) -> u64 {
-    (clock.system_now() + d)
+    let since_epoch = clock
+        .system_now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
+        .unwrap_or_default();
+    levee_core::duration::millis(since_epoch.saturating_add(d))
 }
 
 #[cfg(feature = "redis")]

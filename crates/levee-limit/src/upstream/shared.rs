@@ -1,13 +1,13 @@
 //! [`SharedUpstreamQuota`]: holds learned by one replica reach all of them.
 
 use std::hash::Hash;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use levee_core::RedisKey;
 use levee_redis::{Keyspace, RedisClient};
 
-use super::{Learned, QuotaState, UpstreamQuota, hold_for, unix_millis_after};
+use super::{Learned, QuotaState, UpstreamQuota, unix_millis_after};
 
 /// An [`UpstreamQuota`] whose holds are also written to Redis (a key per
 /// held-back key, expiring with the hold), so that what one replica learns
@@ -54,7 +54,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuot
     /// Learns from a response, and shares a resulting hold through Redis.
     pub async fn observe(&self, key: &K, status: StatusCode, headers: &HeaderMap) -> Learned {
         let learned = self.local.observe(key, status, headers);
-        if let Some(d) = hold_for(&learned, self.local.inner.default_hold) {
+        if let Some(d) = self.local.hold_for(&learned) {
             let until = unix_millis_after(&self.local.inner.clock, d).to_string();
             // A hold Redis could not take stays local (already recorded);
             // the client logs its own state changes, not each call.
@@ -78,19 +78,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + RedisKey + 'static> SharedUpstreamQuot
             // answer from local knowledge.
             Ok(None) | Err(_) => return QuotaState::Ready,
         };
-        let now_ms = self
-            .local
-            .inner
-            .clock
-            .system_now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = unix_millis_after(&self.local.inner.clock, Duration::ZERO);
         if until_ms <= now_ms {
             return QuotaState::Ready;
         }
-        let d = Duration::from_millis(until_ms - now_ms);
-        self.local.hold(key, d);
+        // A value written by another replica: capped like a local hold.
+        let d = self
+            .local
+            .hold(key, Duration::from_millis(until_ms - now_ms));
         QuotaState::HoldBack { retry_after: d }
     }
 }

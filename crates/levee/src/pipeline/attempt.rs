@@ -1,0 +1,195 @@
+//! One load below the cache: upstream quota -> rate limit -> bulkhead ->
+//! total timeout -> retry -> breaker -> attempt timeout -> the call.
+
+use std::future::Future;
+
+use levee_cache::Loaded;
+use levee_core::sleep::timeout;
+use levee_limit::QuotaState;
+
+use super::{Error, Inner, PipelineKey, Verdict};
+
+/// What one attempt came to.
+enum Attempt<T, E> {
+    /// The breaker refused: the upstream was not called.
+    Refused(Error<E>),
+    /// The call answered within its time, and how that counts.
+    Answered(Result<T, E>, Verdict),
+    /// The attempt timed out (a breaker failure).
+    TimedOut(std::time::Duration),
+}
+
+impl<K: PipelineKey, V, E, T> Inner<K, V, E, T>
+where
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+    T: Send + 'static,
+{
+    /// Loads `key` through every part below the cache.
+    pub(super) async fn load<F, Fut>(&self, key: &K, loader: &F) -> Result<Loaded<V>, Error<E>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.stats.load();
+        if let Some(quota) = &self.quota {
+            if let QuotaState::HoldBack { retry_after } = quota.check(key).await {
+                self.stats.rate_limited();
+                return Err(Error::RateLimited {
+                    retry_after: Some(retry_after),
+                });
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            let decision = limiter.check(key).await;
+            if let Ok(d) = &decision {
+                self.metrics.limit_decision(d.allowed);
+            }
+            match decision {
+                Ok(d) if d.allowed => {}
+                Ok(d) => {
+                    self.stats.rate_limited();
+                    return Err(Error::RateLimited {
+                        retry_after: d.retry_after,
+                    });
+                }
+                Err(e) => return Err(Error::Limiter(std::sync::Arc::new(e))),
+            }
+        }
+        let _slot = match &self.bulkhead {
+            Some(b) => match timeout(&*self.clock, self.queue_timeout, b.acquire()).await {
+                Ok(Ok(slot)) => Some(slot),
+                Ok(Err(_)) | Err(_) => {
+                    self.stats.bulkhead_full();
+                    return Err(Error::BulkheadFull);
+                }
+            },
+            None => None,
+        };
+        let started = self.metrics.load_started();
+        let attempts = self.attempts(key, loader);
+        let result = match self.timeout {
+            Some(total) => timeout(&*self.clock, total, attempts)
+                .await
+                .unwrap_or(Err(Error::Timeout(total))),
+            None => attempts.await,
+        };
+        self.metrics.load_finished(started, result.is_ok());
+        result.map(|t| (self.map)(t))
+    }
+
+    /// The retry loop: attempts until one succeeds, the verdict says stop,
+    /// or the policy or budget allows no more.
+    async fn attempts<F, Fut>(&self, key: &K, loader: &F) -> Result<T, Error<E>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        let max = self.retry.as_ref().map_or(1, |r| r.max_attempts);
+        if let Some(b) = &self.budget {
+            b.deposit(self.clock.now());
+        }
+        let mut n = 0;
+        loop {
+            n += 1;
+            self.stats.attempt();
+            let (err, verdict) = match self.attempt(key, loader).await {
+                Attempt::Refused(e) => return Err(e),
+                Attempt::Answered(Ok(t), Verdict::Success) => return Ok(t),
+                Attempt::Answered(Err(e), v) => (Error::Upstream(std::sync::Arc::new(e)), v),
+                Attempt::Answered(Ok(_), v) => (
+                    Error::Unsuccessful {
+                        verdict: v,
+                        attempts: n,
+                    },
+                    v,
+                ),
+                Attempt::TimedOut(d) => (Error::Timeout(d), Verdict::Failure),
+            };
+            let wait = match (verdict, &self.retry) {
+                (Verdict::DoNotRetry | Verdict::Success, _) => return Err(err),
+                (_, None) => return Err(rate_limited_or(err, verdict)),
+                (_, Some(_)) if n >= max => return Err(rate_limited_or(err, verdict)),
+                (Verdict::RateLimited { retry_after }, Some(p)) => match retry_after {
+                    Some(ra) if ra > p.max_retry_after => {
+                        return Err(rate_limited_or(err, verdict));
+                    }
+                    Some(ra) => ra.max(p.backoff(n)),
+                    None => p.backoff(n),
+                },
+                (_, Some(p)) => p.backoff(n),
+            };
+            if let Some(b) = &self.budget {
+                if !b.withdraw(self.clock.now()) {
+                    self.stats.budget_exhausted();
+                    return Err(rate_limited_or(err, verdict));
+                }
+            }
+            self.stats.retry();
+            self.clock.sleep(wait).await;
+        }
+    }
+
+    /// One attempt under the breaker and the attempt timeout.
+    async fn attempt<F, Fut>(&self, key: &K, loader: &F) -> Attempt<T, E>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        let breaker = self.breakers.as_ref().map(|b| b.for_key(key));
+        let permit = match &breaker {
+            Some(b) => match b.try_acquire() {
+                Ok(p) => Some(p),
+                Err(r) => {
+                    self.stats.circuit_open();
+                    return Attempt::Refused(Error::CircuitOpen {
+                        retry_after: r.retry_after,
+                    });
+                }
+            },
+            None => None,
+        };
+        let result = match self.attempt_timeout {
+            Some(d) => match timeout(&*self.clock, d, loader()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    if let Some(p) = permit {
+                        p.failure();
+                    }
+                    return Attempt::TimedOut(d);
+                }
+            },
+            None => loader().await,
+        };
+        let verdict = (self.classify)(&result);
+        if let Some(p) = permit {
+            match verdict {
+                Verdict::Success => p.success(),
+                Verdict::Failure => p.failure(),
+                // One key's 429 says nothing of the upstream's health, and
+                // a request that cannot succeed says nothing either.
+                Verdict::RateLimited { .. } | Verdict::DoNotRetry => p.ignore(),
+            }
+        }
+        if let Some(quota) = &self.quota {
+            match self.headers_of.as_ref().and_then(|h| h(&result)) {
+                Some((status, headers)) => quota.observe(key, status, headers).await,
+                None => {
+                    if let Verdict::RateLimited { retry_after } = verdict {
+                        quota.hold(key, retry_after).await;
+                    }
+                }
+            }
+        }
+        Attempt::Answered(result, verdict)
+    }
+}
+
+/// The error to return when no more attempts are made: a 429 is reported
+/// as `RateLimited`, anything else as it is.
+fn rate_limited_or<E>(err: Error<E>, verdict: Verdict) -> Error<E> {
+    match verdict {
+        Verdict::RateLimited { retry_after } => Error::RateLimited { retry_after },
+        _ => err,
+    }
+}
