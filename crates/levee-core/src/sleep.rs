@@ -37,31 +37,59 @@ pub struct Elapsed(pub Duration);
 /// assert!(waiting.await.is_err());
 /// # }
 /// ```
-pub fn timeout<'c, F: Future + 'c>(
-    clock: &'c dyn Clock,
+pub fn timeout<F: Future>(clock: &dyn Clock, d: Duration, f: F) -> Timeout<'_, F> {
+    timeout_from(clock, clock.now(), d, f)
+}
+
+/// Like [`timeout`], counting `d` from `start` (a reading of `clock` the
+/// caller already has: one clock read fewer).
+pub fn timeout_from<F: Future>(
+    clock: &dyn Clock,
+    start: std::time::Instant,
     d: Duration,
     f: F,
-) -> impl Future<Output = Result<F::Output, Elapsed>> + 'c {
-    let start = clock.now();
-    async move {
-        let mut f = std::pin::pin!(f);
-        // Made only if `f` is not ready at once: a call that answers on
-        // its first poll pays for no timer.
-        let mut sleep: Option<Sleep> = None;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(v) = f.as_mut().poll(cx) {
-                return Poll::Ready(Ok(v));
-            }
-            let sleep = sleep.get_or_insert_with(|| {
-                let spent = clock.now().saturating_duration_since(start);
-                clock.sleep(d.saturating_sub(spent))
-            });
-            match sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(Elapsed(d))),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+) -> Timeout<'_, F> {
+    Timeout {
+        f,
+        sleep: None,
+        clock,
+        start,
+        d,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timeout`]: `f`'s output, or [`Elapsed`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Timeout<'c, F> {
+        #[pin]
+        f: F,
+        // Made only if `f` is not ready at once: a call that answers on its
+        // first poll pays for no timer.
+        sleep: Option<Sleep>,
+        clock: &'c dyn Clock,
+        start: std::time::Instant,
+        d: Duration,
+    }
+}
+
+impl<F: Future> Future for Timeout<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.f.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        let (clock, start, d) = (*this.clock, *this.start, *this.d);
+        let sleep = this.sleep.get_or_insert_with(|| {
+            let spent = clock.now().saturating_duration_since(start);
+            clock.sleep(d.saturating_sub(spent))
+        });
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(d))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

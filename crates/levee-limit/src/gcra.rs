@@ -188,4 +188,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> for Gcra<K> {
     async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
         Gcra::check_n(self, key, n)
     }
+
+    fn check_n_now(&self, key: &K, n: NonZeroU32) -> Option<Result<Decision, LimitError>> {
+        Some(Gcra::check_n(self, key, n))
+    }
 }

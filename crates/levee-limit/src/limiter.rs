@@ -17,4 +17,13 @@ pub trait RateLimiter<K: ?Sized + Sync>: Send + Sync {
     async fn check(&self, key: &K) -> Result<Decision, LimitError> {
         self.check_n(key, NonZeroU32::MIN).await
     }
+
+    /// The same decision as [`check_n`](Self::check_n) without a future,
+    /// for limiters that decide in memory (`SlidingWindow`, `Gcra`);
+    /// `None` (the default) for those that must wait (Redis). Callers on a
+    /// hot path try it first and skip the boxed future.
+    fn check_n_now(&self, key: &K, n: NonZeroU32) -> Option<Result<Decision, LimitError>> {
+        let _ = (key, n);
+        None
+    }
 }

@@ -123,6 +123,8 @@ async fn server_time_mode_admits_the_limit_per_window() {
         Quota::new(5, Duration::from_secs(60)).unwrap(),
     )
     .mode(WindowMode::Log)
+    // Room for the first call's connect on a loaded machine.
+    .timeout(Duration::from_millis(500))
     .build()
     .unwrap();
     let mut admitted = 0;
@@ -150,6 +152,8 @@ async fn redis_down_follows_the_configured_policy_and_recovers() {
             .time_source(TimeSource::Clock)
             .clock(clock.shared())
             .on_redis_error(policy)
+            // Room for the first call's connect on a loaded machine.
+            .timeout(Duration::from_millis(500))
             .build()
             .unwrap()
     };

@@ -139,6 +139,8 @@ async fn a_hold_learned_by_one_replica_holds_back_the_other() {
         )
     };
     let (a, b) = (replica(), replica());
+    connected(&a).await;
+    connected(&b).await;
     let user = "alice".to_string();
     assert_eq!(b.check(&user).await, QuotaState::Ready);
     a.observe(
@@ -155,6 +157,21 @@ async fn a_hold_learned_by_one_replica_holds_back_the_other() {
     }
     clock.advance(Duration::from_secs(31));
     assert_eq!(b.check(&user).await, QuotaState::Ready);
+}
+
+/// Opens `quota`'s Redis connection before a test counts on it: its calls
+/// have 50 ms, and on a loaded machine a first connect can take longer (the
+/// connect then goes on by itself; this waits for it).
+#[cfg(feature = "redis")]
+async fn connected(quota: &levee_limit::SharedUpstreamQuota<String>) {
+    let _ = quota.check(&"warm-up".to_string()).await;
+    for _ in 0..100 {
+        if quota.client().is_connected() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no Redis connection within 2 s");
 }
 
 /// One request as a careful client makes it: wait out any hold, call the
@@ -191,6 +208,7 @@ async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
             )
     };
     let alone = replica("solo");
+    connected(&alone).await;
     let mut throttled = 0;
     for _ in 0..100 {
         throttled += u32::from(careful_call(&alone, &idp, &clock, "alice").await);
@@ -203,6 +221,8 @@ async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
     assert_eq!(idp.rate_limited("alice"), 0);
 
     let (a, b) = (replica("fleet"), replica("fleet"));
+    connected(&a).await;
+    connected(&b).await;
     for i in 0..100 {
         let r = if i % 2 == 0 { &a } else { &b };
         throttled += u32::from(careful_call(r, &idp, &clock, "bob").await);

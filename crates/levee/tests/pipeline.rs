@@ -25,7 +25,7 @@ enum Answer {
 /// An upstream that answers from a script (the last answer repeats).
 #[derive(Clone, Default)]
 struct Upstream {
-    script: Arc<parking_lot::Mutex<VecDeque<Answer>>>,
+    script: Arc<std::sync::Mutex<VecDeque<Answer>>>,
     calls: Arc<AtomicU32>,
 }
 
@@ -44,7 +44,7 @@ impl Upstream {
     }
 
     fn set(&self, script: impl IntoIterator<Item = Answer>) {
-        *self.script.lock() = script.into_iter().collect();
+        *self.script.lock().unwrap() = script.into_iter().collect();
     }
 
     fn calls(&self) -> u32 {
@@ -61,7 +61,7 @@ impl Upstream {
         move || {
             u.calls.fetch_add(1, Ordering::SeqCst);
             let next = {
-                let mut s = u.script.lock();
+                let mut s = u.script.lock().unwrap();
                 if s.len() > 1 {
                     s.pop_front()
                 } else {

@@ -438,6 +438,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> for SlidingWin
     async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
         SlidingWindow::check_n(self, key, n)
     }
+
+    fn check_n_now(&self, key: &K, n: NonZeroU32) -> Option<Result<Decision, LimitError>> {
+        Some(SlidingWindow::check_n(self, key, n))
+    }
 }
 
 /// A caller's place in one key's `acquire` queue. Dropping it (the call

@@ -4,7 +4,9 @@
 use std::future::Future;
 
 use levee_cache::Loaded;
-use levee_core::sleep::timeout;
+use std::time::Instant;
+
+use levee_core::sleep::{timeout, timeout_from};
 use levee_limit::QuotaState;
 
 use super::{Error, Inner, PipelineKey, Verdict};
@@ -41,7 +43,10 @@ where
             }
         }
         if let Some(limiter) = &self.limiter {
-            let decision = limiter.check(key).await;
+            let decision = match limiter.check_n_now(key, std::num::NonZeroU32::MIN) {
+                Some(now) => now,
+                None => limiter.check(key).await,
+            };
             if let Ok(d) = &decision {
                 self.metrics.limit_decision(d.allowed);
             }
@@ -66,34 +71,38 @@ where
             },
             None => None,
         };
-        let started = self.metrics.load_started();
-        let attempts = self.attempts(key, loader);
+        // One clock reading for the budget, the timeouts and the metrics.
+        let start = self.clock.now();
+        let attempts = self.attempts(key, loader, start);
         let result = match self.timeout {
-            Some(total) => timeout(&*self.clock, total, attempts)
+            Some(total) => timeout_from(&*self.clock, start, total, attempts)
                 .await
                 .unwrap_or(Err(Error::Timeout(total))),
             None => attempts.await,
         };
-        self.metrics.load_finished(started, result.is_ok());
+        self.metrics
+            .load_finished(&*self.clock, start, result.is_ok());
         result.map(|t| (self.map)(t))
     }
 
     /// The retry loop: attempts until one succeeds, the verdict says stop,
     /// or the policy or budget allows no more.
-    async fn attempts<F, Fut>(&self, key: &K, loader: &F) -> Result<T, Error<E>>
+    async fn attempts<F, Fut>(&self, key: &K, loader: &F, start: Instant) -> Result<T, Error<E>>
     where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
     {
         let max = self.retry.as_ref().map_or(1, |r| r.max_attempts);
         if let Some(b) = &self.budget {
-            b.deposit(self.clock.now());
+            b.deposit(start);
         }
         let mut n = 0;
         loop {
             n += 1;
             self.stats.attempt();
-            let (err, verdict) = match self.attempt(key, loader).await {
+            // The first attempt starts with the load; a retry reads the clock.
+            let began = if n == 1 { start } else { self.clock.now() };
+            let (err, verdict) = match self.attempt(key, loader, began).await {
                 Attempt::Refused(e) => return Err(e),
                 Attempt::Answered(Ok(t), Verdict::Success) => return Ok(t),
                 Attempt::Answered(Err(e), v) => (Error::Upstream(std::sync::Arc::new(e)), v),
@@ -131,7 +140,7 @@ where
     }
 
     /// One attempt under the breaker and the attempt timeout.
-    async fn attempt<F, Fut>(&self, key: &K, loader: &F) -> Attempt<T, E>
+    async fn attempt<F, Fut>(&self, key: &K, loader: &F, began: Instant) -> Attempt<T, E>
     where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
@@ -150,7 +159,7 @@ where
             None => None,
         };
         let result = match self.attempt_timeout {
-            Some(d) => match timeout(&*self.clock, d, loader()).await {
+            Some(d) => match timeout_from(&*self.clock, began, d, loader()).await {
                 Ok(r) => r,
                 Err(_) => {
                     if let Some(p) = permit {

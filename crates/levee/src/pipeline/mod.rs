@@ -185,11 +185,12 @@ where
                     Err(e) => inner.fall_back(key, e).await,
                 }
             };
-            return observe::finish(
-                &span,
-                &inner.metrics,
-                uncached.instrument(span.clone()).await,
-            );
+            let result = if span.is_disabled() {
+                uncached.await
+            } else {
+                uncached.instrument(span.clone()).await
+            };
+            return observe::finish(&span, &inner.metrics, result);
         };
         let make = |k: &K| {
             let (inner, k) = (inner.clone(), k.clone());
@@ -198,7 +199,10 @@ where
         // A fresh L1 hit is answered here, synchronously: no future of the
         // slow path is built or moved, no span entered.
         let make = match cache.get_fresh_with(&key, make) {
-            Ok(hit) => return observe::finish(&span, &inner.metrics, Ok(hit)),
+            Ok(hit) => {
+                observe::hit(&span, &inner.metrics);
+                return Ok(hit);
+            }
             Err(make) => make,
         };
         let cached = async {
@@ -207,7 +211,12 @@ where
                 Err(e) => inner.fall_back(key, Error::from_cache(e)).await,
             }
         };
-        observe::finish(&span, &inner.metrics, cached.instrument(span.clone()).await)
+        let result = if span.is_disabled() {
+            cached.await
+        } else {
+            cached.instrument(span.clone()).await
+        };
+        observe::finish(&span, &inner.metrics, result)
     }
 
     /// Stores `value` in the cache as freshly loaded (no-op without one).

@@ -30,6 +30,15 @@ pub(super) fn span<K: Hash>(pipeline: &str, key: &K) -> tracing::Span {
     span
 }
 
+/// Records a fresh L1 hit (the hot path: no match on the result).
+#[inline]
+pub(super) fn hit(span: &tracing::Span, metrics: &Metrics) {
+    metrics.call(0);
+    if !span.is_disabled() {
+        span.record("source", "hit_l1");
+    }
+}
+
 /// Records the call's outcome on its span and in the metrics; returns it.
 pub(super) fn finish<V, E>(
     span: &tracing::Span,
@@ -123,19 +132,17 @@ impl Metrics {
         self.limit_decisions[usize::from(!allowed)].increment(1);
     }
 
-    pub(crate) fn load_started(&self) -> Option<std::time::Instant> {
-        #[cfg(feature = "metrics")]
-        return Some(std::time::Instant::now());
-        #[cfg(not(feature = "metrics"))]
-        None
-    }
-
+    /// A load that began at `start` (a reading of `clock`) ended.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn load_finished(&self, started: Option<std::time::Instant>, ok: bool) {
+    pub(crate) fn load_finished(
+        &self,
+        clock: &dyn levee_core::Clock,
+        start: std::time::Instant,
+        ok: bool,
+    ) {
         #[cfg(feature = "metrics")]
-        if let Some(s) = started {
-            self.load_seconds[usize::from(!ok)].record(s.elapsed().as_secs_f64());
-        }
+        self.load_seconds[usize::from(!ok)]
+            .record(clock.now().saturating_duration_since(start).as_secs_f64());
     }
 }
 

@@ -2,10 +2,8 @@
 //! jitter, `Retry-After` honoured up to a cap, and a budget that keeps a
 //! down upstream from being hit by a retry storm.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 /// How failed attempts are retried.
 ///
@@ -147,57 +145,80 @@ impl RetryBudget {
 }
 
 /// The running account of a [`RetryBudget`]: calls and retries per second
-/// of the pipeline's clock, over the budget's window.
+/// of the pipeline's clock, in a ring of one slot per second of the window.
+/// Lock-free: a call costs one compare and one add. Two threads that start
+/// a new second at once may each count a call the other's reset drops, so
+/// the account is approximate by a call or two per second (the budget is a
+/// bound on storms, not an exact count).
 #[derive(Debug)]
 pub(crate) struct BudgetAccount {
     budget: RetryBudget,
     start: Instant,
-    /// (second since `start`, calls, retries), oldest first.
-    seconds: Mutex<VecDeque<(u64, u64, u64)>>,
+    slots: Box<[Second]>,
+}
+
+#[derive(Debug, Default)]
+struct Second {
+    /// Which second since `start` this slot counts (+1; 0: never used).
+    tag: AtomicU64,
+    calls: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl BudgetAccount {
     pub(crate) fn new(budget: RetryBudget, start: Instant) -> Self {
+        let n = usize::try_from(budget.window.as_secs())
+            .unwrap_or(usize::MAX)
+            .clamp(1, 3600);
         BudgetAccount {
             budget,
             start,
-            seconds: Mutex::new(VecDeque::new()),
+            slots: (0..n).map(|_| Second::default()).collect(),
         }
+    }
+
+    /// The slot of `now`, reset if it last counted an older second.
+    fn slot(&self, now: Instant) -> (&Second, u64) {
+        let second = now.saturating_duration_since(self.start).as_secs() + 1;
+        let slot = &self.slots[(second % self.slots.len() as u64) as usize];
+        let seen = slot.tag.load(Ordering::Acquire);
+        if seen != second
+            && slot
+                .tag
+                .compare_exchange(seen, second, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            slot.calls.store(0, Ordering::Relaxed);
+            slot.retries.store(0, Ordering::Relaxed);
+        }
+        (slot, second)
     }
 
     /// A call was made (its first attempt).
     pub(crate) fn deposit(&self, now: Instant) {
-        self.with_current(now, |c| c.1 += 1);
+        self.slot(now).0.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Asks to spend one retry; `false` when the budget is spent.
     pub(crate) fn withdraw(&self, now: Instant) -> bool {
-        let mut allowed = false;
-        self.with_current(now, |_| {});
-        let mut s = self.seconds.lock();
-        let (calls, retries) = s.iter().fold((0u64, 0u64), |(c, r), e| (c + e.1, r + e.2));
+        let (slot, second) = self.slot(now);
+        let oldest = second.saturating_sub(self.slots.len() as u64 - 1);
+        let (calls, retries) = self
+            .slots
+            .iter()
+            .filter(|s| s.tag.load(Ordering::Acquire) >= oldest.max(1))
+            .fold((0u64, 0u64), |(c, r), s| {
+                (
+                    c + s.calls.load(Ordering::Relaxed),
+                    r + s.retries.load(Ordering::Relaxed),
+                )
+            });
         let room = self.budget.ratio * calls as f64 + self.budget.floor();
         if (retries as f64) < room {
-            if let Some(last) = s.back_mut() {
-                last.2 += 1;
-                allowed = true;
-            }
-        }
-        allowed
-    }
-
-    fn with_current(&self, now: Instant, f: impl FnOnce(&mut (u64, u64, u64))) {
-        let second = now.saturating_duration_since(self.start).as_secs();
-        let oldest = second.saturating_sub(self.budget.window.as_secs().saturating_sub(1));
-        let mut s = self.seconds.lock();
-        while s.front().is_some_and(|e| e.0 < oldest) {
-            s.pop_front();
-        }
-        if s.back().is_none_or(|e| e.0 != second) {
-            s.push_back((second, 0, 0));
-        }
-        if let Some(last) = s.back_mut() {
-            f(last);
+            slot.retries.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
         }
     }
 }
