@@ -659,3 +659,46 @@ async fn a_load_error_is_the_source_of_the_cache_error() {
         "not repeated: {err}"
     );
 }
+
+#[tokio::test]
+async fn soft_and_hard_timeouts_run_on_the_caches_clock() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(10))
+        .stale_tiers([("secondary", Duration::from_secs(3600))])
+        .soft_timeout(Duration::from_secs(1))
+        .hard_timeout(Duration::from_secs(30))
+        .failure_backoff(Duration::ZERO)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    load_ok(&cache, &calls, "v1").await;
+    clock.advance(Duration::from_secs(20));
+    let hang = || async {
+        std::future::pending::<()>().await;
+        Ok::<_, String>(Loaded::Value("never".to_string()))
+    };
+    // A stale value exists: the soft timeout (1 s of the clock) serves it.
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get_or_load("k".to_string(), hang).await }
+    });
+    while clock.sleepers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(Duration::from_secs(1));
+    let got = waiting.await.unwrap().unwrap().unwrap();
+    assert!(got.freshness.is_stale(), "{got:?}");
+    // No stale value: the hard timeout (30 s of the clock) ends the wait.
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get_or_load("other".to_string(), hang).await }
+    });
+    while clock.sleepers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(Duration::from_secs(30));
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(err, CacheError::Timeout(_)), "{err:?}");
+}

@@ -250,7 +250,7 @@ where
         let has_stale = held.as_ref().is_some_and(|s| s.value.is_some());
         let result = match sh.cfg.soft_timeout.filter(|_| has_stale) {
             // The load goes on after the soft timeout: it is on its own task.
-            Some(soft) => tokio::time::timeout(soft, self.wait(rx))
+            Some(soft) => levee_core::sleep::timeout(&*sh.clock, soft, self.wait(rx))
                 .await
                 .unwrap_or(Err(CacheError::Timeout(soft))),
             None => self.wait(rx).await,
@@ -270,7 +270,7 @@ where
             }
         };
         match self.shared.cfg.hard_timeout {
-            Some(t) => tokio::time::timeout(t, waiting)
+            Some(t) => levee_core::sleep::timeout(&*self.shared.clock, t, waiting)
                 .await
                 .unwrap_or(Err(CacheError::Timeout(t))),
             None => waiting.await,
