@@ -2,7 +2,10 @@
 //! levee-testkit's MockIdp (a real HTTP server on loopback with Auth0's
 //! per-user limits: 10 burst, 5 a minute, 429 with `x-ratelimit-*`).
 //!
-//! Run: `cargo run --example userinfo_pipeline` (no Redis needed).
+//! Run: `cargo run --example userinfo_pipeline` (no Redis needed; with
+//! `REDIS_URL=redis://...` the shared tier is added: a Redis L2, the load
+//! lock and an upstream quota shared by every replica). The settings are
+//! the ones `docs/tuning.md` explains.
 //!
 //! What it shows: a page load's 5 concurrent requests make one upstream
 //! call; the quota learns each user's remaining calls from the headers; an
@@ -12,9 +15,11 @@
 use std::time::Duration;
 
 use levee::breaker::CircuitBreaker;
+use levee::cache::RedisL2;
 use levee::cache::{Loaded, TieredCache};
 use levee::core::{KeyHasher, ManualClock, SensitiveKey};
 use levee::limit::UpstreamQuota;
+use levee::redis::RedisClient;
 use levee::{Levee, RetryPolicy};
 use levee_testkit::MockIdp;
 
@@ -28,24 +33,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let idp = std::sync::Arc::new(MockIdp::start(clock.shared()).await?);
     let hasher = KeyHasher::new(b"deployment secret from your vault".as_slice());
 
-    let cache = TieredCache::<SensitiveKey, String>::builder("userinfo")
+    // One Redis client (one breaker) for every shared part, when asked for.
+    let redis = match std::env::var("REDIS_URL") {
+        Ok(url) => Some(RedisClient::standalone(url).build()?),
+        Err(_) => None,
+    };
+    let mut cache = TieredCache::<SensitiveKey, String>::builder("userinfo")
         .ttl(Duration::from_secs(300))
+        .ttl_jitter(0.1)
+        .stale_while_revalidate(Duration::from_secs(5))
         .stale_tiers([
-            ("secondary", Duration::from_secs(12 * 3600)),
-            ("emergency", Duration::from_secs(48 * 3600)),
+            ("secondary", Duration::from_secs(15 * 60)),
+            ("emergency", Duration::from_secs(60 * 60)),
         ])
         .failure_backoff(Duration::from_secs(10))
-        .clock(clock.shared())
-        .build()?;
+        .negative_ttl(Duration::from_secs(30))
+        .clock(clock.shared());
+    if let Some(redis) = &redis {
+        cache = cache
+            .l2(RedisL2::builder(redis.clone()).build()?)
+            .l1_ttl(Duration::from_secs(30))
+            .load_lock(Duration::from_secs(2));
+    }
     let breaker = CircuitBreaker::builder()
         .name("idp")
         .consecutive_failures(5)
         .open_duration(Duration::from_secs(30))
+        .half_open_permits(1)
         .clock(clock.shared())
         .build()?;
-    let userinfo = Levee::builder("userinfo")
-        .cache(cache)
-        .upstream_quota(UpstreamQuota::builder().clock(clock.shared()).build())
+    let quota = UpstreamQuota::builder()
+        .clock(clock.shared())
+        .default_hold(Duration::from_secs(60))
+        .build();
+    let userinfo = Levee::builder("userinfo").cache(cache.build()?);
+    let userinfo = match &redis {
+        Some(redis) => userinfo.upstream_quota(quota.redis(redis.clone(), "idp-hold")),
+        None => userinfo.upstream_quota(quota),
+    };
+    let userinfo = userinfo
         .circuit_breaker(breaker.clone())
         // Retried at once: this example moves its clock by hand, and a
         // backoff would wait for a clock nobody advances.
