@@ -140,56 +140,12 @@ impl metrics::Recorder for Counting {
     }
 }
 
-type TrError = tower_resilience::circuitbreaker::CircuitBreakerError<
-    tower_resilience::timelimiter::TimeLimiterError<std::io::Error>,
->;
-
 fn stack(c: &mut Criterion) {
-    use levee::breaker::CircuitBreaker;
-    use levee::limit::{Quota, SlidingWindow};
-    use levee::{Levee, RetryPolicy};
-    use tower::{Service, ServiceBuilder, ServiceExt};
-    use tower_resilience::circuitbreaker::CircuitBreakerLayer;
-    use tower_resilience::ratelimiter::RateLimiterLayer;
-    use tower_resilience::retry::RetryLayer;
-    use tower_resilience::timelimiter::TimeLimiterLayer;
+    use tower::{Service, ServiceExt};
 
     let rt = runtime();
-    let quota = Quota::new((1 << 24) - 1, Duration::from_secs(1)).unwrap();
-    let levee: Levee<u64, u64, std::io::Error> = Levee::builder("stack")
-        .rate_limit(SlidingWindow::<u64>::builder(quota).build().unwrap())
-        .timeout(Duration::from_secs(5))
-        .retry(RetryPolicy::new(3))
-        .circuit_breaker(CircuitBreaker::builder().build().unwrap())
-        .attempt_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let inner = tower::service_fn(|req: u64| async move { Ok::<u64, std::io::Error>(req) });
-    let mut tower_stack = ServiceBuilder::new()
-        .layer(
-            RateLimiterLayer::builder()
-                .limit_for_period(1 << 30)
-                .refresh_period(Duration::from_secs(1))
-                .build(),
-        )
-        .layer(
-            TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(5))
-                .build(),
-        )
-        .layer(
-            RetryLayer::<u64, u64, TrError>::builder()
-                .max_attempts(3)
-                .exponential_backoff(Duration::from_millis(50))
-                .build(),
-        )
-        .layer(CircuitBreakerLayer::builder().build())
-        .layer(
-            TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(2))
-                .build(),
-        )
-        .service(inner);
+    let levee = levee_benches::stacks::levee_stack();
+    let mut tower_stack = levee_benches::stacks::tower_stack();
     let mut g = c.benchmark_group("stack_no_cache");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));

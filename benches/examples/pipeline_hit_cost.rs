@@ -46,8 +46,8 @@ fn main() {
         .cache(cache())
         .build()
         .expect("a pipeline");
-    let stack = stack();
-    let mut tower = tower_stack();
+    let stack = levee_benches::stacks::levee_stack();
+    let mut tower = levee_benches::stacks::tower_stack();
     rt.block_on(async {
         for k in 0..1_000 {
             bare.insert(k, format!("value {k}")).await;
@@ -81,62 +81,4 @@ fn main() {
             println!("{what}: {:?} per hit", start.elapsed() / n as u32);
         }
     });
-}
-
-fn stack() -> Levee<u64, u64, std::io::Error> {
-    use levee::RetryPolicy;
-    use levee::breaker::CircuitBreaker;
-    use levee::limit::{Quota, SlidingWindow};
-    let quota = Quota::new((1 << 24) - 1, Duration::from_secs(1)).expect("a quota");
-    Levee::builder("stack")
-        .rate_limit(
-            SlidingWindow::<u64>::builder(quota)
-                .build()
-                .expect("a limiter"),
-        )
-        .timeout(Duration::from_secs(5))
-        .retry(RetryPolicy::new(3))
-        .circuit_breaker(CircuitBreaker::builder().build().expect("a breaker"))
-        .attempt_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a pipeline")
-}
-
-type TrError = tower_resilience::circuitbreaker::CircuitBreakerError<
-    tower_resilience::timelimiter::TimeLimiterError<std::io::Error>,
->;
-
-fn tower_stack() -> impl tower::Service<u64, Response = u64, Error = impl std::fmt::Debug> {
-    use tower::ServiceBuilder;
-    use tower_resilience::circuitbreaker::CircuitBreakerLayer;
-    use tower_resilience::ratelimiter::RateLimiterLayer;
-    use tower_resilience::retry::RetryLayer;
-    use tower_resilience::timelimiter::TimeLimiterLayer;
-    ServiceBuilder::new()
-        .layer(
-            RateLimiterLayer::builder()
-                .limit_for_period(1 << 30)
-                .refresh_period(Duration::from_secs(1))
-                .build(),
-        )
-        .layer(
-            TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(5))
-                .build(),
-        )
-        .layer(
-            RetryLayer::<u64, u64, TrError>::builder()
-                .max_attempts(3)
-                .exponential_backoff(Duration::from_millis(50))
-                .build(),
-        )
-        .layer(CircuitBreakerLayer::builder().build())
-        .layer(
-            TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(2))
-                .build(),
-        )
-        .service(tower::service_fn(|req: u64| async move {
-            Ok::<u64, std::io::Error>(req)
-        }))
 }

@@ -1,5 +1,8 @@
 //! Workload generators shared by levee's benches and measurement examples:
-//! a seeded Zipf sampler and key traces.
+//! a seeded Zipf sampler and key traces; the no-cache pipeline stacks
+//! ([`stacks`]) the pipeline bench compares.
+
+pub mod stacks;
 
 /// A small, fast, seeded generator (xorshift64*): workloads repeat exactly.
 #[derive(Debug, Clone)]
