@@ -7,12 +7,18 @@
 //! - [`breaker`]: `CircuitBreaker`, `BreakerRegistry`.
 //! - [`limit`]: `SlidingWindow`, `Gcra`, `RedisSlidingWindow`,
 //!   `ConcurrencyLimit`, `UpstreamQuota`.
+//! - [`rate_limit`] (feature `tower`): `RateLimitLayer`, server-side rate
+//!   limiting for tower and axum with IETF `RateLimit` headers.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use levee_breaker as breaker;
 pub use levee_cache as cache;
 pub use levee_core as core;
 pub use levee_limit as limit;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod rate_limit;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
