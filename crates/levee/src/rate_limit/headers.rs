@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn policy_is_a_list_with_q_and_w() {
         let q = Quota::new(100, Duration::from_secs(60)).unwrap();
-        assert_eq!(policy_value("anonymous", q).unwrap(), "\"anonymous\";q=100;w=60");
+        assert_eq!(
+            policy_value("anonymous", q).unwrap(),
+            "\"anonymous\";q=100;w=60"
+        );
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl FromStr for Cidr {
             None => (s, None),
         };
         let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
-        let full = if addr.to_canonical().is_ipv4() { 32 } else { 128 };
+        let full = if addr.to_canonical().is_ipv4() {
+            32
+        } else {
+            128
+        };
         Cidr::new(addr, prefix.unwrap_or(full))
     }
 }
@@ -122,7 +126,9 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let keep = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            let keep = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
             IpAddr::V4((bits & keep).into())
         }
         IpAddr::V6(v6) => {
@@ -390,31 +396,58 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
         let p = behind(ForwardedHeader::XForwardedFor);
-        assert_eq!(client(&p, "203.0.113.1", "x-forwarded-for", &["10.0.0.1"]), "203.0.113.1");
+        assert_eq!(
+            client(&p, "203.0.113.1", "x-forwarded-for", &["10.0.0.1"]),
+            "203.0.113.1"
+        );
         let none = PeerIp::new();
-        assert_eq!(client(&none, "10.0.0.1", "x-forwarded-for", &["1.1.1.1"]), "10.0.0.1");
+        assert_eq!(
+            client(&none, "10.0.0.1", "x-forwarded-for", &["1.1.1.1"]),
+            "10.0.0.1"
+        );
     }
 
     #[test]
     fn walks_trusted_hops_from_the_right_across_fields() {
         let p = behind(ForwardedHeader::XForwardedFor);
-        let got = client(&p, "10.0.0.1", "x-forwarded-for", &["6.6.6.6, 1.2.3.4", "10.0.0.9"]);
+        let got = client(
+            &p,
+            "10.0.0.1",
+            "x-forwarded-for",
+            &["6.6.6.6, 1.2.3.4", "10.0.0.9"],
+        );
         assert_eq!(got, "1.2.3.4");
         // All trusted: the leftmost trusted hop.
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &["10.0.0.5, 10.0.0.6"]), "10.0.0.5");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &["10.0.0.5, 10.0.0.6"]),
+            "10.0.0.5"
+        );
         // Ports and brackets are accepted.
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &["[2001:db8::1]:443"]), "2001:db8::");
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &["1.2.3.4:80"]), "1.2.3.4");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &["[2001:db8::1]:443"]),
+            "2001:db8::"
+        );
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &["1.2.3.4:80"]),
+            "1.2.3.4"
+        );
     }
 
     #[test]
     fn garbage_stops_the_walk_at_the_last_trusted_hop() {
         let p = behind(ForwardedHeader::XForwardedFor);
         for bad in ["not-an-ip", "", "1.2.3.4.5", "10.0.0.2,", "1.2.3.4\t;x"] {
-            assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &[bad]), "10.0.0.1", "{bad:?}");
+            assert_eq!(
+                client(&p, "10.0.0.1", "x-forwarded-for", &[bad]),
+                "10.0.0.1",
+                "{bad:?}"
+            );
         }
         let garbage = String::from_utf8(vec![b'9'; 100_000]).unwrap();
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &[&garbage]), "10.0.0.1");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &[&garbage]),
+            "10.0.0.1"
+        );
     }
 
     #[test]
@@ -422,20 +455,39 @@ mod tests {
         let p = behind(ForwardedHeader::XForwardedFor);
         let many = vec!["10.0.0.3"; 10_000].join(",");
         let hops = format!("1.2.3.4,{many}");
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &[&hops]), "10.0.0.3");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &[&hops]),
+            "10.0.0.3"
+        );
         let few = format!("1.2.3.4,{}", vec!["10.0.0.3"; 15].join(","));
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &[&few]), "1.2.3.4");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &[&few]),
+            "1.2.3.4"
+        );
     }
 
     #[test]
     fn forwarded_reads_for_nodes_only() {
         let p = behind(ForwardedHeader::Forwarded);
-        let fwd = "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, For=10.0.0.4;by=10.0.0.1";
-        assert_eq!(client(&p, "10.0.0.1", "forwarded", &[fwd]), "2001:db8:cafe::");
-        assert_eq!(client(&p, "10.0.0.1", "forwarded", &["for=unknown"]), "10.0.0.1");
-        assert_eq!(client(&p, "10.0.0.1", "forwarded", &["proto=http"]), "10.0.0.1");
+        let fwd =
+            "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, For=10.0.0.4;by=10.0.0.1";
+        assert_eq!(
+            client(&p, "10.0.0.1", "forwarded", &[fwd]),
+            "2001:db8:cafe::"
+        );
+        assert_eq!(
+            client(&p, "10.0.0.1", "forwarded", &["for=unknown"]),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            client(&p, "10.0.0.1", "forwarded", &["proto=http"]),
+            "10.0.0.1"
+        );
         // The other header is ignored.
-        assert_eq!(client(&p, "10.0.0.1", "x-forwarded-for", &["1.2.3.4"]), "10.0.0.1");
+        assert_eq!(
+            client(&p, "10.0.0.1", "x-forwarded-for", &["1.2.3.4"]),
+            "10.0.0.1"
+        );
     }
 
     #[test]
@@ -449,7 +501,13 @@ mod tests {
 
     #[test]
     fn cidr_parsing_and_bad_settings_name_themselves() {
-        assert!("10.0.0.0/33".parse::<Cidr>().unwrap_err().to_string().contains("trusted_proxies"));
+        assert!(
+            "10.0.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .to_string()
+                .contains("trusted_proxies")
+        );
         assert!("nonsense".parse::<Cidr>().is_err());
         assert!(Cidr::from_str("::/0").unwrap().contains(ip("2001:db8::1")));
         assert!(!Cidr::from_str("::/0").unwrap().contains(ip("1.2.3.4")));
