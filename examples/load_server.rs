@@ -1,0 +1,244 @@
+//! The server side of `scripts/load-test`: an axum hello-world on loopback,
+//! bare or behind a rate limiter, for `wrk` to hit.
+//!
+//! ```text
+//! load_server MODE [--key ip|header] [--port N] [--window-secs S]
+//!   MODE:  bare      no limiter
+//!          local     levee RateLimitLayer on a local SlidingWindow
+//!          redis     levee RateLimitLayer on RedisSlidingWindow (REDIS_URL,
+//!                    or a private redis-server on a free port)
+//!          governor  tower_governor (GCRA, x-ratelimit headers on)
+//!   --key ip       the peer address (default; under wrk, one key)
+//!   --key header   the `x-key` request header (wrk's Lua script sends 1M
+//!                  distinct values)
+//! ```
+//!
+//! Every limiter gets a quota far above what the run can send (10 million
+//! per window; below 2^24, so the local counter stays lock-free), so
+//! nothing is denied and the figures measure the limiter's cost alone.
+//! Prints `ready on ADDR pid PID` once it accepts connections.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::{HeaderName, Request};
+use levee::core::redis::RedisConfig;
+use levee::limit::{OnRedisError, Quota, RedisSlidingWindow, SlidingWindow};
+use levee::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
+use levee_testkit::RedisServer;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::{KeyExtractor as GovernorKey, PeerIpKeyExtractor};
+
+/// Far above any run's request count, below the local counter's 2^24.
+const QUOTA: u32 = 10_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Bare,
+    Local,
+    Redis,
+    Governor,
+}
+
+#[derive(Debug)]
+struct Args {
+    mode: Mode,
+    by_header: bool,
+    port: u16,
+    window: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mode = match args.next().as_deref() {
+        Some("bare") => Mode::Bare,
+        Some("local") => Mode::Local,
+        Some("redis") => Mode::Redis,
+        Some("governor") => Mode::Governor,
+        other => {
+            return Err(format!(
+                "unknown mode {other:?}: bare, local, redis or governor"
+            ));
+        }
+    };
+    let mut parsed = Args {
+        mode,
+        by_header: false,
+        port: 8077,
+        window: Duration::from_secs(60),
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--key" => parsed.by_header = value == "header",
+            "--port" => parsed.port = value.parse().map_err(|e| format!("--port: {e}"))?,
+            "--window-secs" => {
+                let secs = value.parse().map_err(|e| format!("--window-secs: {e}"))?;
+                parsed.window = Duration::from_secs(secs);
+            }
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn x_key() -> HeaderKey {
+    HeaderKey::new(HeaderName::from_static("x-key"))
+}
+
+/// tower_governor keyed by the `x-key` header, like [`x_key`].
+#[derive(Debug, Clone)]
+struct GovernorHeaderKey;
+
+impl GovernorKey for GovernorHeaderKey {
+    type Key = String;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<String, tower_governor::GovernorError> {
+        req.headers()
+            .get("x-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+    }
+}
+
+fn governor(app: Router, by_header: bool) -> Result<Router, String> {
+    // One cell every nanosecond and a burst of QUOTA: never denies.
+    let mut builder = GovernorConfigBuilder::default();
+    builder.per_nanosecond(1).burst_size(QUOTA);
+    let denied = || "tower_governor rejected the configuration".to_owned();
+    Ok(if by_header {
+        let config = builder
+            .key_extractor(GovernorHeaderKey)
+            .use_headers()
+            .finish()
+            .ok_or_else(denied)?;
+        app.layer(GovernorLayer::new(config))
+    } else {
+        let config = builder
+            .key_extractor(PeerIpKeyExtractor)
+            .use_headers()
+            .finish()
+            .ok_or_else(denied)?;
+        app.layer(GovernorLayer::new(config))
+    })
+}
+
+/// The levee layer over `limiter`, keyed by the header or the peer IP.
+fn levee_app(
+    app: Router,
+    args: &Args,
+    redis: Option<&str>,
+) -> Result<Router, Box<dyn std::error::Error>> {
+    let quota = Quota::new(QUOTA, args.window)?;
+    let redis_limiter = |url: &str| -> Result<RedisSlidingWindow, Box<dyn std::error::Error>> {
+        let conn = RedisConfig::standalone(url).connect()?;
+        Ok(RedisSlidingWindow::builder(conn, quota)
+            .prefix("levee-load")
+            .on_redis_error(OnRedisError::FailOpen)
+            .build()?)
+    };
+    Ok(match (redis, args.by_header) {
+        (Some(url), true) => app.layer(
+            RateLimitLayer::builder(x_key())
+                .class("load", quota, redis_limiter(url)?)
+                .build()?,
+        ),
+        (Some(url), false) => app.layer(
+            RateLimitLayer::builder(PeerIp::new())
+                .class("load", quota, redis_limiter(url)?)
+                .build()?,
+        ),
+        (None, true) => app.layer(
+            RateLimitLayer::builder(x_key())
+                .class("load", quota, SlidingWindow::builder(quota).build()?)
+                .build()?,
+        ),
+        (None, false) => app.layer(
+            RateLimitLayer::builder(PeerIp::new())
+                .class("load", quota, SlidingWindow::builder(quota).build()?)
+                .build()?,
+        ),
+    })
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Kept alive for the whole run when the example starts its own Redis.
+    let mut private_redis = None;
+    let redis_url = match (args.mode, std::env::var("REDIS_URL")) {
+        (Mode::Redis, Ok(url)) => Some(url),
+        (Mode::Redis, Err(_)) => {
+            let server = RedisServer::start()?;
+            let url = server.url();
+            private_redis = Some(server);
+            Some(url)
+        }
+        _ => None,
+    };
+    let app = Router::new().route("/", get(|| async { "hello" }));
+    let app = match args.mode {
+        Mode::Bare => app,
+        Mode::Governor => governor(app, args.by_header)?,
+        Mode::Local | Mode::Redis => levee_app(app, &args, redis_url.as_deref())?,
+    };
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    println!(
+        "ready on {} pid {} ({:?}, key {}{})",
+        listener.local_addr()?,
+        std::process::id(),
+        args.mode,
+        if args.by_header {
+            "x-key header"
+        } else {
+            "peer ip"
+        },
+        match &private_redis {
+            Some(r) => format!(", private redis-server pid {:?}", r.pid()),
+            None => String::new(),
+        }
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(terminated())
+    .await?;
+    // Stops the private redis-server, if any.
+    drop(private_redis);
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C, so a private redis-server is stopped.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("load_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
