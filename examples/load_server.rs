@@ -23,11 +23,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::routing::get;
 use http::{HeaderName, Request};
 use levee::core::redis::RedisConfig;
-use levee::limit::{OnRedisError, Quota, RedisSlidingWindow, SlidingWindow};
-use levee::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
+use levee::limit::{
+    LimitError, OnRedisError, Quota, RateLimiter, RedisSlidingWindow, SlidingWindow,
+};
+use levee::rate_limit::{HeaderKey, KeyExtractor, PeerIp, RateLimitLayer};
 use levee_testkit::RedisServer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -106,63 +109,67 @@ impl GovernorKey for GovernorHeaderKey {
     }
 }
 
-fn governor(app: Router, by_header: bool) -> Result<Router, String> {
-    // One cell every nanosecond and a burst of QUOTA: never denies.
-    let mut builder = GovernorConfigBuilder::default();
-    builder.per_nanosecond(1).burst_size(QUOTA);
-    let denied = || "tower_governor rejected the configuration".to_owned();
-    Ok(if by_header {
-        let config = builder
-            .key_extractor(GovernorHeaderKey)
-            .use_headers()
-            .finish()
-            .ok_or_else(denied)?;
-        app.layer(GovernorLayer::new(config))
-    } else {
-        let config = builder
-            .key_extractor(PeerIpKeyExtractor)
-            .use_headers()
-            .finish()
-            .ok_or_else(denied)?;
-        app.layer(GovernorLayer::new(config))
-    })
+/// tower_governor keyed by `key`: one cell every nanosecond and a burst of
+/// QUOTA, so it never denies; `x-ratelimit-*` headers on, as levee writes
+/// its own.
+fn governor<K>(app: Router, key: K) -> Result<Router, String>
+where
+    K: GovernorKey + Send + Sync + 'static,
+    K::Key: Send + Sync + 'static,
+{
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(QUOTA)
+        .key_extractor(key)
+        .use_headers()
+        .finish()
+        .ok_or("tower_governor rejected the configuration")?;
+    Ok(app.layer(GovernorLayer::new(config)))
 }
 
-/// The levee layer over `limiter`, keyed by the header or the peer IP.
+/// levee's layer keyed by `extractor`, one class over `limiter`.
+fn levee<K, X>(
+    app: Router,
+    extractor: X,
+    quota: Quota,
+    limiter: impl RateLimiter<K> + 'static,
+) -> Result<Router, LimitError>
+where
+    K: Send + Sync + 'static,
+    X: KeyExtractor<Body, Key = K>,
+{
+    let layer = RateLimitLayer::builder(extractor)
+        .class("load", quota, limiter)
+        .build()?;
+    Ok(app.layer(layer))
+}
+
+/// levee on a local limiter, or on Redis when `redis` is set.
 fn levee_app(
     app: Router,
     args: &Args,
     redis: Option<&str>,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let quota = Quota::new(QUOTA, args.window)?;
-    let redis_limiter = |url: &str| -> Result<RedisSlidingWindow, Box<dyn std::error::Error>> {
-        let conn = RedisConfig::standalone(url).connect()?;
-        Ok(RedisSlidingWindow::builder(conn, quota)
-            .prefix("levee-load")
-            .on_redis_error(OnRedisError::FailOpen)
-            .build()?)
+    let Some(url) = redis else {
+        return Ok(match args.by_header {
+            true => levee(app, x_key(), quota, SlidingWindow::builder(quota).build()?)?,
+            false => levee(
+                app,
+                PeerIp::new(),
+                quota,
+                SlidingWindow::builder(quota).build()?,
+            )?,
+        });
     };
-    Ok(match (redis, args.by_header) {
-        (Some(url), true) => app.layer(
-            RateLimitLayer::builder(x_key())
-                .class("load", quota, redis_limiter(url)?)
-                .build()?,
-        ),
-        (Some(url), false) => app.layer(
-            RateLimitLayer::builder(PeerIp::new())
-                .class("load", quota, redis_limiter(url)?)
-                .build()?,
-        ),
-        (None, true) => app.layer(
-            RateLimitLayer::builder(x_key())
-                .class("load", quota, SlidingWindow::builder(quota).build()?)
-                .build()?,
-        ),
-        (None, false) => app.layer(
-            RateLimitLayer::builder(PeerIp::new())
-                .class("load", quota, SlidingWindow::builder(quota).build()?)
-                .build()?,
-        ),
+    let conn = RedisConfig::standalone(url).connect()?;
+    let limiter = RedisSlidingWindow::builder(conn, quota)
+        .prefix("levee-load")
+        .on_redis_error(OnRedisError::FailOpen)
+        .build()?;
+    Ok(match args.by_header {
+        true => levee(app, x_key(), quota, limiter)?,
+        false => levee(app, PeerIp::new(), quota, limiter)?,
     })
 }
 
@@ -182,7 +189,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route("/", get(|| async { "hello" }));
     let app = match args.mode {
         Mode::Bare => app,
-        Mode::Governor => governor(app, args.by_header)?,
+        Mode::Governor if args.by_header => governor(app, GovernorHeaderKey)?,
+        Mode::Governor => governor(app, PeerIpKeyExtractor)?,
         Mode::Local | Mode::Redis => levee_app(app, &args, redis_url.as_deref())?,
     };
     let listener =

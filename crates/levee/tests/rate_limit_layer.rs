@@ -168,6 +168,20 @@ fn keyed_request() -> Request<()> {
     Request::get("/").header("x-api-key", "k").body(()).unwrap()
 }
 
+/// Waits for `svc` to be ready and sends it a keyed request.
+async fn send<S>(svc: &mut S) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>>,
+    S::Error: std::fmt::Debug,
+{
+    svc.ready()
+        .await
+        .unwrap()
+        .call(keyed_request())
+        .await
+        .unwrap()
+}
+
 /// Sends `per_task` requests from each of `tasks` clones of `svc` at once;
 /// returns how many were admitted.
 async fn admitted_by_clones<S>(svc: S, tasks: usize, per_task: usize) -> usize
@@ -182,13 +196,7 @@ where
         handles.push(tokio::spawn(async move {
             let mut ok = 0;
             for _ in 0..per_task {
-                let resp = svc
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(keyed_request())
-                    .await
-                    .unwrap();
+                let resp = send(&mut svc).await;
                 ok += usize::from(resp.status() == StatusCode::OK);
             }
             ok
@@ -256,13 +264,7 @@ async fn denied_request_never_reaches_the_inner_service() {
     let mut svc = layer.layer(counting_service(calls.clone()));
     let mut statuses = Vec::new();
     for _ in 0..10 {
-        let resp = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(keyed_request())
-            .await
-            .unwrap();
+        let resp = send(&mut svc).await;
         statuses.push(resp.status().as_u16());
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(resp.body(), "", "the layer's own 429 has an empty body");
@@ -374,13 +376,7 @@ async fn missing_key_is_rejected_with_401_or_counted_in_its_own_class() {
     };
     let calls = Arc::new(AtomicUsize::new(0));
     let mut reject = build(MissingKey::Reject).layer(counting_service(calls.clone()));
-    let resp = reject
-        .ready()
-        .await
-        .unwrap()
-        .call(keyed_request())
-        .await
-        .unwrap();
+    let resp = send(&mut reject).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
@@ -391,13 +387,7 @@ async fn missing_key_is_rejected_with_401_or_counted_in_its_own_class() {
     let mut counted = build(shared).layer(counting_service(calls.clone()));
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let resp = counted
-            .ready()
-            .await
-            .unwrap()
-            .call(keyed_request())
-            .await
-            .unwrap();
+        let resp = send(&mut counted).await;
         statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429]);
@@ -430,13 +420,7 @@ async fn limiter_errors_follow_the_fail_open_or_closed_setting() {
             .build()
             .unwrap();
         let mut svc = layer.layer(counting_service(calls.clone()));
-        let resp = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(keyed_request())
-            .await
-            .unwrap();
+        let resp = send(&mut svc).await;
         assert_eq!(resp.status(), status, "{setting:?}");
         assert_eq!(
             calls.load(Ordering::SeqCst),

@@ -54,7 +54,9 @@
 //!   per `w` seconds (the quota given to the builder, rounded up to whole
 //!   seconds);
 //! - `RateLimit: "anonymous";r=42;t=17`: `r` requests remain; `t` is the
-//!   seconds until the quota is whole again for an admitted request, and
+//!   seconds until the quota is whole again for an admitted request (the
+//!   limiter's `reset_after`: with `SlidingWindow`'s counter mode up to two
+//!   windows, as the previous window's count fades out over the next), and
 //!   until a retry can succeed for a denied one (then equal to
 //!   `Retry-After`).
 //!
