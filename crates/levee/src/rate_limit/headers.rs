@@ -124,12 +124,16 @@ impl DecisionFields {
 /// valid sfv String, which the builder already ruled out.
 fn ratelimit_value(policy: &str, remaining: u32, t: u64) -> Option<HeaderValue> {
     let name = StringRef::from_str(policy).ok()?;
-    let mut list = ListSerializer::new();
+    // Sized once (name, quotes, two parameters of up to 15 digits): the
+    // value is built on every response.
+    let mut text = String::with_capacity(policy.len() + 40);
+    let mut list = ListSerializer::with_buffer(&mut text);
     let _ = list
         .bare_item(name)
         .parameter(R, sf_int(u64::from(remaining)))
         .parameter(T, sf_int(t));
-    HeaderValue::try_from(list.finish()?).ok()
+    list.finish()?;
+    HeaderValue::try_from(text).ok()
 }
 
 #[cfg(test)]
