@@ -75,7 +75,7 @@ fn add_class<X, C>(
                 .build()?;
             builder.class(name, quota, limiter)
         }
-        None => builder.class(name, quota, SlidingWindow::builder(quota).build()?),
+        None => builder.local_class(name, quota, SlidingWindow::builder(quota).build()?),
     })
 }
 

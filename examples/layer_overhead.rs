@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, Infallible>(Response::new(Body::from("hello")))
     });
     let layer = RateLimitLayer::builder(PeerIp::new())
-        .class("load", quota, SlidingWindow::builder(quota).build()?)
+        .local_class("load", quota, SlidingWindow::builder(quota).build()?)
         .build()?;
     let mut limited = layer.layer(hello);
     let mut bare = hello;

@@ -27,10 +27,8 @@ use axum::body::Body;
 use axum::routing::get;
 use http::{HeaderName, Request};
 use levee::core::redis::RedisConfig;
-use levee::limit::{
-    LimitError, OnRedisError, Quota, RateLimiter, RedisSlidingWindow, SlidingWindow,
-};
-use levee::rate_limit::{HeaderKey, KeyExtractor, PeerIp, RateLimitLayer};
+use levee::limit::{LimitError, OnRedisError, Quota, RedisSlidingWindow, SlidingWindow};
+use levee::rate_limit::{HeaderKey, KeyExtractor, PeerIp, RateLimitLayer, RateLimitLayerBuilder};
 use levee_testkit::RedisServer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -127,21 +125,17 @@ where
     Ok(app.layer(GovernorLayer::new(config)))
 }
 
-/// levee's layer keyed by `extractor`, one class over `limiter`.
+/// levee's layer keyed by `extractor`, with the one class `add` adds.
 fn levee<K, X>(
     app: Router,
     extractor: X,
-    quota: Quota,
-    limiter: impl RateLimiter<K> + 'static,
+    add: impl FnOnce(RateLimitLayerBuilder<K, X>) -> RateLimitLayerBuilder<K, X>,
 ) -> Result<Router, LimitError>
 where
     K: Send + Sync + 'static,
     X: KeyExtractor<Body, Key = K>,
 {
-    let layer = RateLimitLayer::builder(extractor)
-        .class("load", quota, limiter)
-        .build()?;
-    Ok(app.layer(layer))
+    Ok(app.layer(add(RateLimitLayer::builder(extractor)).build()?))
 }
 
 /// levee on a local limiter, or on Redis when `redis` is set.
@@ -153,13 +147,14 @@ fn levee_app(
     let quota = Quota::new(QUOTA, args.window)?;
     let Some(url) = redis else {
         return Ok(match args.by_header {
-            true => levee(app, x_key(), quota, SlidingWindow::builder(quota).build()?)?,
-            false => levee(
-                app,
-                PeerIp::new(),
-                quota,
-                SlidingWindow::builder(quota).build()?,
-            )?,
+            true => {
+                let window = SlidingWindow::builder(quota).build()?;
+                levee(app, x_key(), |b| b.local_class("load", quota, window))?
+            }
+            false => {
+                let window = SlidingWindow::builder(quota).build()?;
+                levee(app, PeerIp::new(), |b| b.local_class("load", quota, window))?
+            }
         });
     };
     let conn = RedisConfig::standalone(url).connect()?;
@@ -168,8 +163,8 @@ fn levee_app(
         .on_redis_error(OnRedisError::FailOpen)
         .build()?;
     Ok(match args.by_header {
-        true => levee(app, x_key(), quota, limiter)?,
-        false => levee(app, PeerIp::new(), quota, limiter)?,
+        true => levee(app, x_key(), |b| b.class("load", quota, limiter))?,
+        false => levee(app, PeerIp::new(), |b| b.class("load", quota, limiter))?,
     })
 }
 

@@ -15,7 +15,8 @@ use http::{HeaderName, Request, Response, StatusCode};
 use levee::core::ManualClock;
 use levee::limit::{Decision, Gcra, LimitError, Quota, RateLimiter, SlidingWindow, WindowMode};
 use levee::rate_limit::{
-    ExtensionKey, HeaderKey, KeyExtractor, MissingKey, OnLimiterError, PeerIp, RateLimitLayer,
+    ExtensionKey, HeaderKey, KeyExtractor, LocalLimiter, MissingKey, OnLimiterError, PeerIp,
+    RateLimitLayer,
 };
 use support::{Client, User, authenticate, counted_app, field, retry_after, serve};
 use tower::buffer::Buffer;
@@ -47,8 +48,8 @@ fn seed_app(clock: &ManualClock) -> (axum::Router, Arc<AtomicUsize>) {
         None => peer.extract(req).map(|ip| format!("ip:{ip}")),
     };
     let layer = RateLimitLayer::builder(key)
-        .class("anonymous", per_minute(100), local(100, clock))
-        .class("authenticated", per_minute(500), local(500, clock))
+        .local_class("anonymous", per_minute(100), local(100, clock))
+        .local_class("authenticated", per_minute(500), local(500, clock))
         .classify(|req: &Request<Body>| match req.extensions().get::<User>() {
             Some(_) => "authenticated",
             None => "anonymous",
@@ -157,11 +158,26 @@ fn counting_service(
     })
 }
 
-fn api_key_layer(limit: u32, clock: &ManualClock) -> RateLimitLayer<String, HeaderKey> {
-    RateLimitLayer::builder(HeaderKey::new(HeaderName::from_static("x-api-key")))
-        .class("api", per_minute(limit), local(limit, clock))
-        .build()
-        .unwrap()
+/// How a class's limiter is asked: both paths of the service.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// `local_class`: decided inside `call`.
+    Local,
+    /// `class`: awaited in the response future.
+    Awaited,
+}
+
+const PATHS: [Path; 2] = [Path::Local, Path::Awaited];
+
+fn api_key_layer(limit: u32, clock: &ManualClock, path: Path) -> RateLimitLayer<String, HeaderKey> {
+    let builder = RateLimitLayer::builder(HeaderKey::new(HeaderName::from_static("x-api-key")));
+    let limiter = local(limit, clock);
+    match path {
+        Path::Local => builder.local_class("api", per_minute(limit), limiter),
+        Path::Awaited => builder.class("api", per_minute(limit), limiter),
+    }
+    .build()
+    .unwrap()
 }
 
 fn keyed_request() -> Request<()> {
@@ -211,15 +227,17 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_clones_share_one_limit() {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let svc = api_key_layer(20, &clock).layer(counting_service(calls.clone()));
-    assert_eq!(admitted_by_clones(svc, 50, 4).await, 20);
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        20,
-        "denied requests never reach the inner service"
-    );
+    for path in PATHS {
+        let clock = ManualClock::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = api_key_layer(20, &clock, path).layer(counting_service(calls.clone()));
+        assert_eq!(admitted_by_clones(svc, 50, 4).await, 20, "{path:?}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            20,
+            "{path:?}: denied requests never reach the inner service"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +275,7 @@ async fn denied_request_never_reaches_the_inner_service() {
     )
     .unwrap();
     let layer = RateLimitLayer::builder(HeaderKey::new(HeaderName::from_static("x-api-key")))
-        .class("burst", per_minute(3), gcra)
+        .local_class("burst", per_minute(3), gcra)
         .build()
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -277,27 +295,31 @@ async fn denied_request_never_reaches_the_inner_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_stacks_work_outside_and_inside_the_layer() {
-    let clock = ManualClock::new();
-    // Buffer in front of the layer.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let limited = api_key_layer(10, &clock).layer(counting_service(calls.clone()));
-    let outside = Buffer::new(limited, 4);
-    assert_eq!(admitted_by_clones(outside, 10, 3).await, 10);
-    assert_eq!(calls.load(Ordering::SeqCst), 10);
+    for path in PATHS {
+        // Buffer in front of the layer.
+        let clock = ManualClock::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let limited = api_key_layer(10, &clock, path).layer(counting_service(calls.clone()));
+        let outside = Buffer::new(limited, 4);
+        assert_eq!(admitted_by_clones(outside, 10, 3).await, 10, "{path:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
 
-    // Buffer behind the layer: its poll_ready reserves a slot that only
-    // the service polled ready holds, so calling a fresh clone would
-    // panic; the layer must call the one it polled.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let inside = api_key_layer(10, &clock).layer(Buffer::new(counting_service(calls.clone()), 1));
-    assert_eq!(admitted_by_clones(inside, 10, 3).await, 10);
-    assert_eq!(calls.load(Ordering::SeqCst), 10);
+        // Buffer behind the layer: its poll_ready reserves a slot that only
+        // the service polled ready holds, so calling a fresh clone would
+        // panic; the layer must call the one it polled.
+        let clock = ManualClock::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let buffered = Buffer::new(counting_service(calls.clone()), 1);
+        let inside = api_key_layer(10, &clock, path).layer(buffered);
+        assert_eq!(admitted_by_clones(inside, 10, 3).await, 10, "{path:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+    }
 }
 
 /// One class of `limit` keyed by `peer`.
 fn by_peer(peer: PeerIp, limit: u32, clock: &ManualClock) -> axum::Router {
     let layer = RateLimitLayer::builder(peer)
-        .class("anonymous", per_minute(limit), local(limit, clock))
+        .local_class("anonymous", per_minute(limit), local(limit, clock))
         .build()
         .unwrap();
     counted_app().0.layer(layer)
@@ -365,33 +387,42 @@ async fn hostile_forwarded_for_headers_never_panic_and_fall_back_to_the_proxy() 
 
 #[tokio::test]
 async fn missing_key_is_rejected_with_401_or_counted_in_its_own_class() {
-    let clock = ManualClock::new();
-    let build = |missing: MissingKey<User>| {
-        RateLimitLayer::builder(ExtensionKey::<User>::new())
-            .class("users", per_minute(10), local(10, &clock))
-            .class("unidentified", per_minute(2), local(2, &clock))
+    for path in PATHS {
+        let clock = ManualClock::new();
+        let build = |missing: MissingKey<User>| {
+            let builder = RateLimitLayer::builder(ExtensionKey::<User>::new()).local_class(
+                "users",
+                per_minute(10),
+                local(10, &clock),
+            );
+            let unidentified = local(2, &clock);
+            match path {
+                Path::Local => builder.local_class("unidentified", per_minute(2), unidentified),
+                Path::Awaited => builder.class("unidentified", per_minute(2), unidentified),
+            }
             .on_missing_key(missing)
             .build()
             .unwrap()
-    };
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut reject = build(MissingKey::Reject).layer(counting_service(calls.clone()));
-    let resp = send(&mut reject).await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut reject = build(MissingKey::Reject).layer(counting_service(calls.clone()));
+        let resp = send(&mut reject).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
 
-    let shared = MissingKey::Shared {
-        class: "unidentified",
-        key: User("-".into()),
-    };
-    let mut counted = build(shared).layer(counting_service(calls.clone()));
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        let resp = send(&mut counted).await;
-        statuses.push(resp.status().as_u16());
+        let shared = MissingKey::Shared {
+            class: "unidentified",
+            key: User("-".into()),
+        };
+        let mut counted = build(shared).layer(counting_service(calls.clone()));
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let resp = send(&mut counted).await;
+            statuses.push(resp.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 429], "{path:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
-    assert_eq!(statuses, [200, 200, 429]);
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 /// A limiter whose backend is always down.
@@ -400,6 +431,12 @@ struct Broken;
 #[async_trait::async_trait]
 impl RateLimiter<String> for Broken {
     async fn check_n(&self, _key: &String, _n: NonZeroU32) -> Result<Decision, LimitError> {
+        self.check_now(&String::new())
+    }
+}
+
+impl LocalLimiter<String> for Broken {
+    fn check_now(&self, _key: &String) -> Result<Decision, LimitError> {
         Err(LimitError::Backend {
             message: "down".into(),
             source: None,
@@ -409,19 +446,21 @@ impl RateLimiter<String> for Broken {
 
 #[tokio::test]
 async fn limiter_errors_follow_the_fail_open_or_closed_setting() {
-    for (setting, status) in [
+    let cases = [
         (OnLimiterError::FailOpen, StatusCode::OK),
         (OnLimiterError::FailClosed, StatusCode::SERVICE_UNAVAILABLE),
-    ] {
+    ];
+    for ((setting, status), path) in cases.into_iter().flat_map(|c| PATHS.map(|p| (c, p))) {
         let calls = Arc::new(AtomicUsize::new(0));
-        let layer = RateLimitLayer::builder(HeaderKey::new(HeaderName::from_static("x-api-key")))
-            .class("api", per_minute(5), Broken)
-            .on_limiter_error(setting)
-            .build()
-            .unwrap();
+        let builder = RateLimitLayer::builder(HeaderKey::new(HeaderName::from_static("x-api-key")));
+        let builder = match path {
+            Path::Local => builder.local_class("api", per_minute(5), Broken),
+            Path::Awaited => builder.class("api", per_minute(5), Broken),
+        };
+        let layer = builder.on_limiter_error(setting).build().unwrap();
         let mut svc = layer.layer(counting_service(calls.clone()));
         let resp = send(&mut svc).await;
-        assert_eq!(resp.status(), status, "{setting:?}");
+        assert_eq!(resp.status(), status, "{setting:?} {path:?}");
         assert_eq!(
             calls.load(Ordering::SeqCst),
             usize::from(status == StatusCode::OK)
@@ -436,20 +475,21 @@ async fn limiter_errors_follow_the_fail_open_or_closed_setting() {
 
 #[test]
 fn bad_settings_are_named_by_build() {
+    let clock = ManualClock::new();
     let key = HeaderKey::new(HeaderName::from_static("x-api-key"));
     let err = |r: Result<RateLimitLayer<String, HeaderKey>, LimitError>| r.unwrap_err().to_string();
     assert!(err(RateLimitLayer::builder(key.clone()).build()).contains("`class`"));
     let twice = RateLimitLayer::builder(key.clone())
-        .local_class("a", per_minute(1))
-        .local_class("a", per_minute(2))
+        .local_class("a", per_minute(1), local(1, &clock))
+        .local_class("a", per_minute(2), local(2, &clock))
         .build();
     assert!(err(twice).contains("configured twice"));
     let unprintable = RateLimitLayer::builder(key.clone())
-        .local_class("caf\u{e9}", per_minute(1))
+        .local_class("caf\u{e9}", per_minute(1), local(1, &clock))
         .build();
     assert!(err(unprintable).contains("`class`"));
     let unknown = RateLimitLayer::builder(key)
-        .local_class("a", per_minute(1))
+        .local_class("a", per_minute(1), local(1, &clock))
         .on_missing_key(MissingKey::Shared {
             class: "b",
             key: String::new(),

@@ -1,12 +1,11 @@
 //! [`RateLimitLayerBuilder`]: classes, classifier, and the settings for
 //! the cases where no normal decision is possible.
 
-use std::hash::Hash;
 use std::sync::Arc;
 
-use levee_limit::{LimitError, Quota, RateLimiter, SlidingWindow};
+use levee_limit::{LimitError, Quota, RateLimiter};
 
-use super::class::{FirstClass, QuotaClass};
+use super::class::{ClassLimiter, FirstClass, LocalLimiter, QuotaClass};
 use super::headers::policy_value;
 use super::layer::RateLimitLayer;
 use super::service::{MissingPlan, Shared};
@@ -55,63 +54,68 @@ impl<K, X> RateLimitLayerBuilder<K, X, FirstClass> {
 }
 
 impl<K: Send + Sync + 'static, X, C> RateLimitLayerBuilder<K, X, C> {
-    /// Adds the class `name` with `quota`, enforced by `limiter`.
+    /// Adds the class `name` with `quota`, enforced by `limiter`, whose
+    /// decision the request's future awaits.
     ///
     /// `quota` is what `RateLimit-Policy` announces (`q` and `w`); it should
-    /// be the limiter's own quota. Any [`RateLimiter`] works: a local
-    /// `SlidingWindow` or `Gcra`, or a `RedisSlidingWindow` so that every
-    /// replica shares the limit. The name is the policy name in the headers
-    /// (printable ASCII, unique).
+    /// be the limiter's own quota. Any [`RateLimiter`] works, a
+    /// `RedisSlidingWindow` in particular, so that every replica shares the
+    /// limit; for a local `SlidingWindow` or `Gcra` prefer
+    /// [`local_class`](Self::local_class), which decides without awaiting.
+    /// The name is the policy name in the headers (printable ASCII,
+    /// unique).
     pub fn class(
-        mut self,
+        self,
         name: impl Into<String>,
         quota: Quota,
         limiter: impl RateLimiter<K> + 'static,
     ) -> Self {
-        let name = name.into();
+        self.push(name.into(), quota, ClassLimiter::Awaited(Arc::new(limiter)))
+    }
+
+    /// Adds the class `name` with `quota`, enforced by a local limiter
+    /// ([`SlidingWindow`](levee_limit::SlidingWindow), [`Gcra`](levee_limit::Gcra)) that the layer asks
+    /// inside `call`, calling the inner service at once when it admits: the
+    /// fast path. `quota` and `name` as for [`class`](Self::class).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use levee::limit::{Quota, SlidingWindow};
+    /// use levee::rate_limit::{ClientIp, PeerIp, RateLimitLayer};
+    ///
+    /// let quota = Quota::per_minute(NonZeroU32::new(100).unwrap());
+    /// // The key type is inferred where the layer wraps a service; alone,
+    /// // it is named.
+    /// let layer: RateLimitLayer<ClientIp, _> = RateLimitLayer::builder(PeerIp::new())
+    ///     .local_class("anonymous", quota, SlidingWindow::builder(quota).build()?)
+    ///     .build()?;
+    /// # Ok::<(), levee::limit::LimitError>(())
+    /// ```
+    pub fn local_class(
+        self,
+        name: impl Into<String>,
+        quota: Quota,
+        limiter: impl LocalLimiter<K>,
+    ) -> Self {
+        self.push(name.into(), quota, ClassLimiter::Local(Box::new(limiter)))
+    }
+
+    fn push(mut self, name: String, quota: Quota, limiter: ClassLimiter<K>) -> Self {
         match policy_value(&name, quota) {
             Ok(policy) => {
                 self.classes.push(QuotaClass {
                     name: name.into_boxed_str(),
                     quota,
-                    limiter: Arc::new(limiter),
+                    limiter,
                     policy,
                 });
                 self
             }
-            Err(e) => self.failed(e),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self
+            }
         }
-    }
-
-    /// Adds the class `name` with `quota`, enforced by a new local
-    /// [`SlidingWindow`] (counter mode, default idle eviction).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use levee::limit::Quota;
-    /// use levee::rate_limit::{ClientIp, PeerIp, RateLimitLayer};
-    ///
-    /// let per_minute = |n| Quota::per_minute(NonZeroU32::new(n).unwrap());
-    /// // The key type is inferred where the layer wraps a service; alone,
-    /// // it is named.
-    /// let layer: RateLimitLayer<ClientIp, _> = RateLimitLayer::builder(PeerIp::new())
-    ///     .local_class("anonymous", per_minute(100))
-    ///     .build()?;
-    /// # Ok::<(), levee::limit::LimitError>(())
-    /// ```
-    pub fn local_class(self, name: impl Into<String>, quota: Quota) -> Self
-    where
-        K: Hash + Eq + Clone,
-    {
-        match SlidingWindow::<K>::builder(quota).build() {
-            Ok(limiter) => self.class(name, quota, limiter),
-            Err(e) => self.failed(e),
-        }
-    }
-
-    fn failed(mut self, e: LimitError) -> Self {
-        self.error.get_or_insert(e);
-        self
     }
 
     /// Chooses each request's class by name, e.g. `"authenticated"` when
@@ -160,7 +164,7 @@ impl<K: Send + Sync + 'static, X, C> RateLimitLayerBuilder<K, X, C> {
         if self.classes.is_empty() {
             return Err(LimitError::InvalidSetting {
                 setting: "class",
-                reason: "no class is configured; add one with `class(..)` or `local_class(..)`"
+                reason: "no class is configured; add one with `local_class(..)` or `class(..)`"
                     .into(),
             });
         }

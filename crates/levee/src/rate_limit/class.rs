@@ -1,10 +1,11 @@
 //! Quota classes: one limiter per class, and the choice of class per
 //! request.
 
+use std::hash::Hash;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request};
-use levee_limit::{Quota, RateLimiter};
+use levee_limit::{Decision, Gcra, LimitError, Quota, RateLimiter, SlidingWindow};
 
 /// Chooses the quota class of a request by name.
 ///
@@ -50,22 +51,59 @@ impl<B> ClassifyRequest<B> for FirstClass {
     }
 }
 
+/// A limiter that decides at once, without I/O: the layer asks it inside
+/// `call` and, when it admits, calls the inner service right there, so a
+/// request costs no allocation or task switch beyond the response fields.
+/// Implemented for the local [`SlidingWindow`] and [`Gcra`]; add a class
+/// with one through
+/// [`local_class`](super::RateLimitLayerBuilder::local_class).
+pub trait LocalLimiter<K>: Send + Sync + 'static {
+    /// Spends one permit for `key`.
+    fn check_now(&self, key: &K) -> Result<Decision, LimitError>;
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalLimiter<K> for SlidingWindow<K> {
+    fn check_now(&self, key: &K) -> Result<Decision, LimitError> {
+        Ok(self.check(key))
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalLimiter<K> for Gcra<K> {
+    fn check_now(&self, key: &K) -> Result<Decision, LimitError> {
+        Ok(self.check(key))
+    }
+}
+
+/// How a class's limiter is asked.
+pub(crate) enum ClassLimiter<K> {
+    /// In `call`, at once.
+    Local(Box<dyn LocalLimiter<K>>),
+    /// Awaited (Redis, or any other [`RateLimiter`]); an `Arc`, so the
+    /// request's future can own a handle.
+    Awaited(Arc<dyn RateLimiter<K>>),
+}
+
 /// A configured class: its name, its quota (for `RateLimit-Policy`) and
 /// its limiter.
 pub(crate) struct QuotaClass<K> {
     pub(crate) name: Box<str>,
     pub(crate) quota: Quota,
-    pub(crate) limiter: Arc<dyn RateLimiter<K>>,
+    pub(crate) limiter: ClassLimiter<K>,
     /// `"name";q=..;w=..`, serialized once.
     pub(crate) policy: HeaderValue,
 }
 
 impl<K> std::fmt::Debug for QuotaClass<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.limiter {
+            ClassLimiter::Local(_) => "local",
+            ClassLimiter::Awaited(_) => "awaited",
+        };
         f.debug_struct("QuotaClass")
             .field("name", &self.name)
             .field("quota", &self.quota)
-            .finish_non_exhaustive()
+            .field("limiter", &how)
+            .finish()
     }
 }
 

@@ -13,14 +13,14 @@
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use levee::limit::Quota;
-//! use levee::rate_limit::{ExtensionKey, PeerIp, RateLimitLayer};
+//! use levee::limit::{Quota, SlidingWindow};
+//! use levee::rate_limit::{PeerIp, RateLimitLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let per_minute = |n| Quota::per_minute(NonZeroU32::new(n).unwrap());
+//! let quota = Quota::per_minute(NonZeroU32::new(2).unwrap());
 //! let layer = RateLimitLayer::builder(PeerIp::new())
-//!     .local_class("anonymous", per_minute(2))
+//!     .local_class("anonymous", quota, SlidingWindow::builder(quota).build()?)
 //!     .build()?;
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
@@ -70,14 +70,27 @@
 //! limiter error lets the request through by default, or answers `503`
 //! ([`OnLimiterError`]).
 //!
+//! # Local and awaited limiters
+//!
+//! [`local_class`](RateLimitLayerBuilder::local_class) takes a limiter that
+//! decides at once ([`LocalLimiter`]: `SlidingWindow`, `Gcra`): the
+//! decision is made inside `call`, and the response future is the inner
+//! service's own, unboxed. [`class`](RateLimitLayerBuilder::class) takes
+//! any `RateLimiter` (`RedisSlidingWindow`): its decision is awaited in a
+//! boxed response future.
+//!
 //! # The tower contract
 //!
-//! `poll_ready` forwards the inner service's readiness and the decision is
-//! made in `call`, on the service that was polled ready (a clone takes its
-//! place), so the layer behaves under `tower::buffer::Buffer`,
-//! `ServiceBuilder` and axum's `Router::layer`. The service's error type is
-//! the inner service's: the layer answers with responses, never errors, so
-//! an axum router's `Infallible` stays infallible.
+//! `poll_ready` forwards the inner service's readiness. The inner service
+//! that was polled ready is the one called: directly in `call` on the local
+//! path, and on the awaited path by taking it into the future and leaving
+//! a clone in its place (the usual tower pattern). So the layer behaves
+//! under `tower::buffer::Buffer`, `ServiceBuilder` and axum's
+//! `Router::layer`, on either side of a `Buffer`. A denied request leaves
+//! the readiness it was polled for unused, reserved for the next request.
+//! The service's error type is the inner service's: the layer answers with
+//! responses, never errors, so an axum router's `Infallible` stays
+//! infallible.
 
 mod builder;
 mod class;
@@ -89,7 +102,7 @@ mod policy;
 mod service;
 
 pub use builder::RateLimitLayerBuilder;
-pub use class::{ClassifyRequest, FirstClass};
+pub use class::{ClassifyRequest, FirstClass, LocalLimiter};
 pub use future::ResponseFuture;
 pub use headers::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,

@@ -7,9 +7,11 @@ use std::task::{Context, Poll};
 use http::{Request, Response, StatusCode};
 use tower::Service;
 
-use super::class::{ClassifyRequest, FirstClass, QuotaClass, class_index};
+use levee_limit::{Decision, LimitError, RateLimiter};
+
+use super::class::{ClassLimiter, ClassifyRequest, FirstClass, QuotaClass, class_index};
 use super::future::ResponseFuture;
-use super::headers::{DecisionFields, RATELIMIT_POLICY};
+use super::headers::DecisionFields;
 use super::key::KeyExtractor;
 use super::policy::OnLimiterError;
 
@@ -48,68 +50,114 @@ fn answer<RB: Default>(status: StatusCode) -> Response<RB> {
     resp
 }
 
+/// What the layer does with a request once its limiter has answered.
+enum Verdict<RB> {
+    /// Call the inner service; put these fields on its response.
+    Serve(DecisionFields),
+    /// Answer with this response instead.
+    Answer(Response<RB>),
+}
+
 impl<K: Sync, X, C> Shared<K, X, C> {
-    /// Decides, then calls `inner` (already ready) if the request may
-    /// proceed, and writes the rate-limit fields on the response.
-    async fn serve<S, B, RB>(&self, mut inner: S, req: Request<B>) -> Result<Response<RB>, S::Error>
+    /// The class (an index) and key a request counts under: its own key
+    /// (`Some`), or the shared key of keyless requests (`None`). `None`
+    /// when a keyless request is to be rejected.
+    fn target<B>(&self, req: &Request<B>) -> Option<(usize, Option<K>)>
     where
-        S: Service<Request<B>, Response = Response<RB>>,
         X: KeyExtractor<B, Key = K>,
         C: ClassifyRequest<B>,
-        RB: Default,
     {
-        let chosen = class_index(&self.classes, self.classify.classify(&req));
-        let extracted = self.extractor.extract(&req);
-        let (class, key) = match (&extracted, &self.missing) {
-            (Some(key), _) => (chosen, key),
-            (None, MissingPlan::Shared { class, key }) => (*class, key),
-            (None, MissingPlan::Reject) => return Ok(answer(StatusCode::UNAUTHORIZED)),
-        };
-        let Some(class) = self.classes.get(class) else {
-            // Unreachable: indices come from the class list itself.
-            return inner.call(req).await;
-        };
-        let fields = match class.limiter.check(key).await {
+        match (self.extractor.extract(req), &self.missing) {
+            (Some(key), _) => {
+                let class = class_index(&self.classes, self.classify.classify(req));
+                Some((class, Some(key)))
+            }
+            (None, MissingPlan::Shared { class, .. }) => Some((*class, None)),
+            (None, MissingPlan::Reject) => None,
+        }
+    }
+
+    /// The key to count: the request's own, or the keyless requests' one.
+    fn key<'a>(&'a self, own: &'a Option<K>) -> Option<&'a K> {
+        match (own, &self.missing) {
+            (Some(key), _) => Some(key),
+            (None, MissingPlan::Shared { key, .. }) => Some(key),
+            (None, MissingPlan::Reject) => None,
+        }
+    }
+
+    /// Turns the limiter's answer into fields to write or a response.
+    fn verdict<RB: Default>(
+        &self,
+        class: &QuotaClass<K>,
+        answered: Result<Decision, LimitError>,
+    ) -> Verdict<RB> {
+        match answered {
             Ok(d) => {
-                let fields = DecisionFields::new(&class.name, class.quota, &d, self.legacy);
-                if !d.allowed {
-                    let mut resp = answer(StatusCode::TOO_MANY_REQUESTS);
-                    fields.write(&class.policy, resp.headers_mut());
-                    return Ok(resp);
+                let fields =
+                    DecisionFields::new(&class.name, class.quota, &class.policy, &d, self.legacy);
+                if d.allowed {
+                    return Verdict::Serve(fields);
                 }
-                Some(fields)
+                let mut resp = answer(StatusCode::TOO_MANY_REQUESTS);
+                fields.write(resp.headers_mut());
+                Verdict::Answer(resp)
             }
             Err(error) => {
                 tracing::warn!(%error, class = &*class.name, policy = ?self.on_error,
                     "levee: rate limiter gave no decision");
-                if self.on_error == OnLimiterError::FailClosed {
-                    let mut resp = answer(StatusCode::SERVICE_UNAVAILABLE);
-                    resp.headers_mut()
-                        .insert(RATELIMIT_POLICY.clone(), class.policy.clone());
-                    return Ok(resp);
+                let fields = DecisionFields::policy_only(&class.policy);
+                if self.on_error == OnLimiterError::FailOpen {
+                    return Verdict::Serve(fields);
                 }
-                None
-            }
-        };
-        let mut resp = inner.call(req).await?;
-        match fields {
-            Some(fields) => fields.write(&class.policy, resp.headers_mut()),
-            None => {
-                resp.headers_mut()
-                    .insert(RATELIMIT_POLICY.clone(), class.policy.clone());
+                let mut resp = answer(StatusCode::SERVICE_UNAVAILABLE);
+                fields.write(resp.headers_mut());
+                Verdict::Answer(resp)
             }
         }
-        Ok(resp)
+    }
+
+    /// The class at `index`, which came from the class list (never empty).
+    fn class(&self, index: usize) -> &QuotaClass<K> {
+        &self.classes[index.min(self.classes.len() - 1)]
+    }
+
+    /// The awaited path: asks `limiter` (class `index`'s) for `own`'s key,
+    /// then calls `inner` (already ready) if the request may proceed.
+    async fn serve_awaited<S, B, RB>(
+        &self,
+        mut inner: S,
+        req: Request<B>,
+        index: usize,
+        limiter: Arc<dyn RateLimiter<K>>,
+        own: Option<K>,
+    ) -> Result<Response<RB>, S::Error>
+    where
+        S: Service<Request<B>, Response = Response<RB>>,
+        RB: Default,
+    {
+        let Some(key) = self.key(&own) else {
+            return Ok(answer(StatusCode::UNAUTHORIZED));
+        };
+        let answered = limiter.check(key).await;
+        match self.verdict(self.class(index), answered) {
+            Verdict::Serve(fields) => {
+                let mut resp = inner.call(req).await?;
+                fields.write(resp.headers_mut());
+                Ok(resp)
+            }
+            Verdict::Answer(resp) => Ok(resp),
+        }
     }
 }
 
 /// The rate-limiting service made by [`RateLimitLayer`](super::RateLimitLayer).
 ///
-/// `poll_ready` is the inner service's; the decision is made in `call`,
-/// which takes the inner service that was polled ready and leaves a clone
-/// in its place (the usual tower pattern), so the layer works under
-/// `Buffer` and in any `ServiceBuilder` stack. A denied request never
-/// reaches the inner service. Clones share the layer's state.
+/// `poll_ready` is the inner service's; the decision is made in `call` (a
+/// local class) or in the response future (an awaited class), and either
+/// way the inner service that was polled ready serves the request, so the
+/// layer works under `Buffer` and in any `ServiceBuilder` stack. A denied
+/// request never reaches the inner service. Clones share the layer's state.
 pub struct RateLimit<S, K, X, C = FirstClass> {
     inner: S,
     shared: Arc<Shared<K, X, C>>,
@@ -162,18 +210,43 @@ where
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = ResponseFuture<Response<RB>, S::Error>;
+    type Future = ResponseFuture<S::Future, RB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The service that was polled ready serves this request; the clone
-        // left behind is polled before the next one.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        ResponseFuture::new(async move { shared.serve(inner, req).await })
+        let shared = &*self.shared;
+        let Some((index, own)) = shared.target(&req) else {
+            return ResponseFuture::answer(answer(StatusCode::UNAUTHORIZED));
+        };
+        let class = shared.class(index);
+        match &class.limiter {
+            ClassLimiter::Local(local) => {
+                let answered = match shared.key(&own) {
+                    Some(key) => local.check_now(key),
+                    None => return ResponseFuture::answer(answer(StatusCode::UNAUTHORIZED)),
+                };
+                // Decided already: the service polled ready serves the
+                // request at once, as in any synchronous middleware.
+                match shared.verdict(class, answered) {
+                    Verdict::Serve(fields) => ResponseFuture::inner(self.inner.call(req), fields),
+                    Verdict::Answer(resp) => ResponseFuture::answer(resp),
+                }
+            }
+            ClassLimiter::Awaited(limiter) => {
+                let limiter = Arc::clone(limiter);
+                // The service that was polled ready serves this request
+                // after the await; the clone left behind is polled before
+                // the next one.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let shared = Arc::clone(&self.shared);
+                ResponseFuture::awaiting(async move {
+                    shared.serve_awaited(inner, req, index, limiter, own).await
+                })
+            }
+        }
     }
 }
