@@ -325,14 +325,19 @@ fn by_peer(peer: PeerIp, limit: u32, clock: &ManualClock) -> axum::Router {
     counted_app().0.layer(layer)
 }
 
+/// Trusts 127.0.0.1, where the test client connects from, as a proxy.
+fn behind_loopback_proxy() -> PeerIp {
+    PeerIp::builder()
+        .trusted_proxies(["127.0.0.1/32".parse().unwrap()])
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     let clock = ManualClock::new();
-    let trusting = PeerIp::builder()
-        .trusted_proxies(["127.0.0.1/32".parse().unwrap()])
-        .build()
-        .unwrap();
-    let mut behind_proxy = Client::connect(serve(by_peer(trusting, 3, &clock)).await).await;
+    let mut behind_proxy =
+        Client::connect(serve(by_peer(behind_loopback_proxy(), 3, &clock)).await).await;
     let from = |ip| [("x-forwarded-for", ip)];
     for r in [2, 1, 0] {
         let resp = behind_proxy.get(&from("203.0.113.5")).await;
@@ -359,11 +364,8 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 #[tokio::test]
 async fn hostile_forwarded_for_headers_never_panic_and_fall_back_to_the_proxy() {
     let clock = ManualClock::new();
-    let trusting = PeerIp::builder()
-        .trusted_proxies(["127.0.0.1/32".parse().unwrap()])
-        .build()
-        .unwrap();
-    let mut client = Client::connect(serve(by_peer(trusting, 5, &clock)).await).await;
+    let mut client =
+        Client::connect(serve(by_peer(behind_loopback_proxy(), 5, &clock)).await).await;
     let huge = "9".repeat(60_000);
     let garbage = "%%%,,;;\"[]:::, é, \t".to_owned();
     let hops = format!("1.2.3.4,{}", ["127.0.0.1"; 5_000].join(","));
