@@ -138,6 +138,19 @@ where
     Ok(app.layer(add(RateLimitLayer::builder(extractor)).build()?))
 }
 
+/// `GET /keys`: how many keys the local limiter holds, so the script can
+/// watch idle eviction (RSS alone does not show it: the allocator keeps
+/// freed memory).
+fn keys_held<K>(window: SlidingWindow<K>) -> axum::routing::MethodRouter
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    get(move || {
+        let held = window.len();
+        async move { held.to_string() }
+    })
+}
+
 /// levee on a local limiter, or on Redis when `redis` is set.
 fn levee_app(
     app: Router,
@@ -148,11 +161,13 @@ fn levee_app(
     let Some(url) = redis else {
         return Ok(match args.by_header {
             true => {
-                let window = SlidingWindow::builder(quota).build()?;
+                let window = SlidingWindow::<String>::builder(quota).build()?;
+                let app = app.route("/keys", keys_held(window.clone()));
                 levee(app, x_key(), |b| b.local_class("load", quota, window))?
             }
             false => {
                 let window = SlidingWindow::builder(quota).build()?;
+                let app = app.route("/keys", keys_held(window.clone()));
                 levee(app, PeerIp::new(), |b| b.local_class("load", quota, window))?
             }
         });
