@@ -4,6 +4,8 @@
 //! ```text
 //! load_server MODE [--key ip|header] [--port N] [--window-secs S]
 //!   MODE:  bare      no limiter
+//!          bare-fields   no limiter, but the two fields levee writes,
+//!                    as constants (what the bytes alone cost)
 //!          local     levee RateLimitLayer on a local SlidingWindow
 //!          redis     levee RateLimitLayer on RedisSlidingWindow (REDIS_URL,
 //!                    or a private redis-server on a free port)
@@ -40,6 +42,9 @@ const QUOTA: u32 = 10_000_000;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
     Bare,
+    /// Bare, with the two fields levee writes as constant strings: the
+    /// cost of the bytes alone (server writing, wrk parsing).
+    BareFields,
     Local,
     Redis,
     Governor,
@@ -57,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
+        Some("bare-fields") => Mode::BareFields,
         Some("local") => Mode::Local,
         Some("redis") => Mode::Redis,
         Some("governor") => Mode::Governor,
@@ -199,6 +205,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route("/", get(|| async { "hello" }));
     let app = match args.mode {
         Mode::Bare => app,
+        Mode::BareFields => Router::new().route(
+            "/",
+            get(|| async {
+                (
+                    [
+                        ("ratelimit-policy", r#""load";q=10000000;w=60"#),
+                        ("ratelimit", r#""load";r=9999999;t=120"#),
+                    ],
+                    "hello",
+                )
+            }),
+        ),
         Mode::Governor if args.by_header => governor(app, GovernorHeaderKey)?,
         Mode::Governor => governor(app, PeerIpKeyExtractor)?,
         Mode::Local | Mode::Redis => levee_app(app, &args, redis_url.as_deref())?,
