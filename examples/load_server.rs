@@ -6,6 +6,8 @@
 //!   MODE:  bare      no limiter
 //!          bare-fields   no limiter, but the two fields levee writes,
 //!                    as constants (what the bytes alone cost)
+//!          bare-layer    no limiter, a layer that does nothing (what
+//!                    axum charges for any layer)
 //!          local     levee RateLimitLayer on a local SlidingWindow
 //!          redis     levee RateLimitLayer on RedisSlidingWindow (REDIS_URL,
 //!                    or a private redis-server on a free port)
@@ -32,6 +34,7 @@ use levee::core::redis::RedisConfig;
 use levee::limit::{LimitError, OnRedisError, Quota, RedisSlidingWindow, SlidingWindow};
 use levee::rate_limit::{HeaderKey, KeyExtractor, PeerIp, RateLimitLayer, RateLimitLayerBuilder};
 use levee_testkit::RedisServer;
+use tower::util::MapRequestLayer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{KeyExtractor as GovernorKey, PeerIpKeyExtractor};
@@ -45,6 +48,9 @@ enum Mode {
     /// Bare, with the two fields levee writes as constant strings: the
     /// cost of the bytes alone (server writing, wrk parsing).
     BareFields,
+    /// Bare behind a layer that does nothing: what axum charges for any
+    /// layer on a route (a boxed, cloned service per request).
+    BareLayer,
     Local,
     Redis,
     Governor,
@@ -63,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
         Some("bare-fields") => Mode::BareFields,
+        Some("bare-layer") => Mode::BareLayer,
         Some("local") => Mode::Local,
         Some("redis") => Mode::Redis,
         Some("governor") => Mode::Governor,
@@ -205,6 +212,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route("/", get(|| async { "hello" }));
     let app = match args.mode {
         Mode::Bare => app,
+        Mode::BareLayer => app.layer(MapRequestLayer::new(|req: Request<Body>| req)),
         Mode::BareFields => Router::new().route(
             "/",
             get(|| async {
