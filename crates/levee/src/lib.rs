@@ -10,6 +10,8 @@
 //! - [`breaker`]: `CircuitBreaker`, `BreakerRegistry`.
 //! - [`limit`]: `SlidingWindow`, `Gcra`, `RedisSlidingWindow`,
 //!   `ConcurrencyLimit`, `UpstreamQuota`.
+//! - [`rate_limit`] (feature `tower`): `RateLimitLayer`, server-side rate
+//!   limiting for tower and axum with IETF `RateLimit` headers.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod pipeline;
@@ -34,6 +36,10 @@ pub use levee_limit as limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use levee_redis as redis;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod rate_limit;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
