@@ -14,6 +14,7 @@
 //!   limiting for tower and axum with IETF `RateLimit` headers.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "pipeline")]
 mod pipeline;
 
 /// The HTTP classifier: a response's status and rate-limit headers as a
@@ -24,14 +25,18 @@ pub mod http {
     pub use crate::pipeline::http_verdict::{classify, status_and_headers, verdict};
 }
 
+#[cfg(feature = "pipeline")]
 pub use pipeline::{
     ConfigError, Error, Levee, LeveeBuilder, LeveeStats, PipelineKey, RetryBudget, RetryPolicy,
     UpstreamQuotaPort, Verdict,
 };
 
+#[cfg(feature = "breaker")]
 pub use levee_breaker as breaker;
+#[cfg(feature = "cache")]
 pub use levee_cache as cache;
 pub use levee_core as core;
+#[cfg(feature = "limit")]
 pub use levee_limit as limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -23,7 +23,10 @@ pub enum Codec {
     /// JSON, for interop with other services.
     #[default]
     Json,
-    /// A 31-byte binary header and a CBOR value: smaller and faster.
+    /// A 31-byte binary header and a CBOR value: smaller and faster
+    /// (feature `cbor`; a build without it reads such values as misses).
+    #[cfg(feature = "cbor")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cbor")))]
     Binary,
 }
 
@@ -37,7 +40,9 @@ pub(crate) enum DecodeError {
 }
 
 const BINARY_MAGIC: u8 = b'L';
+#[cfg(feature = "cbor")]
 const BINARY_HEADER: usize = 31;
+#[cfg(feature = "cbor")]
 const FLAG_ABSENT: u8 = 1;
 
 #[derive(Serialize)]
@@ -92,6 +97,7 @@ impl Codec {
                 absent: env.value.is_none(),
             })
             .map_err(|e| e.to_string()),
+            #[cfg(feature = "cbor")]
             Codec::Binary => {
                 let mut out = Vec::with_capacity(64);
                 out.push(BINARY_MAGIC);
@@ -112,6 +118,7 @@ impl Codec {
     /// Bytes in either format back into an envelope.
     pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
         match bytes.first() {
+            #[cfg(feature = "cbor")]
             Some(&BINARY_MAGIC) => decode_binary(bytes),
             Some(b'{') => decode_json(bytes),
             _ => Err(DecodeError::Corrupt),
@@ -145,6 +152,7 @@ fn decode_json<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeE
     })
 }
 
+#[cfg(feature = "cbor")]
 fn decode_binary<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
     if bytes.len() < 2 {
         return Err(DecodeError::Corrupt);
@@ -194,6 +202,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "cbor")]
     #[test]
     fn both_codecs_round_trip_values_nulls_and_absence() {
         for codec in [Codec::Json, Codec::Binary] {
@@ -213,6 +222,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cbor")]
     #[test]
     fn garbage_and_other_versions_are_told_apart() {
         let decode = |b: &[u8]| Codec::decode::<String>(b).map(|_| ());
