@@ -34,13 +34,13 @@ where
         Fut: Future<Output = Result<T, E>> + Send,
     {
         self.stats.load();
-        if let Some(quota) = &self.quota {
-            if let QuotaState::HoldBack { retry_after } = quota.check(key).await {
-                self.stats.rate_limited();
-                return Err(Error::RateLimited {
-                    retry_after: Some(retry_after),
-                });
-            }
+        if let Some(quota) = &self.quota
+            && let QuotaState::HoldBack { retry_after } = quota.check(key).await
+        {
+            self.stats.rate_limited();
+            return Err(Error::RateLimited {
+                retry_after: Some(retry_after),
+            });
         }
         if let Some(limiter) = &self.limiter {
             let decision = match limiter.check_n_now(key, std::num::NonZeroU32::MIN) {
@@ -128,11 +128,11 @@ where
                 },
                 (_, Some(p)) => p.backoff(n),
             };
-            if let Some(b) = &self.budget {
-                if !b.withdraw(self.clock.now()) {
-                    self.stats.budget_exhausted();
-                    return Err(rate_limited_or(err, verdict));
-                }
+            if let Some(b) = &self.budget
+                && !b.withdraw(self.clock.now())
+            {
+                self.stats.budget_exhausted();
+                return Err(rate_limited_or(err, verdict));
             }
             self.stats.retry();
             self.clock.sleep(wait).await;
