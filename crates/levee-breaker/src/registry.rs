@@ -78,11 +78,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> BreakerRegistry<K> {
     }
 
     fn now(&self) -> u64 {
-        self.inner
-            .clock
-            .now()
-            .saturating_duration_since(self.inner.base)
-            .as_nanos() as u64
+        levee_core::duration::nanos(
+            self.inner
+                .clock
+                .now()
+                .saturating_duration_since(self.inner.base),
+        )
     }
 
     /// The breaker for `key`, created from the template if there is none.
@@ -123,7 +124,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> BreakerRegistry<K> {
     /// many were evicted. Runs on its own every few thousand `get`s.
     pub fn evict_idle(&self) -> usize {
         let now = self.now();
-        let idle = self.inner.idle_timeout.as_nanos() as u64;
+        let idle = levee_core::duration::nanos(self.inner.idle_timeout);
         let before = self.inner.map.len();
         self.inner.map.retain(|_, slot| {
             let fresh = now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < idle;

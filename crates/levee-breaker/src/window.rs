@@ -149,7 +149,7 @@ pub(crate) struct TimeWindow {
 impl TimeWindow {
     fn new(d: Duration) -> Self {
         let w = TimeWindow {
-            bucket_nanos: (d.as_nanos() as u64 / BUCKETS as u64).max(1),
+            bucket_nanos: (levee_core::duration::nanos(d) / BUCKETS as u64).max(1),
             buckets: Default::default(),
         };
         w.reset();

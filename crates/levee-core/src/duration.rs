@@ -7,7 +7,7 @@
 //! goes through these functions instead: past the range, the result is
 //! `u64::MAX`, which every caller treats as "for ever".
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `d` in whole nanoseconds, or `u64::MAX` when it does not fit.
 ///
@@ -28,6 +28,24 @@ pub fn nanos(d: Duration) -> u64 {
 #[inline]
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `at + d`, or as far as an `Instant` reaches (at most a century on) when
+/// that overflows: "for ever", never a panic.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use levee_core::duration::instant_after;
+///
+/// let now = Instant::now();
+/// assert_eq!(instant_after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+/// assert!(instant_after(now, Duration::MAX) > now + Duration::from_secs(3600 * 24 * 365));
+/// ```
+pub fn instant_after(at: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(CENTURY.min(d)))
+        .unwrap_or(at)
 }
 
 #[cfg(test)]

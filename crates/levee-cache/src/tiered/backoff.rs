@@ -52,7 +52,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Backoff<K> {
     /// A load of `key` failed at `now`.
     pub(crate) fn start(&self, key: &K, now: Instant) {
         if let Some(r) = &self.records {
-            r.insert(key.clone(), now + self.period);
+            r.insert(
+                key.clone(),
+                levee_core::duration::instant_after(now, self.period),
+            );
         }
     }
 

@@ -422,7 +422,9 @@ where
     pub(crate) fn put_l1(&self, key: &K, slot: Slot<V>) {
         let now = self.clock.now();
         let expiry = crate::Expiry {
-            fresh_until: slot.fresh_until.min(now + self.cfg.l1_ttl),
+            fresh_until: slot
+                .fresh_until
+                .min(levee_core::duration::instant_after(now, self.cfg.l1_ttl)),
             stale_until: slot.stale_until,
         };
         if let (Some(keys), Some(l2)) = (&self.keys, &self.l2) {

@@ -122,7 +122,10 @@ where
             None => return Waited::Load,
             Some(false) => {}
         }
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::from_std(levee_core::duration::instant_after(
+            tokio::time::Instant::now().into_std(),
+            wait,
+        ));
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {

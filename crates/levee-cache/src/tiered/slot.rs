@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use levee_core::duration::instant_after;
+
 use super::{Cached, Freshness, Source};
 
 /// Milliseconds since the unix epoch (0 for times before it).
@@ -54,7 +56,7 @@ impl Now {
     /// The monotonic instant of wall time `ms`.
     fn instant_of(&self, ms: u64) -> Instant {
         if ms >= self.wall_ms {
-            self.mono + Duration::from_millis(ms - self.wall_ms)
+            instant_after(self.mono, Duration::from_millis(ms - self.wall_ms))
         } else {
             self.mono
                 .checked_sub(Duration::from_millis(self.wall_ms - ms))
@@ -75,8 +77,8 @@ impl<V> Slot<V> {
         let fresh_until_ms = now.wall_ms.saturating_add(millis(ttl));
         Slot {
             value,
-            fresh_until: now.mono + ttl,
-            stale_until: now.mono + ttl + keep,
+            fresh_until: instant_after(now.mono, ttl),
+            stale_until: instant_after(now.mono, ttl.saturating_add(keep)),
             written_at_ms: now.wall_ms,
             fresh_until_ms,
             stale_until_ms: fresh_until_ms.saturating_add(millis(keep)),

@@ -181,7 +181,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
             .chain([self.quota.window()])
             .max();
         if let (Some(idle), Some(longest)) = (self.idle_timeout, longest)
-            && idle < longest * 2
+            && idle < longest.saturating_mul(2)
         {
             return Err(LimitError::InvalidSetting {
                 setting: "idle_timeout",
@@ -384,8 +384,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         let idle = self
             .inner
             .idle_timeout
-            .unwrap_or(longest * 2)
-            .max(longest * 2);
+            .unwrap_or(longest.saturating_mul(2))
+            .max(longest.saturating_mul(2));
         u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX)
     }
 

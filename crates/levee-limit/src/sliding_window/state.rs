@@ -144,7 +144,7 @@ fn counter_decision(
     let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
     let used = f64::from(prev) * prev_weight + f64::from(curr);
     let reset_after = if curr > 0 {
-        2 * w - into
+        w.saturating_mul(2).saturating_sub(into)
     } else if prev > 0 {
         w - into
     } else {
