@@ -12,6 +12,8 @@
 //!   `ConcurrencyLimit`, `UpstreamQuota`.
 //! - [`rate_limit`] (feature `tower`): `RateLimitLayer`, server-side rate
 //!   limiting for tower and axum with IETF `RateLimit` headers.
+//! - [`client`] (features `tower` and `http`): `LeveeLayer`, the pipeline
+//!   as a tower layer around any HTTP client.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "pipeline")]
@@ -45,6 +47,10 @@ pub use levee_redis as redis;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod rate_limit;
+
+#[cfg(all(feature = "tower", feature = "http"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "tower", feature = "http"))))]
+pub mod client;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
