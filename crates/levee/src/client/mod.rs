@@ -55,8 +55,10 @@
 //! so that the next request builds its key with it; each stored response
 //! also keeps the hash of the values it was loaded with, and a request
 //! with other values never gets it (it looks again under the right key, or
-//! goes to the upstream once). The upstream quota, rate limiter and
-//! per-key breakers are keyed by the same [`RequestKey`].
+//! goes to the upstream once). The rate limiter and per-key breakers are
+//! keyed by the same [`RequestKey`]; so is the upstream quota, unless it
+//! is wrapped in [`PerCredential`] (what an upstream counting calls per
+//! token wants: one token's 429 holds back all its requests).
 //!
 //! # What is stored
 //!
@@ -109,10 +111,12 @@ mod cached;
 mod error;
 mod key;
 mod layer;
+mod quota;
 mod service;
 
 pub use cached::{CacheStatus, CachedResponse};
 pub use error::{BoxError, UpstreamError};
 pub use key::RequestKey;
 pub use layer::{ClientPipeline, LeveeLayer, LeveeLayerBuilder, X_LEVEE_CACHE};
+pub use quota::{Credential, PerCredential};
 pub use service::{LeveeService, ResponseFuture};
