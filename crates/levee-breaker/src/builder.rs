@@ -209,21 +209,21 @@ impl CircuitBreakerBuilder {
 
     fn check(&self) -> Result<(), BreakerConfigError> {
         let rate_ok = |r: f64| r > 0.0 && r <= 1.0;
-        if let Some(r) = self.failure_rate {
-            if !rate_ok(r) {
-                return Err(BreakerConfigError::new(
-                    "failure_rate_threshold",
-                    format!("{r} is not in (0, 1]; 0.5 means half the calls failed"),
-                ));
-            }
+        if let Some(r) = self.failure_rate
+            && !rate_ok(r)
+        {
+            return Err(BreakerConfigError::new(
+                "failure_rate_threshold",
+                format!("{r} is not in (0, 1]; 0.5 means half the calls failed"),
+            ));
         }
-        if let Some((t, r)) = self.slow_call {
-            if !rate_ok(r) || t.is_zero() {
-                return Err(BreakerConfigError::new(
-                    "slow_call",
-                    "the threshold must be above zero and the rate in (0, 1]",
-                ));
-            }
+        if let Some((t, r)) = self.slow_call
+            && (!rate_ok(r) || t.is_zero())
+        {
+            return Err(BreakerConfigError::new(
+                "slow_call",
+                "the threshold must be above zero and the rate in (0, 1]",
+            ));
         }
         if self.consecutive_failures == Some(0) {
             return Err(BreakerConfigError::new(

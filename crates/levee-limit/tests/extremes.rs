@@ -66,14 +66,13 @@ proptest! {
             prop_assert!(retry_after <= MAX_HOLD, "{retry_after:?}");
         }
         // Below the cap a Retry-After in seconds holds exactly as long.
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            if let Ok(secs) = values[0].parse::<u64>() {
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && let Ok(secs) = values[0].parse::<u64>() {
                 let expected = Duration::from_secs(secs).min(MAX_HOLD);
                 if !expected.is_zero() {
                     prop_assert_eq!(q.check(&"k"), QuotaState::HoldBack { retry_after: expected });
                 }
             }
-        }
     }
 
     #[test]

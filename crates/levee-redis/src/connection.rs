@@ -202,10 +202,10 @@ impl Own {
                 self.stats.retry();
                 let (mut conn, generation, _) = self.current().await?;
                 let again = req.run(&mut conn).await;
-                if let Err(e) = &again {
-                    if is_stale(e) {
-                        self.lost(generation, e);
-                    }
+                if let Err(e) = &again
+                    && is_stale(e)
+                {
+                    self.lost(generation, e);
                 }
                 again.map_err(driver)
             }

@@ -138,10 +138,10 @@ impl MockIdp {
             .unwrap_or(http::StatusCode::BAD_GATEWAY);
         let mut headers = http::HeaderMap::new();
         for line in head.split("\r\n").skip(1) {
-            if let Some((k, v)) = line.split_once(": ") {
-                if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
-                    headers.insert(k, v);
-                }
+            if let Some((k, v)) = line.split_once(": ")
+                && let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), v.parse())
+            {
+                headers.insert(k, v);
             }
         }
         Ok((status, headers, body.to_string()))

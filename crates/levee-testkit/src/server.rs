@@ -129,10 +129,10 @@ impl RedisServer {
     fn wait_ready(&mut self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(self.not_ready(format!("redis-server exited early ({status})")));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(self.not_ready(format!("redis-server exited early ({status})")));
             }
             if self.ping(Duration::from_millis(200)) {
                 return Ok(());

@@ -1,19 +1,68 @@
 //! levee: a resilience toolkit for services that call rate-limited,
-//! sometimes-failing upstreams.
+//! sometimes-failing upstreams (identity providers, payment APIs, internal
+//! services).
 //!
-//! This facade re-exports the component crates:
-//! - [`core`]: `Clock`, key encoding.
-//! - `redis` (feature `redis`): `RedisClient`, the one guarded Redis client
-//!   every Redis user goes through (features `tls` and `cluster` add
-//!   `rediss://` and Redis Cluster).
-//! - [`cache`]: `MemoryCache` (L1), `RedisL2`, `TieredCache`.
-//! - [`breaker`]: `CircuitBreaker`, `BreakerRegistry`.
-//! - [`limit`]: `SlidingWindow`, `Gcra`, `RedisSlidingWindow`,
-//!   `ConcurrencyLimit`, `UpstreamQuota`.
-//! - [`rate_limit`] (feature `tower`): `RateLimitLayer`, server-side rate
-//!   limiting for tower and axum with IETF `RateLimit` headers.
-//! - [`client`] (features `tower` and `http`): `LeveeLayer`, the pipeline
-//!   as a tower layer around any HTTP client.
+//! The problem it solves, in one story: a backend calls an identity
+//! provider's `/userinfo` on every request; the provider allows 10 calls
+//! burst and 5 a minute per user and answers 429; a page load fires 5
+//! requests at once; users see errors. With levee: one upstream call per
+//! user per refresh period, no error a user can see while the upstream
+//! rate-limits or is down (stale values served, and labelled as stale), and
+//! replicas sharing one Redis L2 and one quota.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use levee::{Levee, RetryPolicy};
+//! use levee::breaker::CircuitBreaker;
+//! use levee::cache::{Freshness, TieredCache};
+//!
+//! let userinfo = Levee::builder("userinfo")
+//!     .cache(
+//!         TieredCache::<String, String>::builder("userinfo")
+//!             .ttl(Duration::from_secs(300))
+//!             .stale_tiers([("secondary", Duration::from_secs(12 * 3600))])
+//!             .build()?,
+//!     )
+//!     .retry(RetryPolicy::new(3))
+//!     .circuit_breaker(CircuitBreaker::builder().name("idp").build()?)
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .build()?;
+//! let got = userinfo
+//!     .get("alice".to_string(), || async {
+//!         Ok::<_, std::io::Error>("{\"sub\":\"alice\"}".to_string()) // your HTTP call
+//!     })
+//!     .await?
+//!     .expect("alice exists");
+//! assert_eq!(got.freshness, Freshness::Fresh);
+//! # Ok(()) }
+//! ```
+//!
+//! # The parts, and which crate holds each
+//!
+//! | part | what it does | crate (re-exported as) | feature |
+//! |---|---|---|---|
+//! | [`Levee`] pipeline | cache -> upstream quota -> rate limit -> bulkhead -> timeouts -> retry with budget -> breaker -> fallback, typed [`Verdict`]s | `levee` | `pipeline` |
+//! | HTTP classifier | status and rate-limit headers as a verdict, feeding the quota | `levee` (`levee::http`) | `http` |
+//! | `RateLimitLayer` | server-side tower/axum rate limiting with IETF `RateLimit` headers | `levee` (`levee::rate_limit`) | `tower`, `axum` |
+//! | `LeveeLayer` | the pipeline as a tower layer around any HTTP client: cached GETs keyed by hashed token and `Vary`, `Cache-Control` honoured, stale responses labelled | `levee` (`levee::client`) | `tower` + `http` |
+//! | `TieredCache`, `MemoryCache`, `RedisL2` | single-flight loads, S3-FIFO L1, Redis L2, stale tiers, backplane, load lock | `levee-cache` (`levee::cache`) | `cache` (+ `redis`, `cbor`) |
+//! | `CircuitBreaker`, `BreakerRegistry` | lock-free closed path, rate and consecutive rules, half-open probes | `levee-breaker` (`levee::breaker`) | `breaker` |
+//! | `SlidingWindow`, `Gcra`, `RedisSlidingWindow`, `ConcurrencyLimit`, `UpstreamQuota` | local and fleet-wide limits, a bulkhead, the upstream's own limits learned from its headers | `levee-limit` (`levee::limit`) | `limit` (+ `redis`) |
+//! | `RedisClient` | the one guarded path to Redis: timeouts, breaker, reconnect, scripts, pub/sub | `levee-redis` (`levee::redis`) | `redis` (+ `tls`, `cluster`) |
+//! | `Clock`, `ManualClock`, `KeyHasher` | time every component reads (tests simulate hours in milliseconds), hashed secrets as keys | `levee-core` (`levee::core`) | always |
+//!
+//! Default features: `pipeline` and `redis`. `metrics` reports through the
+//! `metrics` crate; `tracing` spans are always there. With
+//! `default-features = false, features = ["breaker"]` only the breaker and
+//! its needs are compiled.
+//!
+//! The repository's `docs/` holds the long form: architecture, tuning (the
+//! settings for an identity provider, with the arithmetic), reliability
+//! (what holds for bad input, and the test that shows it), metrics and
+//! benchmarks beside moka, quick_cache, governor, failsafe and
+//! tower-resilience.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "pipeline")]

@@ -126,17 +126,17 @@ where
     {
         let inner = &*self.inner;
         let guard = inner.shards[self.shard_of(key)].read();
-        if let Some(slot) = guard.map.get(key) {
-            if slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now() {
-                slot.touch();
-                let v = slot.value.clone();
-                drop(guard);
-                if inner.policy == EvictionPolicy::Lru {
-                    inner.shards[self.shard_of(key)].write().record_access(key);
-                }
-                inner.stats.hit();
-                return Some(v);
+        if let Some(slot) = guard.map.get(key)
+            && (slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now())
+        {
+            slot.touch();
+            let v = slot.value.clone();
+            drop(guard);
+            if inner.policy == EvictionPolicy::Lru {
+                inner.shards[self.shard_of(key)].write().record_access(key);
             }
+            inner.stats.hit();
+            return Some(v);
         }
         drop(guard);
         inner.stats.miss();

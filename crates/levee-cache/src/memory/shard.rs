@@ -131,11 +131,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let from_small = policy == EvictionPolicy::Fifo
             || self.small_weight >= small_target
             || self.main.is_empty();
-        if from_small {
-            if let Some((key, id)) = self.small.pop_front() {
-                self.evict_from_small(key, id, policy, now, removed);
-                return;
-            }
+        if from_small && let Some((key, id)) = self.small.pop_front() {
+            self.evict_from_small(key, id, policy, now, removed);
+            return;
         }
         if let Some((key, id)) = self.main.pop_front() {
             let Some(slot) = self.map.get(&key).filter(|s| s.id == id) else {

@@ -370,10 +370,10 @@ where
                 "the prefix and the cache name must not be empty (they start every Redis key)",
             );
         }
-        if let (Some(soft), Some(hard)) = (self.cfg.soft_timeout, self.cfg.hard_timeout) {
-            if soft >= hard {
-                return err("soft_timeout", "must be shorter than hard_timeout");
-            }
+        if let (Some(soft), Some(hard)) = (self.cfg.soft_timeout, self.cfg.hard_timeout)
+            && soft >= hard
+        {
+            return err("soft_timeout", "must be shorter than hard_timeout");
         }
         Ok(())
     }

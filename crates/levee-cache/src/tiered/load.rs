@@ -177,10 +177,8 @@ where
     {
         let mut lock = None;
         if self.l2.is_some() {
-            if !l2_asked {
-                if let Some(found) = self.ask_l2(key, newer_than, token).await {
-                    return Ok(found);
-                }
+            if !l2_asked && let Some(found) = self.ask_l2(key, newer_than, token).await {
+                return Ok(found);
             }
             match self.await_other_replica(key, newer_than, token).await {
                 Waited::Found(found) => return Ok(found),

@@ -75,10 +75,10 @@ where
             if slot.is_fresh(now) {
                 return Ok(slot.cached(Freshness::Fresh, source));
             }
-            if slot.value.is_some() {
-                if let Some(found) = self.serve_stale(slot, now, false, source) {
-                    return Ok(Some(found));
-                }
+            if slot.value.is_some()
+                && let Some(found) = self.serve_stale(slot, now, false, source)
+            {
+                return Ok(Some(found));
             }
         }
         Err(err)

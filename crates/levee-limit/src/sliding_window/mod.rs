@@ -36,10 +36,10 @@ struct Slot {
 impl Slot {
     #[inline]
     fn check(&self, mode: WindowMode, quota: Quota, now: u64, n: u32) -> Decision {
-        if mode == WindowMode::Counter {
-            if let Some(decision) = self.packed.check(quota, now, n) {
-                return decision;
-            }
+        if mode == WindowMode::Counter
+            && let Some(decision) = self.packed.check(quota, now, n)
+        {
+            return decision;
         }
         self.state
             .get_or_init(|| Box::new(Mutex::new(KeyState::new(mode))))
@@ -180,15 +180,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
             .map(Quota::window)
             .chain([self.quota.window()])
             .max();
-        if let (Some(idle), Some(longest)) = (self.idle_timeout, longest) {
-            if idle < longest * 2 {
-                return Err(LimitError::InvalidSetting {
-                    setting: "idle_timeout",
-                    reason: format!(
-                        "{idle:?} is shorter than twice the longest window ({longest:?}); evicting earlier would forget admissions"
-                    ),
-                });
-            }
+        if let (Some(idle), Some(longest)) = (self.idle_timeout, longest)
+            && idle < longest * 2
+        {
+            return Err(LimitError::InvalidSetting {
+                setting: "idle_timeout",
+                reason: format!(
+                    "{idle:?} is shorter than twice the longest window ({longest:?}); evicting earlier would forget admissions"
+                ),
+            });
         }
         let limiter = SlidingWindow {
             inner: Arc::new(Inner {

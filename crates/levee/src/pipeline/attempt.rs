@@ -73,13 +73,13 @@ where
     /// The upstream quota, the rate limiter and the bulkhead: a slot in
     /// the bulkhead (when there is one) if the call may go out.
     async fn admit(&self, key: &K) -> Result<Option<ConcurrencyPermit>, Error<E>> {
-        if let Some(quota) = &self.quota {
-            if let QuotaState::HoldBack { retry_after } = quota.check(key).await {
-                self.stats.rate_limited();
-                return Err(Error::RateLimited {
-                    retry_after: Some(retry_after),
-                });
-            }
+        if let Some(quota) = &self.quota
+            && let QuotaState::HoldBack { retry_after } = quota.check(key).await
+        {
+            self.stats.rate_limited();
+            return Err(Error::RateLimited {
+                retry_after: Some(retry_after),
+            });
         }
         if let Some(limiter) = &self.limiter {
             let decision = match limiter.check_n_now(key, std::num::NonZeroU32::MIN) {
@@ -169,11 +169,11 @@ where
                 },
                 (_, Some(p)) => p.backoff(n),
             };
-            if let Some(b) = &self.budget {
-                if !b.withdraw(self.clock.now()) {
-                    self.stats.budget_exhausted();
-                    return Err(rate_limited_or(err, verdict));
-                }
+            if let Some(b) = &self.budget
+                && !b.withdraw(self.clock.now())
+            {
+                self.stats.budget_exhausted();
+                return Err(rate_limited_or(err, verdict));
             }
             self.stats.retry();
             self.clock.sleep(wait).await;

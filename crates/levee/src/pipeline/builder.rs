@@ -243,10 +243,10 @@ where
                 reason: reason.to_string(),
             })
         };
-        if let Some(r) = &self.retry {
-            if r.max_attempts == 0 {
-                return bad("retry", "max_attempts must be at least 1 (1: no retry)");
-            }
+        if let Some(r) = &self.retry
+            && r.max_attempts == 0
+        {
+            return bad("retry", "max_attempts must be at least 1 (1: no retry)");
         }
         if self.timeout.is_some_and(|d| d.is_zero()) {
             return bad(
