@@ -112,9 +112,10 @@ pub(crate) fn store_rule(
                 arg.and_then(|a| a.parse::<u64>().ok())
                     .map(Duration::from_secs)
             };
-            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
-                return Store::No;
-            } else if name.eq_ignore_ascii_case("private") && shared {
+            let never = name.eq_ignore_ascii_case("no-store")
+                || name.eq_ignore_ascii_case("no-cache")
+                || (shared && name.eq_ignore_ascii_case("private"));
+            if never {
                 return Store::No;
             } else if name.eq_ignore_ascii_case("max-age") {
                 max_age = secs();
@@ -217,10 +218,10 @@ impl CacheStatus {
     /// Puts this status on `response`: the extension, and the header when
     /// `header` is set (skipped if a tier's name is no valid header text).
     pub(crate) fn mark<B>(self, response: &mut Response<B>, header: Option<&HeaderName>) {
-        if let Some(name) = header {
-            if let Ok(value) = HeaderValue::try_from(self.header_value()) {
-                response.headers_mut().insert(name.clone(), value);
-            }
+        if let Some(name) = header
+            && let Ok(value) = HeaderValue::try_from(self.header_value())
+        {
+            response.headers_mut().insert(name.clone(), value);
         }
         response.extensions_mut().insert(self);
     }
