@@ -519,3 +519,79 @@ async fn a_body_over_the_limit_is_an_error_that_is_not_retried() {
     assert!(upstream.is_body_too_large(), "{upstream}");
     assert_eq!(idp.calls("alice"), 1);
 }
+
+/// One replica with its own L1 over a shared Redis L2.
+#[cfg(feature = "redis")]
+fn replica(redis: &levee_testkit::RedisServer, clock: &ManualClock) -> LeveeLayer {
+    let conn = levee::redis::RedisClient::standalone(redis.url())
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let cache = TieredCache::builder("idp")
+        .ttl(Duration::from_secs(300))
+        .l2(levee::cache::RedisL2::builder(conn).build().unwrap())
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let pipeline = LeveeLayer::pipeline("idp")
+        .cache(cache)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    LeveeLayer::new(pipeline, KeyHasher::new("a test deployment secret"))
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_share_responses_through_the_redis_l2_but_not_private_ones() {
+    let redis = levee_testkit::RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let idp = MockIdp::start(clock.shared()).await.unwrap();
+    let a = ServiceBuilder::new()
+        .layer(replica(&redis, &clock))
+        .service(http_client());
+    let b = ServiceBuilder::new()
+        .layer(replica(&redis, &clock))
+        .service(http_client());
+    let first = a
+        .clone()
+        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+        .await
+        .unwrap();
+    let from_b = b
+        .clone()
+        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+        .await
+        .unwrap();
+    assert_eq!(cache_header(&from_b), "fresh; source=l2");
+    assert_eq!(from_b.status(), first.status());
+    assert_eq!(
+        from_b.headers()["content-type"],
+        first.headers()["content-type"]
+    );
+    assert_eq!(
+        from_b.into_body().collect().await.unwrap().to_bytes(),
+        first.into_body().collect().await.unwrap().to_bytes()
+    );
+    assert_eq!(idp.calls("alice"), 1);
+
+    // With an L2 the cache is shared: a `private` response is not stored.
+    let private = |layer: LeveeLayer| {
+        ServiceBuilder::new().layer(layer).service(WithHeader(
+            http_client(),
+            "cache-control",
+            "private",
+        ))
+    };
+    let (a, b) = (
+        private(replica(&redis, &clock)),
+        private(replica(&redis, &clock)),
+    );
+    for client in [a.clone(), b, a] {
+        client
+            .oneshot(request(Method::GET, &idp.userinfo_url(), "bob"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(idp.calls("bob"), 3);
+}
