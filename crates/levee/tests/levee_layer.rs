@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -300,13 +300,12 @@ async fn a_post_is_never_served_from_the_cache() {
     assert_eq!(calls.get(&Method::GET), Some(&1));
 }
 
-/// Adds `Vary: Accept-Language` to every response, and echoes the
-/// request's `Accept-Language` as `Content-Language` (MockIdp sends no
-/// `Vary`).
+/// Rewrites each response's headers with `rewrite(request headers,
+/// response headers)`: what MockIdp does not send (`Vary`, `Cache-Control`).
 #[derive(Clone)]
-struct ByLanguage<S>(S);
+struct Rewrite<S>(S, fn(&HeaderMap, &mut HeaderMap));
 
-impl<S, B, RB> Service<Request<B>> for ByLanguage<S>
+impl<S, B, RB> Service<Request<B>> for Rewrite<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
@@ -321,18 +320,38 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let language = req.headers().get("accept-language").cloned();
+        let (rewrite, asked) = (self.1, req.headers().clone());
         let fut = self.0.call(req);
         Box::pin(async move {
             let mut r = fut.await?;
-            r.headers_mut()
-                .insert("vary", HeaderValue::from_static("Accept-Language"));
-            if let Some(l) = language {
-                r.headers_mut().insert("content-language", l);
-            }
+            rewrite(&asked, r.headers_mut());
             Ok(r)
         })
     }
+}
+
+/// Adds `Vary: Accept-Language`, and echoes the request's `Accept-Language`
+/// as `Content-Language`.
+fn by_language(asked: &HeaderMap, answer: &mut HeaderMap) {
+    answer.insert("vary", HeaderValue::from_static("Accept-Language"));
+    if let Some(l) = asked.get("accept-language") {
+        answer.insert("content-language", l.clone());
+    }
+}
+
+fn no_store(_: &HeaderMap, answer: &mut HeaderMap) {
+    answer.insert("cache-control", HeaderValue::from_static("no-store"));
+}
+
+fn private_max_age(_: &HeaderMap, answer: &mut HeaderMap) {
+    answer.insert(
+        "cache-control",
+        HeaderValue::from_static("private, max-age=60"),
+    );
+}
+
+fn private_only(_: &HeaderMap, answer: &mut HeaderMap) {
+    answer.insert("cache-control", HeaderValue::from_static("private"));
 }
 
 #[tokio::test]
@@ -341,7 +360,7 @@ async fn different_varyd_header_values_are_different_cache_entries() {
     let idp = MockIdp::start(clock.shared()).await.unwrap();
     let client = ServiceBuilder::new()
         .layer(layer(&clock))
-        .service(ByLanguage(http_client()));
+        .service(Rewrite(http_client(), by_language));
     let get = |language: &'static str| {
         let mut req = request(Method::GET, &idp.userinfo_url(), "alice");
         req.headers_mut()
@@ -377,43 +396,13 @@ async fn different_varyd_header_values_are_different_cache_entries() {
     assert_eq!(idp.calls("alice"), 3);
 }
 
-/// Adds one header to every response.
-#[derive(Clone)]
-struct WithHeader<S>(S, &'static str, &'static str);
-
-impl<S, B, RB> Service<Request<B>> for WithHeader<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<RB>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (name, value) = (self.1, self.2);
-        let fut = self.0.call(req);
-        Box::pin(async move {
-            let mut r = fut.await?;
-            r.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
-            Ok(r)
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_no_store_response_is_served_but_never_stored() {
     let clock = ManualClock::new();
     let idp = MockIdp::start(clock.shared()).await.unwrap();
     let client = ServiceBuilder::new()
         .layer(layer(&clock))
-        .service(WithHeader(http_client(), "cache-control", "no-store"));
+        .service(Rewrite(http_client(), no_store));
     for n in 1..=2 {
         let r = client
             .clone()
@@ -434,11 +423,9 @@ async fn a_private_response_is_not_stored_in_a_shared_cache() {
         .shared_cache(true)
         .build()
         .unwrap();
-    let client = ServiceBuilder::new().layer(shared).service(WithHeader(
-        http_client(),
-        "cache-control",
-        "private, max-age=60",
-    ));
+    let client = ServiceBuilder::new()
+        .layer(shared)
+        .service(Rewrite(http_client(), private_max_age));
     for _ in 0..2 {
         client
             .clone()
@@ -454,11 +441,7 @@ async fn a_private_response_is_not_stored_in_a_shared_cache() {
     // A cache of this process alone stores it, for its max-age.
     let local = ServiceBuilder::new()
         .layer(layer(&clock))
-        .service(WithHeader(
-            http_client(),
-            "cache-control",
-            "private, max-age=60",
-        ));
+        .service(Rewrite(http_client(), private_max_age));
     for _ in 0..2 {
         local
             .clone()
@@ -577,11 +560,9 @@ async fn replicas_share_responses_through_the_redis_l2_but_not_private_ones() {
 
     // With an L2 the cache is shared: a `private` response is not stored.
     let private = |layer: LeveeLayer| {
-        ServiceBuilder::new().layer(layer).service(WithHeader(
-            http_client(),
-            "cache-control",
-            "private",
-        ))
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(Rewrite(http_client(), private_only))
     };
     let (a, b) = (
         private(replica(&redis, &clock)),

@@ -126,6 +126,32 @@ where
     }
 }
 
+/// What the layer needs of the inner HTTP client, named once: the bounds
+/// of the `Service` impl above.
+pub(crate) trait HttpClient<B>:
+    Service<
+        Request<B>,
+        Response = Response<Self::Body>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The client's response body.
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B, RB> HttpClient<B> for S
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type Body = RB;
+}
+
 /// Calls the inner service: the one polled ready first, clones after.
 struct Caller<S> {
     ready: Mutex<Option<S>>,
@@ -173,20 +199,11 @@ impl<S> Caller<S> {
 }
 
 impl Shared {
-    async fn serve<S, B, RB>(
+    async fn serve<S: HttpClient<B>, B: Default + Send + 'static>(
         self: Arc<Self>,
         inner: S,
         req: Request<B>,
-    ) -> Result<Response<Full<Bytes>>, Error<UpstreamError>>
-    where
-        S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Default + Send + 'static,
-        RB: http_body::Body + Send + 'static,
-        RB::Data: Send,
-        RB::Error: Into<BoxError>,
-    {
+    ) -> Result<Response<Full<Bytes>>, Error<UpstreamError>> {
         let caller = Arc::new(Caller {
             template: Mutex::new(inner.clone()),
             ready: Mutex::new(Some(inner)),
@@ -223,22 +240,13 @@ impl Shared {
 
     /// The loader of one cached request: each attempt sends the request
     /// again and marks whether the answer may be stored.
-    fn loader<S, B, RB>(
+    fn loader<S: HttpClient<B>, B: Default + Send + 'static>(
         self: &Arc<Self>,
         caller: &Arc<Caller<S>>,
         parts: &Arc<Parts>,
         uri: &str,
         vary: &Arc<[HeaderName]>,
-    ) -> impl Fn() -> Answer + Send + Sync + 'static
-    where
-        S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Default + Send + 'static,
-        RB: http_body::Body + Send + 'static,
-        RB::Data: Send,
-        RB::Error: Into<BoxError>,
-    {
+    ) -> impl Fn() -> Answer + Send + Sync + 'static {
         let (shared, caller, parts) = (Arc::clone(self), Arc::clone(caller), Arc::clone(parts));
         let (uri, vary): (Arc<str>, _) = (Arc::from(uri), Arc::clone(vary));
         move || {
@@ -291,21 +299,12 @@ impl Shared {
     }
 
     /// Sends `req` once through the pipeline's parts below the cache.
-    async fn bypass<S, B, RB>(
+    async fn bypass<S: HttpClient<B>, B: Send>(
         &self,
         caller: &Caller<S>,
         req: Request<B>,
         uri: &str,
-    ) -> Result<Response<Full<Bytes>>, Error<UpstreamError>>
-    where
-        S: Service<Request<B>, Response = Response<RB>> + Clone + Send,
-        S::Future: Send,
-        S::Error: Into<BoxError>,
-        B: Send,
-        RB: http_body::Body + Send,
-        RB::Data: Send,
-        RB::Error: Into<BoxError>,
-    {
+    ) -> Result<Response<Full<Bytes>>, Error<UpstreamError>> {
         let key = self.keys.key(req.method(), uri, req.headers(), &[]);
         let req = Mutex::new(Some(req));
         let call = || {
