@@ -702,3 +702,33 @@ async fn soft_and_hard_timeouts_run_on_the_caches_clock() {
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, CacheError::Timeout(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_value_usable_for_no_time_answers_its_waiters_and_keeps_the_stored_one() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_tiers([("secondary", Duration::from_secs(3600))])
+        .failure_backoff(Duration::from_millis(1))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    cache
+        .get_or_load("k".to_string(), counted_loader(&calls, "stored"))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(61));
+    let transient = cache
+        .get_or_load("k".to_string(), || async {
+            Ok::<_, String>(Loaded::ValueUntil("transient".to_string(), Duration::ZERO))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(transient.value, "transient");
+    // Not stored: the earlier value still serves stale when a load fails.
+    let got = load_failing(&cache, "k", &calls).await.unwrap().unwrap();
+    assert_eq!(got.value, "stored");
+    assert!(got.freshness.is_stale());
+}

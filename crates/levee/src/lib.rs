@@ -46,6 +46,7 @@
 //! | [`Levee`] pipeline | cache -> upstream quota -> rate limit -> bulkhead -> timeouts -> retry with budget -> breaker -> fallback, typed [`Verdict`]s | `levee` | `pipeline` |
 //! | HTTP classifier | status and rate-limit headers as a verdict, feeding the quota | `levee` (`levee::http`) | `http` |
 //! | `RateLimitLayer` | server-side tower/axum rate limiting with IETF `RateLimit` headers | `levee` (`levee::rate_limit`) | `tower`, `axum` |
+//! | `LeveeLayer` | the pipeline as a tower layer around any HTTP client: cached GETs keyed by hashed token and `Vary`, `Cache-Control` honoured, stale responses labelled | `levee` (`levee::client`) | `tower` + `http` |
 //! | `TieredCache`, `MemoryCache`, `RedisL2` | single-flight loads, S3-FIFO L1, Redis L2, stale tiers, backplane, load lock | `levee-cache` (`levee::cache`) | `cache` (+ `redis`, `cbor`) |
 //! | `CircuitBreaker`, `BreakerRegistry` | lock-free closed path, rate and consecutive rules, half-open probes | `levee-breaker` (`levee::breaker`) | `breaker` |
 //! | `SlidingWindow`, `Gcra`, `RedisSlidingWindow`, `ConcurrencyLimit`, `UpstreamQuota` | local and fleet-wide limits, a bulkhead, the upstream's own limits learned from its headers | `levee-limit` (`levee::limit`) | `limit` (+ `redis`) |
@@ -95,6 +96,10 @@ pub use levee_redis as redis;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod rate_limit;
+
+#[cfg(all(feature = "tower", feature = "http"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "tower", feature = "http"))))]
+pub mod client;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

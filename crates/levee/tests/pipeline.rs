@@ -485,3 +485,42 @@ async fn every_error_variant_says_what_happened() {
     );
     assert_eq!(down.calls(), 1, "backed off: not called again");
 }
+
+#[tokio::test]
+async fn call_once_makes_one_call_returns_its_answer_and_still_teaches_the_breaker() {
+    let clock = ManualClock::new();
+    let u = Upstream::new([Answer::Status(503, None)]);
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(30))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let p = builder(&clock)
+        .cache(cache(&clock))
+        .retry(RetryPolicy::new(5).base_delay(Duration::ZERO).no_budget())
+        .circuit_breaker(breaker.clone())
+        .build()
+        .unwrap();
+    // The 503 comes back as the upstream's own answer, not retried.
+    let got = p.call_once(&"k".to_string(), u.loader()).await.unwrap();
+    assert_eq!(got.unwrap().status, 503);
+    assert_eq!(u.calls(), 1);
+    p.call_once(&"k".to_string(), u.loader())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "both 503s were breaker failures"
+    );
+    let refused = p.call_once(&"k".to_string(), u.loader()).await.unwrap_err();
+    assert!(refused.is_circuit_open());
+    assert_eq!(u.calls(), 2, "the open breaker kept the third call home");
+    assert_eq!(
+        p.stats().cache.unwrap().loads,
+        0,
+        "nothing went through the cache"
+    );
+}

@@ -61,7 +61,10 @@ pub enum Loaded<V> {
     ValueWithTtl(V, Duration),
     /// A value that must not be served after the given time from now, not
     /// even stale (e.g. what a token's `exp` allows): fresh for that time
-    /// capped by the cache's TTL, stale-servable only up to it.
+    /// capped by the cache's TTL, stale-servable only up to it. With
+    /// `Duration::ZERO` (under a millisecond) the value answers the callers
+    /// waiting on this load and is stored in neither tier; a value stored
+    /// earlier stays (an HTTP response marked `no-store`).
     ValueUntil(V, Duration),
     /// Known absent: cached for the negative TTL.
     Absent,

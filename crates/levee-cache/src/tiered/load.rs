@@ -232,8 +232,11 @@ where
     /// Stores a loaded slot in both tiers, unless `invalidate` was called
     /// for the key since the load started (checked again after each write,
     /// since an `invalidate` may land between the check and the write).
+    /// A slot usable for no time at all (`Loaded::ValueUntil(v, ZERO)`)
+    /// answers its waiters and is stored nowhere: it would displace a value
+    /// that can still serve stale, and Redis refuses an expiry of zero.
     async fn keep(&self, key: &K, slot: &super::slot::Slot<V>, token: &AtomicBool) {
-        if token.load(Ordering::SeqCst) {
+        if token.load(Ordering::SeqCst) || slot.stale_until_ms <= slot.written_at_ms {
             return;
         }
         self.put_l1(key, slot.clone());

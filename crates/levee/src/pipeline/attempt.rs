@@ -7,7 +7,7 @@ use levee_cache::Loaded;
 use std::time::Instant;
 
 use levee_core::sleep::{timeout, timeout_from};
-use levee_limit::QuotaState;
+use levee_limit::{ConcurrencyPermit, QuotaState};
 
 use super::{Error, Inner, PipelineKey, Verdict};
 
@@ -34,6 +34,45 @@ where
         Fut: Future<Output = Result<T, E>> + Send,
     {
         self.stats.load();
+        let _slot = self.admit(key).await?;
+        // One clock reading for the budget, the timeouts and the metrics.
+        let start = self.clock.now();
+        let result = self
+            .within_total(start, self.attempts(key, loader, start))
+            .await;
+        self.metrics
+            .load_finished(&*self.clock, start, result.is_ok());
+        result.map(|t| (self.map)(t))
+    }
+
+    /// One call of `call` below the cache, never retried: the upstream's
+    /// own result whatever its verdict (which still teaches the breaker and
+    /// the quota), or why it was not called or did not answer in time.
+    pub(super) async fn once<F, Fut>(&self, key: &K, call: &F) -> Result<Result<T, E>, Error<E>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.stats.load();
+        let _slot = self.admit(key).await?;
+        let start = self.clock.now();
+        self.stats.attempt();
+        let attempt = async {
+            match self.attempt(key, call, start).await {
+                Attempt::Refused(e) => Err(e),
+                Attempt::Answered(result, _) => Ok(result),
+                Attempt::TimedOut(d) => Err(Error::Timeout(d)),
+            }
+        };
+        let result = self.within_total(start, attempt).await;
+        self.metrics
+            .load_finished(&*self.clock, start, matches!(result, Ok(Ok(_))));
+        result
+    }
+
+    /// The upstream quota, the rate limiter and the bulkhead: a slot in
+    /// the bulkhead (when there is one) if the call may go out.
+    async fn admit(&self, key: &K) -> Result<Option<ConcurrencyPermit>, Error<E>> {
         if let Some(quota) = &self.quota
             && let QuotaState::HoldBack { retry_after } = quota.check(key).await
         {
@@ -61,28 +100,30 @@ where
                 Err(e) => return Err(Error::Limiter(std::sync::Arc::new(e))),
             }
         }
-        let _slot = match &self.bulkhead {
+        match &self.bulkhead {
             Some(b) => match timeout(&*self.clock, self.queue_timeout, b.acquire()).await {
-                Ok(Ok(slot)) => Some(slot),
+                Ok(Ok(slot)) => Ok(Some(slot)),
                 Ok(Err(_)) | Err(_) => {
                     self.stats.bulkhead_full();
-                    return Err(Error::BulkheadFull);
+                    Err(Error::BulkheadFull)
                 }
             },
-            None => None,
-        };
-        // One clock reading for the budget, the timeouts and the metrics.
-        let start = self.clock.now();
-        let attempts = self.attempts(key, loader, start);
-        let result = match self.timeout {
-            Some(total) => timeout_from(&*self.clock, start, total, attempts)
+            None => Ok(None),
+        }
+    }
+
+    /// `work` under the total timeout, when one is set.
+    async fn within_total<O>(
+        &self,
+        start: Instant,
+        work: impl Future<Output = Result<O, Error<E>>>,
+    ) -> Result<O, Error<E>> {
+        match self.timeout {
+            Some(total) => timeout_from(&*self.clock, start, total, work)
                 .await
                 .unwrap_or(Err(Error::Timeout(total))),
-            None => attempts.await,
-        };
-        self.metrics
-            .load_finished(&*self.clock, start, result.is_ok());
-        result.map(|t| (self.map)(t))
+            None => work.await,
+        }
     }
 
     /// The retry loop: attempts until one succeeds, the verdict says stop,

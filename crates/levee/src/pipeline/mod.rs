@@ -219,6 +219,36 @@ where
         observe::finish(&span, &inner.metrics, result)
     }
 
+    /// Calls `call` once through the parts below the cache (upstream
+    /// quota, rate limit, bulkhead, timeouts, breaker), never retried and
+    /// never cached: for a call that must not repeat (an HTTP `POST`).
+    ///
+    /// `Ok` holds the upstream's own result, whatever the classifier made
+    /// of it; the verdict still counts for the breaker and the result's
+    /// headers still teach the upstream quota. `Err` says why the call was
+    /// not made (`RateLimited`, `CircuitOpen`, `BulkheadFull`, `Limiter`)
+    /// or did not finish in time (`Timeout`). No stale value and no
+    /// fallback answer for it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use levee::Levee;
+    ///
+    /// let pipeline = Levee::<String, String, std::io::Error>::builder("orders").build()?;
+    /// let answer = pipeline
+    ///     .call_once(&"alice".to_string(), || async { Ok("created".to_string()) })
+    ///     .await?;
+    /// assert_eq!(answer?, "created");
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_once<F, Fut>(&self, key: &K, call: F) -> Result<Result<T, E>, Error<E>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.inner.once(key, &call).await
+    }
+
     /// Stores `value` in the cache as freshly loaded (no-op without one).
     pub async fn insert(&self, key: K, value: V) {
         if let Some(c) = &self.inner.cache {
