@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -40,6 +40,7 @@ struct IdpState {
     counts: Mutex<HashMap<String, Counts>>,
     outage: AtomicBool,
     latency: Mutex<Duration>,
+    delayed: AtomicUsize,
 }
 
 /// A mock identity provider on 127.0.0.1.
@@ -68,6 +69,7 @@ impl MockIdp {
             counts: Mutex::new(HashMap::new()),
             outage: AtomicBool::new(false),
             latency: Mutex::new(Duration::ZERO),
+            delayed: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .route("/userinfo", get(userinfo))
@@ -108,6 +110,14 @@ impl MockIdp {
     /// `ManualClock` must be advanced for the answer to come).
     pub fn set_latency(&self, d: Duration) {
         *self.state.latency.lock() = d;
+    }
+
+    /// Requests now waiting out the [`set_latency`](Self::set_latency) on
+    /// the IdP's clock. A simulation driving a `ManualClock` may advance it
+    /// when every call in flight is one of these (the others still need
+    /// real time to reach the IdP or to come back).
+    pub fn delayed(&self) -> usize {
+        self.state.delayed.load(Ordering::SeqCst)
     }
 
     /// Calls `GET /userinfo` with `Authorization: Bearer {token}` over a
@@ -178,6 +188,8 @@ fn user_of(headers: &HeaderMap) -> Option<String> {
 async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
     let latency = *state.latency.lock();
     if !latency.is_zero() {
+        // Counted until the sleep ends or the server drops the request.
+        let _delayed = Delayed::enter(&state.delayed);
         state.clock.sleep(latency).await; // on the IdP's clock: a ManualClock simulates it
     }
     let Some(user) = user_of(&headers) else {
@@ -219,6 +231,22 @@ async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Res
         let retry = ((1.0 - tokens) * refill_secs).ceil().max(1.0) as u64;
         out.insert("retry-after", HeaderValue::from(retry));
         (StatusCode::TOO_MANY_REQUESTS, out, "Too Many Requests").into_response()
+    }
+}
+
+/// One request in [`MockIdp::delayed`], until dropped.
+struct Delayed<'a>(&'a AtomicUsize);
+
+impl<'a> Delayed<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Delayed(n)
+    }
+}
+
+impl Drop for Delayed<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
