@@ -1,0 +1,253 @@
+//! The simulation's time and bookkeeping: one `ManualClock` for everything,
+//! a driver that advances it only when the system is quiescent, and the
+//! counters each request and upstream call adds to.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use levee::core::{Clock, ManualClock};
+use levee_testkit::MockIdp;
+use std::sync::Mutex;
+
+use super::trace::HOUR;
+
+/// How long the driver waits for a request that works in real time
+/// before it advances the clock anyway.
+const STUCK: Duration = Duration::from_millis(500);
+
+/// How a request ended, for the counters.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// A value; `stale_tier` set when served past its fresh TTL, `fetched_ms`
+    /// when the upstream produced it (simulated ms).
+    Served {
+        stale_tier: Option<Arc<str>>,
+        fetched_ms: u64,
+    },
+    /// The user saw an error.
+    Failed,
+}
+
+/// The state one strategy's run shares between its tasks.
+#[derive(Debug)]
+pub(crate) struct Sim {
+    pub(crate) clock: ManualClock,
+    start: Instant,
+    in_flight: AtomicUsize,
+    progress: AtomicU64,
+    outstanding: AtomicUsize,
+    scheduled: AtomicUsize,
+    woke: AtomicUsize,
+    forced: AtomicU64,
+    calls: AtomicU64,
+    rejected: AtomicU64,
+    per_minute: Vec<AtomicU64>,
+    requests: Mutex<Requests>,
+}
+
+/// What the requests came to.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    pub(crate) served: u64,
+    pub(crate) errors: u64,
+    pub(crate) stale_by_tier: BTreeMap<String, u64>,
+    pub(crate) max_age_ms: u64,
+    pub(crate) latencies_ms: Vec<u64>,
+}
+
+/// An upstream call in flight, until dropped (a timed-out attempt drops it).
+pub(crate) struct CallGuard<'a>(&'a Sim);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.progress.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Sim {
+    pub(crate) fn new() -> Arc<Sim> {
+        let clock = ManualClock::new();
+        Arc::new(Sim {
+            start: clock.now(),
+            clock,
+            in_flight: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            outstanding: AtomicUsize::new(0),
+            scheduled: AtomicUsize::new(0),
+            woke: AtomicUsize::new(0),
+            forced: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            per_minute: (0..=HOUR.as_secs() / 60)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            requests: Mutex::new(Requests::default()),
+        })
+    }
+
+    /// Simulated milliseconds since the run began.
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.clock.now() - self.start).as_millis() as u64
+    }
+
+    /// Sleeps on the simulated clock until `at` after the run began, then
+    /// opens `requests` requests: one event of the schedule given to
+    /// [`drive`](Self::drive).
+    pub(crate) async fn wake_at(&self, at: Duration, requests: usize) {
+        let now = self.clock.now() - self.start;
+        if at > now {
+            self.scheduled.fetch_add(1, Ordering::SeqCst);
+            self.clock.sleep(at - now).await;
+            self.scheduled.fetch_sub(1, Ordering::SeqCst);
+        }
+        // Opened before the wake is counted: the driver never sees every
+        // event awake with these requests missing.
+        self.outstanding.fetch_add(requests, Ordering::SeqCst);
+        self.woke.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts an upstream call; keep the guard until its answer is in.
+    pub(crate) fn call_started(&self) -> CallGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.progress.fetch_add(1, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let minute = (self.now_ms() / 60_000) as usize;
+        if let Some(m) = self.per_minute.get(minute) {
+            m.fetch_add(1, Ordering::Relaxed);
+        }
+        CallGuard(self)
+    }
+
+    /// Counts an upstream 429.
+    pub(crate) fn rate_limited(&self) {
+        self.rejected.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A request opened by [`wake_at`](Self::wake_at) that began at
+    /// `began` (simulated ms) ended with `outcome`.
+    pub(crate) fn request_ended(&self, began: u64, outcome: Outcome) {
+        let now = self.now_ms();
+        {
+            let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            r.latencies_ms.push(now - began);
+            match outcome {
+                Outcome::Served {
+                    stale_tier,
+                    fetched_ms,
+                } => {
+                    r.served += 1;
+                    r.max_age_ms = r.max_age_ms.max(now.saturating_sub(fetched_ms));
+                    if let Some(tier) = stale_tier {
+                        *r.stale_by_tier.entry(tier.to_string()).or_default() += 1;
+                    }
+                }
+                Outcome::Failed => r.errors += 1,
+            }
+        }
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        self.progress.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Upstream calls and 429s so far.
+    pub(crate) fn upstream(&self) -> (u64, u64) {
+        (
+            self.calls.load(Ordering::SeqCst),
+            self.rejected.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Upstream calls in each simulated minute.
+    pub(crate) fn calls_per_minute(&self) -> Vec<u64> {
+        self.per_minute
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Takes the request counters.
+    pub(crate) fn take_requests(&self) -> Requests {
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs the clock until every task in `tasks` has ended. `schedule`
+    /// holds the time of every [`wake_at`](Self::wake_at) event, sorted.
+    /// The clock moves to the next sleeper only when the system is
+    /// quiescent (see [`settle`](Self::settle)), so no timeout on this clock
+    /// fires while a real TCP exchange is under way.
+    pub(crate) async fn drive(
+        &self,
+        idp: &MockIdp,
+        schedule: &[Duration],
+        mut tasks: tokio::task::JoinSet<()>,
+    ) {
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                done.expect("a simulated task panicked");
+            }
+            if tasks.is_empty() {
+                return;
+            }
+            let now = self.clock.now() - self.start;
+            let due = schedule.partition_point(|at| *at <= now);
+            self.settle(idp, due).await;
+            if self.clock.advance_to_next_sleeper().is_none() {
+                // Nothing sleeps on the clock: the last tasks are ending.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Returns once the system is quiescent: the `due` events have woken,
+    /// and every request still open waits on the clock (none open; or no
+    /// call crossing loopback and the others waiting out the IdP's latency
+    /// or a retry's backoff, with nothing moving for a moment). A request
+    /// that works in real time (a replica polling L2 for another's load) is
+    /// waited for; if that lasts [`STUCK`] the clock is advanced anyway and
+    /// the run says so ([`forced_advances`](Self::forced_advances)).
+    async fn settle(&self, idp: &MockIdp, due: usize) {
+        let began = Instant::now();
+        for spin in 1u32.. {
+            let woke = self.woke.load(Ordering::SeqCst) >= due;
+            let open = self.outstanding.load(Ordering::SeqCst);
+            let (in_flight, delayed) = (self.in_flight.load(Ordering::SeqCst), idp.delayed());
+            if woke && open == 0 && in_flight == 0 {
+                return;
+            }
+            let parked = self
+                .clock
+                .sleepers()
+                .saturating_sub(self.scheduled.load(Ordering::SeqCst));
+            if woke && in_flight <= delayed && (delayed > 0 || parked > 0) && self.still().await {
+                return;
+            }
+            if began.elapsed() > STUCK {
+                self.forced.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            if spin % 64 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Whether nothing moves for a moment of real time.
+    async fn still(&self) -> bool {
+        let seen = self.progress.load(Ordering::SeqCst);
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.progress.load(Ordering::SeqCst) == seen
+    }
+
+    /// Times the clock was advanced while a request seemed to work in real
+    /// time (0 in a sound run).
+    pub(crate) fn forced_advances(&self) -> u64 {
+        self.forced.load(Ordering::SeqCst)
+    }
+}
