@@ -51,6 +51,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--redis" => args.config.redis = Some(value()?),
             "--chart" => args.chart = Some(value()?),
             "--json" => args.json = true,
+            "--only" => { let v = value()?; args.config.strategies.retain(|s| s.name() == v) }
             other => return Err(format!("unknown argument {other}; see the example's doc").into()),
         }
     }

@@ -24,6 +24,8 @@ pub(crate) const OUTAGE: (u64, u64) = (20, 30);
 /// The IdP answers in [`SLOW_LATENCY`] from minute 40 to 45.
 pub(crate) const SLOW: (u64, u64) = (40, 45);
 const SLOW_LATENCY: Duration = Duration::from_secs(2);
+/// How long the IdP takes to answer the rest of the hour.
+pub(crate) const LATENCY: Duration = Duration::from_millis(100);
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -96,6 +98,8 @@ async fn run_one(
     let began = Instant::now();
     let sim = Sim::new();
     let idp = Arc::new(MockIdp::start(sim.clock.shared()).await?);
+    idp.set_latency(LATENCY);
+    sim.watch(&idp);
     let prefix = format!(
         "storm-{}-{}",
         config.seed,
@@ -162,7 +166,7 @@ async fn weather(sim: Arc<Sim>, idp: Arc<MockIdp>) {
     sim.wake_at(minute(SLOW.0), 0).await;
     idp.set_latency(SLOW_LATENCY);
     sim.wake_at(minute(SLOW.1), 0).await;
-    idp.set_latency(Duration::ZERO);
+    idp.set_latency(LATENCY);
 }
 
 /// One page load: waits for its time, then its requests at once.

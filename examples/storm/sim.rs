@@ -36,7 +36,7 @@ pub(crate) struct Sim {
     pub(crate) clock: ManualClock,
     start: Instant,
     in_flight: AtomicUsize,
-    progress: AtomicU64,
+    progress: Arc<tokio::sync::Notify>,
     outstanding: AtomicUsize,
     scheduled: AtomicUsize,
     woke: AtomicUsize,
@@ -63,7 +63,7 @@ pub(crate) struct CallGuard<'a>(&'a Sim);
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.progress.fetch_add(1, Ordering::SeqCst);
+        self.0.progress.notify_one();
     }
 }
 
@@ -74,7 +74,7 @@ impl Sim {
             start: clock.now(),
             clock,
             in_flight: AtomicUsize::new(0),
-            progress: AtomicU64::new(0),
+            progress: Arc::new(tokio::sync::Notify::new()),
             outstanding: AtomicUsize::new(0),
             scheduled: AtomicUsize::new(0),
             woke: AtomicUsize::new(0),
@@ -107,12 +107,19 @@ impl Sim {
         // event awake with these requests missing.
         self.outstanding.fetch_add(requests, Ordering::SeqCst);
         self.woke.fetch_add(1, Ordering::SeqCst);
+        self.progress.notify_one();
+    }
+
+    /// Has `idp` wake the driver when a call starts or ends waiting out its
+    /// latency.
+    pub(crate) fn watch(&self, idp: &MockIdp) {
+        idp.notify_delayed(self.progress.clone());
     }
 
     /// Counts an upstream call; keep the guard until its answer is in.
     pub(crate) fn call_started(&self) -> CallGuard<'_> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.progress.fetch_add(1, Ordering::SeqCst);
+        self.progress.notify_one();
         self.calls.fetch_add(1, Ordering::SeqCst);
         let minute = (self.now_ms() / 60_000) as usize;
         if let Some(m) = self.per_minute.get(minute) {
@@ -148,7 +155,7 @@ impl Sim {
             }
         }
         self.outstanding.fetch_sub(1, Ordering::SeqCst);
-        self.progress.fetch_add(1, Ordering::SeqCst);
+        self.progress.notify_one();
     }
 
     /// Upstream calls and 429s so far.
@@ -201,48 +208,52 @@ impl Sim {
     }
 
     /// Returns once the system is quiescent: the `due` events have woken,
-    /// and every request still open waits on the clock (none open; or no
-    /// call crossing loopback and the others waiting out the IdP's latency
-    /// or a retry's backoff, with nothing moving for a moment). A request
-    /// that works in real time (a replica polling L2 for another's load) is
-    /// waited for; if that lasts [`STUCK`] the clock is advanced anyway and
-    /// the run says so ([`forced_advances`](Self::forced_advances)).
+    /// no upstream call is crossing loopback, and every open request waits
+    /// on the clock: none is open; or each waits out the IdP's latency; or
+    /// (levee's followers and lock waiters, a retry's backoff) something
+    /// waits on the clock and nothing moves for a moment of real time. A
+    /// request working in real time is waited for; if nothing moves for
+    /// [`STUCK`] the clock is advanced anyway and the run says so
+    /// ([`forced_advances`](Self::forced_advances)).
     async fn settle(&self, idp: &MockIdp, due: usize) {
         let began = Instant::now();
-        for spin in 1u32.. {
+        loop {
+            // Registered before the check: a change after it is not lost.
+            let moved = self.progress.notified();
             let woke = self.woke.load(Ordering::SeqCst) >= due;
             let open = self.outstanding.load(Ordering::SeqCst);
             let (in_flight, delayed) = (self.in_flight.load(Ordering::SeqCst), idp.delayed());
-            if woke && open == 0 && in_flight == 0 {
-                return;
+            if woke && in_flight == delayed {
+                if open == delayed {
+                    return;
+                }
+                let parked = self
+                    .clock
+                    .sleepers()
+                    .saturating_sub(self.scheduled.load(Ordering::SeqCst));
+                if delayed > 0 || parked > 0 {
+                    if self.still(moved).await {
+                        return;
+                    }
+                    continue;
+                }
             }
-            let parked = self
-                .clock
-                .sleepers()
-                .saturating_sub(self.scheduled.load(Ordering::SeqCst));
-            if woke && in_flight <= delayed && (delayed > 0 || parked > 0) && self.still().await {
-                return;
-            }
-            if began.elapsed() > STUCK {
+            if tokio::time::timeout(STUCK, moved).await.is_err() {
                 self.forced.fetch_add(1, Ordering::SeqCst);
                 return;
             }
-            if spin % 64 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            } else {
-                tokio::task::yield_now().await;
+            if began.elapsed() > STUCK * 4 {
+                self.forced.fetch_add(1, Ordering::SeqCst);
+                return;
             }
         }
     }
 
     /// Whether nothing moves for a moment of real time.
-    async fn still(&self) -> bool {
-        let seen = self.progress.load(Ordering::SeqCst);
-        for _ in 0..16 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        self.progress.load(Ordering::SeqCst) == seen
+    async fn still(&self, moved: tokio::sync::futures::Notified<'_>) -> bool {
+        tokio::time::timeout(Duration::from_millis(2), moved)
+            .await
+            .is_err()
     }
 
     /// Times the clock was advanced while a request seemed to work in real

@@ -217,6 +217,8 @@ fn pipeline(
                 .prefix(prefix)
                 .backplane(false)
                 .load_lock(Duration::from_secs(2))
+                // Polled in real time: 1 ms keeps the simulated hour short.
+                .load_lock_poll(Duration::from_millis(1))
                 .l2(l2);
             builder
                 .cache(cache.build()?)

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -40,7 +41,10 @@ struct IdpState {
     counts: Mutex<HashMap<String, Counts>>,
     outage: AtomicBool,
     latency: Mutex<Duration>,
-    delayed: AtomicUsize,
+    /// Deadlines of the latency waits under way, by id.
+    delayed: Mutex<Vec<(u64, Instant)>>,
+    next_delay: AtomicU64,
+    on_delayed: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 /// A mock identity provider on 127.0.0.1.
@@ -69,7 +73,9 @@ impl MockIdp {
             counts: Mutex::new(HashMap::new()),
             outage: AtomicBool::new(false),
             latency: Mutex::new(Duration::ZERO),
-            delayed: AtomicUsize::new(0),
+            delayed: Mutex::new(Vec::new()),
+            next_delay: AtomicU64::new(0),
+            on_delayed: Mutex::new(None),
         });
         let app = axum::Router::new()
             .route("/userinfo", get(userinfo))
@@ -113,11 +119,24 @@ impl MockIdp {
     }
 
     /// Requests now waiting out the [`set_latency`](Self::set_latency) on
-    /// the IdP's clock. A simulation driving a `ManualClock` may advance it
-    /// when every call in flight is one of these (the others still need
-    /// real time to reach the IdP or to come back).
+    /// the IdP's clock, their deadline not reached. A simulation driving a
+    /// `ManualClock` may advance it when every call in flight is one of
+    /// these (the others still need real time to reach the IdP or to come
+    /// back; one whose deadline has passed is about to answer).
     pub fn delayed(&self) -> usize {
-        self.state.delayed.load(Ordering::SeqCst)
+        let now = self.state.clock.now();
+        self.state
+            .delayed
+            .lock()
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .count()
+    }
+
+    /// Has `notify` told (`notify_one`) each time [`delayed`](Self::delayed)
+    /// changes, so a simulation's driver can wait for it instead of polling.
+    pub fn notify_delayed(&self, notify: Arc<tokio::sync::Notify>) {
+        *self.state.on_delayed.lock() = Some(notify);
     }
 
     /// Calls `GET /userinfo` with `Authorization: Bearer {token}` over a
@@ -188,9 +207,17 @@ fn user_of(headers: &HeaderMap) -> Option<String> {
 async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
     let latency = *state.latency.lock();
     if !latency.is_zero() {
-        // Counted until the sleep ends or the server drops the request.
-        let _delayed = Delayed::enter(&state.delayed);
-        state.clock.sleep(latency).await; // on the IdP's clock: a ManualClock simulates it
+        // On the IdP's clock: a ManualClock simulates it. Polled once before
+        // it is counted, so a driver that sees it in `delayed` also finds
+        // its deadline among the clock's sleepers; counted until it ends or
+        // the server drops the request.
+        let until = state.clock.now() + latency;
+        let mut sleep = state.clock.sleep(latency);
+        let first = std::future::poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx))).await;
+        if first.is_pending() {
+            let _delayed = Delayed::enter(&state, until);
+            sleep.await;
+        }
     }
     let Some(user) = user_of(&headers) else {
         return (StatusCode::UNAUTHORIZED, "missing or unknown bearer token").into_response();
@@ -235,18 +262,29 @@ async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Res
 }
 
 /// One request in [`MockIdp::delayed`], until dropped.
-struct Delayed<'a>(&'a AtomicUsize);
+struct Delayed<'a>(&'a IdpState, u64);
 
 impl<'a> Delayed<'a> {
-    fn enter(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::SeqCst);
-        Delayed(n)
+    fn enter(state: &'a IdpState, until: Instant) -> Self {
+        let id = state.next_delay.fetch_add(1, Ordering::Relaxed);
+        state.delayed.lock().push((id, until));
+        state.tell_delayed();
+        Delayed(state, id)
     }
 }
 
 impl Drop for Delayed<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.delayed.lock().retain(|(id, _)| *id != self.1);
+        self.0.tell_delayed();
+    }
+}
+
+impl IdpState {
+    fn tell_delayed(&self) {
+        if let Some(n) = &*self.on_delayed.lock() {
+            n.notify_one();
+        }
     }
 }
 
