@@ -51,7 +51,10 @@ fn parse_args() -> Result<Args, BoxError> {
             "--redis" => args.config.redis = Some(value()?),
             "--chart" => args.chart = Some(value()?),
             "--json" => args.json = true,
-            "--only" => { let v = value()?; args.config.strategies.retain(|s| s.name() == v) }
+            "--only" => {
+                let v = value()?;
+                args.config.strategies.retain(|s| s.name() == v)
+            }
             other => return Err(format!("unknown argument {other}; see the example's doc").into()),
         }
     }
@@ -70,7 +73,9 @@ async fn main() -> Result<(), BoxError> {
     print_table(c, &report);
     let forced: u64 = report.summaries.iter().map(|s| s.forced_advances).sum();
     if forced > 0 {
-        println!("warning: the driver advanced the clock {forced} times while a request worked in real time");
+        println!(
+            "warning: the driver advanced the clock {forced} times while a request worked in real time"
+        );
     }
     println!(
         "simulated 1 h x {} strategies in {:.1} s of real time",

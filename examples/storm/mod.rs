@@ -4,6 +4,7 @@
 //! traffic for every strategy. Shared by `examples/userinfo_storm.rs` and
 //! `crates/levee/tests/storm.rs`.
 
+mod open;
 pub(crate) mod sim;
 pub(crate) mod strategy;
 pub(crate) mod trace;
@@ -127,6 +128,9 @@ async fn run_one(
     schedule.extend(WEATHER.iter().map(|m| minute(*m)));
     schedule.sort_unstable();
     sim.drive(&idp, &schedule, tasks).await;
+    if sim.open_requests() > 0 {
+        return Err(format!("{} requests still open after the hour", sim.open_requests()).into());
+    }
     let (upstream_calls, upstream_429s) = sim.upstream();
     let mut r = sim.take_requests();
     r.latencies_ms.sort_unstable();
@@ -159,19 +163,21 @@ fn minute(m: u64) -> Duration {
 
 /// The IdP's hour: the outage, then the slow spell.
 async fn weather(sim: Arc<Sim>, idp: Arc<MockIdp>) {
-    sim.wake_at(minute(OUTAGE.0), 0).await;
+    sim.wake_at(minute(OUTAGE.0), 0, 0).await;
     idp.set_outage(true);
-    sim.wake_at(minute(OUTAGE.1), 0).await;
+    sim.wake_at(minute(OUTAGE.1), 0, 0).await;
     idp.set_outage(false);
-    sim.wake_at(minute(SLOW.0), 0).await;
+    sim.wake_at(minute(SLOW.0), 0, 0).await;
     idp.set_latency(SLOW_LATENCY);
-    sim.wake_at(minute(SLOW.1), 0).await;
+    sim.wake_at(minute(SLOW.1), 0, 0).await;
     idp.set_latency(LATENCY);
 }
 
 /// One page load: waits for its time, then its requests at once.
 async fn page_load(load: PageLoad, up: Arc<Upstream>, replicas: Arc<Replicas>) {
-    up.sim.wake_at(load.at, load.replicas.len()).await;
+    up.sim
+        .wake_at(load.at, load.user, load.replicas.len())
+        .await;
     let requests: Vec<_> = load
         .replicas
         .iter()
@@ -180,7 +186,7 @@ async fn page_load(load: PageLoad, up: Arc<Upstream>, replicas: Arc<Replicas>) {
             tokio::spawn(async move {
                 let began = up.sim.now_ms();
                 let outcome = replicas.request(&up, replica, load.user).await;
-                up.sim.request_ended(began, outcome);
+                up.sim.request_ended(load.user, began, outcome);
             })
         })
         .collect();

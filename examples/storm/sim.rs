@@ -11,6 +11,7 @@ use levee::core::{Clock, ManualClock};
 use levee_testkit::MockIdp;
 use std::sync::Mutex;
 
+use super::open::OpenRequests;
 use super::trace::HOUR;
 
 /// How long the driver waits for a request that works in real time
@@ -37,7 +38,7 @@ pub(crate) struct Sim {
     start: Instant,
     in_flight: AtomicUsize,
     progress: Arc<tokio::sync::Notify>,
-    outstanding: AtomicUsize,
+    open: Mutex<OpenRequests>,
     scheduled: AtomicUsize,
     woke: AtomicUsize,
     forced: AtomicU64,
@@ -58,10 +59,11 @@ pub(crate) struct Requests {
 }
 
 /// An upstream call in flight, until dropped (a timed-out attempt drops it).
-pub(crate) struct CallGuard<'a>(&'a Sim);
+pub(crate) struct CallGuard<'a>(&'a Sim, u32);
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
+        lock(&self.0.open).call_ended(self.1);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.0.progress.notify_one();
     }
@@ -75,7 +77,7 @@ impl Sim {
             clock,
             in_flight: AtomicUsize::new(0),
             progress: Arc::new(tokio::sync::Notify::new()),
-            outstanding: AtomicUsize::new(0),
+            open: Mutex::default(),
             scheduled: AtomicUsize::new(0),
             woke: AtomicUsize::new(0),
             forced: AtomicU64::new(0),
@@ -94,9 +96,9 @@ impl Sim {
     }
 
     /// Sleeps on the simulated clock until `at` after the run began, then
-    /// opens `requests` requests: one event of the schedule given to
-    /// [`drive`](Self::drive).
-    pub(crate) async fn wake_at(&self, at: Duration, requests: usize) {
+    /// opens `requests` requests of `user`: one event of the schedule given
+    /// to [`drive`](Self::drive).
+    pub(crate) async fn wake_at(&self, at: Duration, user: u32, requests: usize) {
         let now = self.clock.now() - self.start;
         if at > now {
             self.scheduled.fetch_add(1, Ordering::SeqCst);
@@ -105,7 +107,7 @@ impl Sim {
         }
         // Opened before the wake is counted: the driver never sees every
         // event awake with these requests missing.
-        self.outstanding.fetch_add(requests, Ordering::SeqCst);
+        lock(&self.open).open(user, requests);
         self.woke.fetch_add(1, Ordering::SeqCst);
         self.progress.notify_one();
     }
@@ -117,15 +119,16 @@ impl Sim {
     }
 
     /// Counts an upstream call; keep the guard until its answer is in.
-    pub(crate) fn call_started(&self) -> CallGuard<'_> {
+    pub(crate) fn call_started(&self, user: u32) -> CallGuard<'_> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        lock(&self.open).call_started(user);
         self.progress.notify_one();
         self.calls.fetch_add(1, Ordering::SeqCst);
         let minute = (self.now_ms() / 60_000) as usize;
         if let Some(m) = self.per_minute.get(minute) {
             m.fetch_add(1, Ordering::Relaxed);
         }
-        CallGuard(self)
+        CallGuard(self, user)
     }
 
     /// Counts an upstream 429.
@@ -133,12 +136,12 @@ impl Sim {
         self.rejected.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A request opened by [`wake_at`](Self::wake_at) that began at
-    /// `began` (simulated ms) ended with `outcome`.
-    pub(crate) fn request_ended(&self, began: u64, outcome: Outcome) {
+    /// A request of `user` opened by [`wake_at`](Self::wake_at) that began
+    /// at `began` (simulated ms) ended with `outcome`.
+    pub(crate) fn request_ended(&self, user: u32, began: u64, outcome: Outcome) {
         let now = self.now_ms();
         {
-            let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = lock(&self.requests);
             r.latencies_ms.push(now - began);
             match outcome {
                 Outcome::Served {
@@ -154,7 +157,7 @@ impl Sim {
                 Outcome::Failed => r.errors += 1,
             }
         }
-        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        lock(&self.open).close(user);
         self.progress.notify_one();
     }
 
@@ -176,7 +179,7 @@ impl Sim {
 
     /// Takes the request counters.
     pub(crate) fn take_requests(&self) -> Requests {
-        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.requests))
     }
 
     /// Runs the clock until every task in `tasks` has ended. `schedule`
@@ -208,30 +211,29 @@ impl Sim {
     }
 
     /// Returns once the system is quiescent: the `due` events have woken,
-    /// no upstream call is crossing loopback, and every open request waits
-    /// on the clock: none is open; or each waits out the IdP's latency; or
-    /// (levee's followers and lock waiters, a retry's backoff) something
-    /// waits on the clock and nothing moves for a moment of real time. A
-    /// request working in real time is waited for; if nothing moves for
-    /// [`STUCK`] the clock is advanced anyway and the run says so
-    /// ([`forced_advances`](Self::forced_advances)).
+    /// no upstream call is crossing loopback (each waits out the IdP's
+    /// latency), and every open request waits on the clock: on a call of
+    /// its user, or (a retry's backoff) on another sleeper, with nothing
+    /// moving for a moment of real time. A request working in real time
+    /// (reading L2, polling it for another replica's load) is waited for; if
+    /// nothing moves for [`STUCK`] the clock is advanced anyway and the run
+    /// says so ([`forced_advances`](Self::forced_advances)).
     async fn settle(&self, idp: &MockIdp, due: usize) {
-        let began = Instant::now();
         loop {
             // Registered before the check: a change after it is not lost.
             let moved = self.progress.notified();
             let woke = self.woke.load(Ordering::SeqCst) >= due;
-            let open = self.outstanding.load(Ordering::SeqCst);
+            let unbacked = lock(&self.open).unbacked();
             let (in_flight, delayed) = (self.in_flight.load(Ordering::SeqCst), idp.delayed());
             if woke && in_flight == delayed {
-                if open == delayed {
+                if unbacked == 0 {
                     return;
                 }
                 let parked = self
                     .clock
                     .sleepers()
                     .saturating_sub(self.scheduled.load(Ordering::SeqCst));
-                if delayed > 0 || parked > 0 {
+                if parked > delayed {
                     if self.still(moved).await {
                         return;
                     }
@@ -239,10 +241,6 @@ impl Sim {
                 }
             }
             if tokio::time::timeout(STUCK, moved).await.is_err() {
-                self.forced.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            if began.elapsed() > STUCK * 4 {
                 self.forced.fetch_add(1, Ordering::SeqCst);
                 return;
             }
@@ -256,9 +254,18 @@ impl Sim {
             .is_err()
     }
 
+    /// Requests still open (0 once a run has ended).
+    pub(crate) fn open_requests(&self) -> usize {
+        lock(&self.open).len()
+    }
+
     /// Times the clock was advanced while a request seemed to work in real
     /// time (0 in a sound run).
     pub(crate) fn forced_advances(&self) -> u64 {
         self.forced.load(Ordering::SeqCst)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

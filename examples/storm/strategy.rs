@@ -72,7 +72,7 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     async fn call(&self, user: u32) -> Result<http::Response<String>, TestkitError> {
-        let _in_flight = self.sim.call_started();
+        let _in_flight = self.sim.call_started(user);
         let (status, headers, body) = self.idp.userinfo(&format!("token-u{user}")).await?;
         if status == http::StatusCode::TOO_MANY_REQUESTS {
             self.sim.rate_limited();
@@ -169,7 +169,13 @@ impl Replicas {
                         },
                         fetched_ms: c.value.1,
                     },
-                    _ => Outcome::Failed,
+                    Ok(None) => Outcome::Failed,
+                    Err(e) => {
+                        if std::env::var_os("STORM_DEBUG").is_some() {
+                            eprintln!("u{user} at {} ms: {e}", up.sim.now_ms());
+                        }
+                        Outcome::Failed
+                    }
                 }
             }
         }
@@ -229,7 +235,12 @@ fn pipeline(
     let breaker = CircuitBreaker::builder()
         .name(format!("idp-{replica}"))
         .consecutive_failures(5)
+        // One probe at a time, ever less often while the IdP stays down:
+        // each probe is a call the outage makes for nothing.
         .open_duration(Duration::from_secs(30))
+        .backoff_multiplier(2.0)
+        .max_open_duration(Duration::from_secs(120))
+        .half_open_permits(1)
         .clock(clock.clone())
         .build()?;
     let now = sim.clone();
