@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! cargo run --release --example userinfo_storm -- --users 500 --replicas 3 \
-//!     [--seed N] [--redis URL] [--json] [--chart PATH]
+//!     [--seed N] [--redis URL] [--json] [--chart PATH] [--only STRATEGY]
 //! ```
+//!
+//! `--json` ends the output with one JSON line; `--chart` writes an SVG of
+//! upstream calls per minute; `--only "levee full"` runs one strategy.
 //!
 //! All time runs on one `ManualClock` (the IdP's latency and buckets, the
 //! caches, the pipeline's timeouts and retries); HTTP and Redis are real
@@ -17,6 +20,8 @@
 
 #[path = "storm/mod.rs"]
 mod storm;
+#[path = "storm_chart.rs"]
+mod chart;
 
 use std::time::Instant;
 
@@ -165,13 +170,4 @@ fn json(report: &Report) -> serde_json::Value {
         "page_loads": report.page_loads,
         "strategies": strategies,
     })
-}
-
-mod chart {
-    //! The SVG of upstream calls per minute (added with plotters).
-    use super::{BoxError, Report};
-
-    pub(super) fn write(_path: &str, _report: &Report) -> Result<(), BoxError> {
-        Err("--chart is not built yet".into())
-    }
 }
