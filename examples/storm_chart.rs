@@ -14,7 +14,10 @@ const COLORS: [RGBColor; 5] = [
 ];
 
 /// Writes the chart of `report` to `path`.
-pub(crate) fn write(path: &str, report: &Report) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub(crate) fn write(
+    path: &str,
+    report: &Report,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     draw(path, report).map_err(|e| format!("drawing {path}: {e}").into())
 }
 
@@ -36,7 +39,10 @@ fn draw(path: &str, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1)
         .max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("userinfo storm: upstream calls per minute", ("sans-serif", 22))
+        .caption(
+            "userinfo storm: upstream calls per minute",
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)

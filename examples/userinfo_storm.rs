@@ -18,10 +18,10 @@
 //! caches, the pipeline's timeouts and retries); HTTP and Redis are real
 //! loopback TCP. Without `--redis` a throwaway `redis-server` is started.
 
-#[path = "storm/mod.rs"]
-mod storm;
 #[path = "storm_chart.rs"]
 mod chart;
+#[path = "storm/mod.rs"]
+mod storm;
 
 use std::time::Instant;
 

@@ -169,13 +169,7 @@ impl Replicas {
                         },
                         fetched_ms: c.value.1,
                     },
-                    Ok(None) => Outcome::Failed,
-                    Err(e) => {
-                        if std::env::var_os("STORM_DEBUG").is_some() {
-                            eprintln!("u{user} at {} ms: {e}", up.sim.now_ms());
-                        }
-                        Outcome::Failed
-                    }
+                    Ok(None) | Err(_) => Outcome::Failed,
                 }
             }
         }
