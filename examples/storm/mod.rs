@@ -184,8 +184,7 @@ async fn page_load(load: PageLoad, up: Arc<Upstream>, replicas: Arc<Replicas>) {
         .map(|&replica| {
             let (up, replicas) = (up.clone(), replicas.clone());
             tokio::spawn(async move {
-                let began = up.sim.now_ms();
-                let outcome = replicas.request(&up, replica, load.user).await;
+                let (began, outcome) = replicas.request(&up, replica, load.user).await;
                 up.sim.request_ended(load.user, began, outcome);
             })
         })

@@ -11,15 +11,23 @@ use std::collections::HashMap;
 pub(crate) struct OpenRequests {
     by_user: HashMap<u32, (usize, usize)>,
     unbacked: usize,
+    unstarted: usize,
 }
 
 impl OpenRequests {
+    /// Opens `n` requests of `user`, not started yet.
     pub(crate) fn open(&mut self, user: u32, n: usize) {
+        self.unstarted += n;
         let (open, calls) = self.by_user.entry(user).or_default();
         *open += n;
         if *calls == 0 {
             self.unbacked += n;
         }
+    }
+
+    /// A request has started: it has looked at its caches.
+    pub(crate) fn start(&mut self) {
+        self.unstarted -= 1;
     }
 
     pub(crate) fn close(&mut self, user: u32) {
@@ -46,9 +54,11 @@ impl OpenRequests {
         }
     }
 
-    /// Open requests whose user has no call in flight.
+    /// Open requests whose user has no call in flight, and requests not
+    /// started (a call of their user in flight does not make them wait
+    /// for it: they have not looked at their cache yet).
     pub(crate) fn unbacked(&self) -> usize {
-        self.unbacked
+        self.unbacked + self.unstarted
     }
 
     /// Open requests in all.
@@ -66,6 +76,9 @@ mod tests {
         let mut o = OpenRequests::default();
         o.open(1, 5);
         o.open(2, 1);
+        for _ in 0..6 {
+            o.start();
+        }
         assert_eq!(o.unbacked(), 6);
         o.call_started(1);
         assert_eq!(o.unbacked(), 1);

@@ -136,6 +136,14 @@ impl Sim {
         self.rejected.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A request opened by [`wake_at`](Self::wake_at) starts; returns the
+    /// simulated ms it started at. Until every request has started the
+    /// clock stays put.
+    pub(crate) fn request_started(&self) -> u64 {
+        lock(&self.open).start();
+        self.now_ms()
+    }
+
     /// A request of `user` opened by [`wake_at`](Self::wake_at) that began
     /// at `began` (simulated ms) ended with `outcome`.
     pub(crate) fn request_ended(&self, user: u32, began: u64, outcome: Outcome) {

@@ -123,37 +123,32 @@ impl Replicas {
         })
     }
 
-    /// One API request on `replica` that needs `user`'s userinfo.
-    pub(crate) async fn request(&self, up: &Arc<Upstream>, replica: usize, user: u32) -> Outcome {
+    /// One API request on `replica` that needs `user`'s userinfo: when it
+    /// started (simulated ms, once it has looked at its cache) and how it
+    /// ended.
+    pub(crate) async fn request(
+        &self,
+        up: &Arc<Upstream>,
+        replica: usize,
+        user: u32,
+    ) -> (u64, Outcome) {
         match self {
-            Replicas::NoCache => match up.call(user).await {
-                Ok(r) if r.status().is_success() => Outcome::Served {
-                    stale_tier: None,
-                    fetched_ms: up.sim.now_ms(),
-                },
-                _ => Outcome::Failed,
-            },
+            Replicas::NoCache => {
+                let began = up.sim.request_started();
+                (began, served_by(up, user, None).await)
+            }
             Replicas::Plain { ttl_ms, maps } => {
                 let map = &maps[replica];
-                let now = up.sim.now_ms();
-                let held = *lock(map).get(&user).unwrap_or(&u64::MAX);
-                if held != u64::MAX && now - held < *ttl_ms {
-                    return Outcome::Served {
+                let held = lock(map).get(&user).copied();
+                let began = up.sim.request_started();
+                if let Some(fetched_ms) = held.filter(|at| began - at < *ttl_ms) {
+                    let fresh = Outcome::Served {
                         stale_tier: None,
-                        fetched_ms: held,
+                        fetched_ms,
                     };
+                    return (began, fresh);
                 }
-                match up.call(user).await {
-                    Ok(r) if r.status().is_success() => {
-                        let fetched_ms = up.sim.now_ms();
-                        lock(map).insert(user, fetched_ms);
-                        Outcome::Served {
-                            stale_tier: None,
-                            fetched_ms,
-                        }
-                    }
-                    _ => Outcome::Failed,
-                }
+                (began, served_by(up, user, Some(map)).await)
             }
             Replicas::Levee(pipelines) => {
                 let loader_up = up.clone();
@@ -161,7 +156,9 @@ impl Replicas {
                     let up = loader_up.clone();
                     async move { up.call(user).await }
                 };
-                match pipelines[replica].get(format!("u{user}"), loader).await {
+                // The L1 look happens on the first poll, in this task.
+                let began = up.sim.request_started();
+                let outcome = match pipelines[replica].get(format!("u{user}"), loader).await {
                     Ok(Some(c)) => Outcome::Served {
                         stale_tier: match c.freshness {
                             Freshness::Stale { tier, .. } => Some(tier),
@@ -170,9 +167,27 @@ impl Replicas {
                         fetched_ms: c.value.1,
                     },
                     Ok(None) | Err(_) => Outcome::Failed,
-                }
+                };
+                (began, outcome)
             }
         }
+    }
+}
+
+/// One call for `user`, its value stored in `map` (plain TTL) if it came.
+async fn served_by(up: &Upstream, user: u32, map: Option<&Mutex<HashMap<u32, u64>>>) -> Outcome {
+    match up.call(user).await {
+        Ok(r) if r.status().is_success() => {
+            let fetched_ms = up.sim.now_ms();
+            if let Some(map) = map {
+                lock(map).insert(user, fetched_ms);
+            }
+            Outcome::Served {
+                stale_tier: None,
+                fetched_ms,
+            }
+        }
+        _ => Outcome::Failed,
     }
 }
 
