@@ -495,6 +495,54 @@ async fn the_load_lock_makes_one_replica_load_for_all() {
     assert_eq!(sources.iter().filter(|s| **s == Source::L2).count(), 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_replica_reads_l2_at_its_load_lock_poll() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let locked = |poll: Duration| {
+        TieredCache::<String, String>::builder("t")
+            .l2(l2(&[server.url()], &clock))
+            .load_lock(Duration::from_secs(5))
+            .load_lock_poll(poll)
+            .clock(clock.shared())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        locked(Duration::from_millis(20)),
+        locked(Duration::from_millis(400)),
+    );
+    let loading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = loading.clone();
+    let leader = tokio::spawn(async move {
+        a.get_or_load("k".to_string(), move || async move {
+            started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, String>(Loaded::Value("v".to_string()))
+        })
+        .await
+    });
+    while !loading.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let began = std::time::Instant::now();
+    let got = b
+        .get_or_load("k".to_string(), || async {
+            Ok::<_, String>(Loaded::Value("not loaded".to_string()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.value.as_str(), got.source), ("v", Source::L2));
+    // Its first look at L2 comes one poll after the lock was refused.
+    assert!(
+        began.elapsed() >= Duration::from_millis(390),
+        "{:?}",
+        began.elapsed()
+    );
+    leader.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn keys_of_secrets_never_put_the_secret_in_redis() {
     let server = RedisServer::start().unwrap();

@@ -141,5 +141,6 @@ fn bad_settings_name_themselves() {
     assert_eq!(err(b().l1_ttl(Duration::from_secs(11))), "l1_ttl");
     assert_eq!(err(b().early_refresh(f64::NAN)), "early_refresh");
     assert_eq!(err(b().load_lock(Duration::ZERO)), "load_lock");
+    assert_eq!(err(b().load_lock_poll(Duration::ZERO)), "load_lock_poll");
     assert_eq!(err(b().prefix("")), "prefix");
 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -40,6 +41,10 @@ struct IdpState {
     counts: Mutex<HashMap<String, Counts>>,
     outage: AtomicBool,
     latency: Mutex<Duration>,
+    /// Deadlines of the latency waits under way, by id.
+    delayed: Mutex<Vec<(u64, Instant)>>,
+    next_delay: AtomicU64,
+    on_delayed: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 /// A mock identity provider on 127.0.0.1.
@@ -68,6 +73,9 @@ impl MockIdp {
             counts: Mutex::new(HashMap::new()),
             outage: AtomicBool::new(false),
             latency: Mutex::new(Duration::ZERO),
+            delayed: Mutex::new(Vec::new()),
+            next_delay: AtomicU64::new(0),
+            on_delayed: Mutex::new(None),
         });
         let app = axum::Router::new()
             .route("/userinfo", get(userinfo))
@@ -108,6 +116,27 @@ impl MockIdp {
     /// `ManualClock` must be advanced for the answer to come).
     pub fn set_latency(&self, d: Duration) {
         *self.state.latency.lock() = d;
+    }
+
+    /// Requests now waiting out the [`set_latency`](Self::set_latency) on
+    /// the IdP's clock, their deadline not reached. A simulation driving a
+    /// `ManualClock` may advance it when every call in flight is one of
+    /// these (the others still need real time to reach the IdP or to come
+    /// back; one whose deadline has passed is about to answer).
+    pub fn delayed(&self) -> usize {
+        let now = self.state.clock.now();
+        self.state
+            .delayed
+            .lock()
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .count()
+    }
+
+    /// Has `notify` told (`notify_one`) each time [`delayed`](Self::delayed)
+    /// changes, so a simulation's driver can wait for it instead of polling.
+    pub fn notify_delayed(&self, notify: Arc<tokio::sync::Notify>) {
+        *self.state.on_delayed.lock() = Some(notify);
     }
 
     /// Calls `GET /userinfo` with `Authorization: Bearer {token}` over a
@@ -178,7 +207,17 @@ fn user_of(headers: &HeaderMap) -> Option<String> {
 async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
     let latency = *state.latency.lock();
     if !latency.is_zero() {
-        state.clock.sleep(latency).await; // on the IdP's clock: a ManualClock simulates it
+        // On the IdP's clock: a ManualClock simulates it. Polled once before
+        // it is counted, so a driver that sees it in `delayed` also finds
+        // its deadline among the clock's sleepers; counted until it ends or
+        // the server drops the request.
+        let until = state.clock.now() + latency;
+        let mut sleep = state.clock.sleep(latency);
+        let first = std::future::poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx))).await;
+        if first.is_pending() {
+            let _delayed = Delayed::enter(&state, until);
+            sleep.await;
+        }
     }
     let Some(user) = user_of(&headers) else {
         return (StatusCode::UNAUTHORIZED, "missing or unknown bearer token").into_response();
@@ -219,6 +258,33 @@ async fn userinfo(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Res
         let retry = ((1.0 - tokens) * refill_secs).ceil().max(1.0) as u64;
         out.insert("retry-after", HeaderValue::from(retry));
         (StatusCode::TOO_MANY_REQUESTS, out, "Too Many Requests").into_response()
+    }
+}
+
+/// One request in [`MockIdp::delayed`], until dropped.
+struct Delayed<'a>(&'a IdpState, u64);
+
+impl<'a> Delayed<'a> {
+    fn enter(state: &'a IdpState, until: Instant) -> Self {
+        let id = state.next_delay.fetch_add(1, Ordering::Relaxed);
+        state.delayed.lock().push((id, until));
+        state.tell_delayed();
+        Delayed(state, id)
+    }
+}
+
+impl Drop for Delayed<'_> {
+    fn drop(&mut self) {
+        self.0.delayed.lock().retain(|(id, _)| *id != self.1);
+        self.0.tell_delayed();
+    }
+}
+
+impl IdpState {
+    fn tell_delayed(&self) {
+        if let Some(n) = &*self.on_delayed.lock() {
+            n.notify_one();
+        }
     }
 }
 

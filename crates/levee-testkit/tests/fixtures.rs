@@ -177,6 +177,31 @@ async fn idp_outage_answers_503() {
     assert_eq!(get_userinfo(&idp, "carol").await.0, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_latency_waits_on_its_clock_and_counts_as_delayed_until_due() {
+    let clock = ManualClock::new();
+    let idp = std::sync::Arc::new(MockIdp::start(clock.shared()).await.unwrap());
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    idp.notify_delayed(notify.clone());
+    idp.set_latency(Duration::from_secs(2));
+    let call = tokio::spawn({
+        let idp = idp.clone();
+        async move { get_userinfo(&idp, "dave").await.0 }
+    });
+    // The driver is told when the request starts waiting.
+    tokio::time::timeout(Duration::from_secs(5), notify.notified())
+        .await
+        .unwrap();
+    assert_eq!(idp.delayed(), 1);
+    assert_eq!(clock.sleepers(), 1, "its deadline is on the clock already");
+    clock.advance(Duration::from_millis(1999));
+    assert_eq!(idp.delayed(), 1);
+    clock.advance(Duration::from_millis(1));
+    // Due: no longer counted, though its answer may still be on its way.
+    assert_eq!(idp.delayed(), 0);
+    assert_eq!(call.await.unwrap(), 200);
+}
+
 async fn proxied(proxy: &FaultProxy) -> redis::aio::MultiplexedConnection {
     redis::Client::open(proxy.url())
         .unwrap()

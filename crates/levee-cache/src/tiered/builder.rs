@@ -87,6 +87,7 @@ where
                 ttl_jitter: 0.0,
                 early_refresh: 0.0,
                 load_lock: None,
+                load_lock_poll: Duration::from_millis(20),
             },
             l1_ttl: None,
             clock: None,
@@ -234,6 +235,15 @@ where
         self
     }
 
+    /// How often a replica waiting on another's load (see
+    /// [`load_lock`](Self::load_lock)) looks at L2 for its value, in real
+    /// time (the lock's expiry on Redis is real time too). Shorter finds
+    /// the value sooner for one more Redis read each time. Default: 20 ms.
+    pub fn load_lock_poll(mut self, every: Duration) -> Self {
+        self.cfg.load_lock_poll = every;
+        self
+    }
+
     /// The first part of every Redis key and channel of this cache:
     /// `{prefix}:{name}:v{schema}:{key}`. Default: `levee`.
     pub fn prefix(mut self, prefix: &str) -> Self {
@@ -363,6 +373,12 @@ where
         }
         if self.cfg.load_lock.is_some_and(|d| d.is_zero()) {
             return err("load_lock", "the wait must be above zero");
+        }
+        if self.cfg.load_lock_poll.is_zero() {
+            return err(
+                "load_lock_poll",
+                "a zero interval would read L2 in a busy loop; 1 ms is the least",
+            );
         }
         if self.prefix.is_empty() || self.name.is_empty() {
             return err(

@@ -49,6 +49,7 @@ pub(crate) struct Settings {
     pub(crate) ttl_jitter: f64,
     pub(crate) early_refresh: f64,
     pub(crate) load_lock: Option<Duration>,
+    pub(crate) load_lock_poll: Duration,
 }
 
 impl Settings {

@@ -11,9 +11,6 @@ use super::{Cached, Freshness, Shared, Source};
 use crate::l2::envelope::EnvelopeAge;
 use crate::l2::{Envelope, L2Read};
 
-/// How often a replica waiting on another's load looks at L2.
-const LOCK_POLL: Duration = Duration::from_millis(20);
-
 /// What waiting on the cross-replica load lock gave.
 pub(crate) enum Waited<V> {
     /// Another replica's value appeared on L2 (or L1 could answer).
@@ -131,7 +128,7 @@ where
             if left.is_zero() {
                 return Waited::Load;
             }
-            tokio::time::sleep(LOCK_POLL.min(left)).await;
+            tokio::time::sleep(self.cfg.load_lock_poll.min(left)).await;
             if let Some(found) = self.ask_l2(key, newer_than, token).await {
                 return Waited::Found(found);
             }
