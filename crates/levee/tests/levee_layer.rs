@@ -70,6 +70,32 @@ fn request(method: Method, url: &str, user: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// A GET polled ready and called (not `oneshot`): the layer's
+/// `poll_ready` is the inner client's.
+async fn send<S>(client: &mut S, url: &str, user: &str) -> Result<Response<Full<Bytes>>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
+{
+    client
+        .ready()
+        .await?
+        .call(request(Method::GET, url, user))
+        .await
+}
+
+/// A clock, a MockIdp on it, and the layer on both.
+async fn setup() -> (ManualClock, MockIdp, LeveeLayer) {
+    let clock = ManualClock::new();
+    let idp = MockIdp::start(clock.shared()).await.unwrap();
+    let layer = layer(&clock);
+    (clock, idp, layer)
+}
+
+/// `GET /userinfo` with `user`'s token.
+fn userinfo(idp: &MockIdp, user: &str) -> Request<Full<Bytes>> {
+    request(Method::GET, &idp.userinfo_url(), user)
+}
+
 fn cache_header<B>(r: &Response<B>) -> &str {
     r.headers()
         .get("x-levee-cache")
@@ -91,18 +117,20 @@ async fn five_concurrent_requests_with_one_token_make_one_upstream_call() {
     idp.set_latency(Duration::from_secs(1));
     let page: Vec<_> = (0..5)
         .map(|_| {
-            let req = request(Method::GET, &idp.userinfo_url(), "alice");
+            let req = userinfo(&idp, "alice");
             tokio::spawn(client.clone().oneshot(req))
         })
         .collect();
-    // Waits (in real time, for the loopback connection) until the load's
-    // request is out; the outcome does not depend on how long this takes.
-    for _ in 0..5000 {
-        if !sent.lock().unwrap().is_empty() {
+    // Waits (in real time, for the loopback connection) until the IdP's
+    // handler sleeps on the clock with the load's request; the outcome
+    // does not depend on how long this takes.
+    for _ in 0..10_000 {
+        if clock.sleepers() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    assert_eq!(sent.lock().unwrap().get(&Method::GET), Some(&1));
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
@@ -118,21 +146,14 @@ async fn five_concurrent_requests_with_one_token_make_one_upstream_call() {
     idp.set_latency(Duration::ZERO);
 
     // Another token is another key: its own call, and alice's entry stays.
-    let bob = client
-        .clone()
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "bob"))
-        .await
-        .unwrap();
+    let bob = client.clone().oneshot(userinfo(&idp, "bob")).await.unwrap();
     assert_eq!(cache_header(&bob), "fresh; source=upstream");
     assert!(
         String::from_utf8_lossy(&bob.into_body().collect().await.unwrap().to_bytes())
             .contains("\"sub\":\"bob\"")
     );
     assert_eq!(idp.calls("bob"), 1);
-    let again = client
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
-        .await
-        .unwrap();
+    let again = client.oneshot(userinfo(&idp, "alice")).await.unwrap();
     assert_eq!(cache_header(&again), "fresh; source=l1");
     assert_eq!(idp.calls("alice"), 1);
 }
@@ -149,60 +170,34 @@ async fn an_idp_429_holds_that_token_back_and_no_other() {
         .layer(layer(&clock))
         .service(http_client());
     let url = |n: u32| format!("{}?page={n}", idp.userinfo_url());
-    let err = client
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Method::GET, &url(1), "carol"))
-        .await
-        .unwrap_err();
+    let err = send(&mut client, &url(1), "carol").await.unwrap_err();
     assert!(err.is_rate_limited(), "{err}");
     assert_eq!(idp.rate_limited("carol"), 1, "the IdP answered 429 once");
     // The quota learned the 429's headers: carol is held back on any URI,
     // and the IdP is not called for her.
     let calls = idp.calls("carol");
-    let held = client
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Method::GET, &url(2), "carol"))
-        .await
-        .unwrap_err();
+    let held = send(&mut client, &url(2), "carol").await.unwrap_err();
     assert!(held.is_rate_limited(), "{held}");
     assert!(held.retry_after().is_some());
     assert_eq!(idp.calls("carol"), calls, "held back before the IdP");
     // Dave is not affected.
-    let dave = client
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Method::GET, &url(2), "dave"))
-        .await
-        .unwrap();
+    let dave = send(&mut client, &url(2), "dave").await.unwrap();
     assert_eq!(dave.status(), StatusCode::OK);
     // Once the IdP's reset has passed, carol goes out again.
     clock.advance(Duration::from_secs(121));
-    let carol = client
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Method::GET, &url(3), "carol"))
-        .await
-        .unwrap();
+    let carol = send(&mut client, &url(3), "carol").await.unwrap();
     assert_eq!(carol.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn an_outage_is_answered_with_the_stale_response_and_its_freshness() {
-    let clock = ManualClock::new();
-    let idp = MockIdp::start(clock.shared()).await.unwrap();
-    let layer = layer(&clock);
+    let (clock, idp, layer) = setup().await;
     let client = ServiceBuilder::new()
         .layer(layer.clone())
         .service(http_client());
     let fresh = client
         .clone()
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+        .oneshot(userinfo(&idp, "alice"))
         .await
         .unwrap();
     let fresh_body = fresh.into_body().collect().await.unwrap().to_bytes();
@@ -210,10 +205,7 @@ async fn an_outage_is_answered_with_the_stale_response_and_its_freshness() {
     idp.set_outage(true);
     // An hour past its 5-minute freshness.
     clock.advance(Duration::from_secs(300 + 3600));
-    let stale = client
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
-        .await
-        .unwrap();
+    let stale = client.oneshot(userinfo(&idp, "alice")).await.unwrap();
     assert_eq!(stale.status(), StatusCode::OK);
     assert_eq!(cache_header(&stale), "stale; tier=secondary; age=3600");
     let status = stale.extensions().get::<CacheStatus>().unwrap().clone();
@@ -277,7 +269,7 @@ async fn a_post_is_never_served_from_the_cache() {
     });
     let get = client
         .clone()
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+        .oneshot(userinfo(&idp, "alice"))
         .await
         .unwrap();
     assert_eq!(get.status(), StatusCode::OK);
@@ -362,7 +354,7 @@ async fn different_varyd_header_values_are_different_cache_entries() {
         .layer(layer(&clock))
         .service(Rewrite(http_client(), by_language));
     let get = |language: &'static str| {
-        let mut req = request(Method::GET, &idp.userinfo_url(), "alice");
+        let mut req = userinfo(&idp, "alice");
         req.headers_mut()
             .insert("accept-language", HeaderValue::from_static(language));
         client.clone().oneshot(req)
@@ -406,7 +398,7 @@ async fn a_no_store_response_is_served_but_never_stored() {
     for n in 1..=2 {
         let r = client
             .clone()
-            .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+            .oneshot(userinfo(&idp, "alice"))
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
@@ -429,7 +421,7 @@ async fn a_private_response_is_not_stored_in_a_shared_cache() {
     for _ in 0..2 {
         client
             .clone()
-            .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
+            .oneshot(userinfo(&idp, "alice"))
             .await
             .unwrap();
     }
@@ -443,18 +435,11 @@ async fn a_private_response_is_not_stored_in_a_shared_cache() {
         .layer(layer(&clock))
         .service(Rewrite(http_client(), private_max_age));
     for _ in 0..2 {
-        local
-            .clone()
-            .oneshot(request(Method::GET, &idp.userinfo_url(), "bob"))
-            .await
-            .unwrap();
+        local.clone().oneshot(userinfo(&idp, "bob")).await.unwrap();
     }
     assert_eq!(idp.calls("bob"), 1);
     clock.advance(Duration::from_secs(61));
-    let r = local
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "bob"))
-        .await
-        .unwrap();
+    let r = local.oneshot(userinfo(&idp, "bob")).await.unwrap();
     assert_eq!(
         cache_header(&r),
         "fresh; source=upstream",
@@ -465,14 +450,12 @@ async fn a_private_response_is_not_stored_in_a_shared_cache() {
 
 #[tokio::test]
 async fn a_401_is_handed_back_as_it_is_not_retried_and_not_stored() {
-    let clock = ManualClock::new();
-    let idp = MockIdp::start(clock.shared()).await.unwrap();
-    let layer = layer(&clock);
+    let (_clock, idp, layer) = setup().await;
     let client = ServiceBuilder::new()
         .layer(layer.clone())
         .service(http_client());
     for n in 1..=2 {
-        let mut req = request(Method::GET, &idp.userinfo_url(), "x");
+        let mut req = userinfo(&idp, "x");
         req.headers_mut()
             .insert("authorization", HeaderValue::from_static("Bearer unknown"));
         let r = client.clone().oneshot(req).await.unwrap();
@@ -494,10 +477,7 @@ async fn a_body_over_the_limit_is_an_error_that_is_not_retried() {
     let client = ServiceBuilder::new()
         .layer(layer.clone())
         .service(http_client());
-    let err = client
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
-        .await
-        .unwrap_err();
+    let err = client.oneshot(userinfo(&idp, "alice")).await.unwrap_err();
     let upstream = err.upstream().expect("an upstream error");
     assert!(upstream.is_body_too_large(), "{upstream}");
     assert_eq!(idp.calls("alice"), 1);
@@ -536,16 +516,8 @@ async fn replicas_share_responses_through_the_redis_l2_but_not_private_ones() {
     let b = ServiceBuilder::new()
         .layer(replica(&redis, &clock))
         .service(http_client());
-    let first = a
-        .clone()
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
-        .await
-        .unwrap();
-    let from_b = b
-        .clone()
-        .oneshot(request(Method::GET, &idp.userinfo_url(), "alice"))
-        .await
-        .unwrap();
+    let first = a.clone().oneshot(userinfo(&idp, "alice")).await.unwrap();
+    let from_b = b.clone().oneshot(userinfo(&idp, "alice")).await.unwrap();
     assert_eq!(cache_header(&from_b), "fresh; source=l2");
     assert_eq!(from_b.status(), first.status());
     assert_eq!(
@@ -569,10 +541,7 @@ async fn replicas_share_responses_through_the_redis_l2_but_not_private_ones() {
         private(replica(&redis, &clock)),
     );
     for client in [a.clone(), b, a] {
-        client
-            .oneshot(request(Method::GET, &idp.userinfo_url(), "bob"))
-            .await
-            .unwrap();
+        client.oneshot(userinfo(&idp, "bob")).await.unwrap();
     }
     assert_eq!(idp.calls("bob"), 3);
 }

@@ -290,3 +290,106 @@ impl TryFrom<Wire> for CachedResponse {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cc(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_store_rule_follows_cache_control_status_and_vary() {
+        let ok = StatusCode::OK;
+        assert_eq!(
+            store_rule(ok, &HeaderMap::new(), true, true),
+            Store::Yes(None)
+        );
+        assert_eq!(store_rule(ok, &cc("No-Store"), false, true), Store::No);
+        assert_eq!(
+            store_rule(ok, &cc("max-age=0, no-cache"), false, true),
+            Store::No
+        );
+        assert_eq!(store_rule(ok, &cc("private"), true, true), Store::No);
+        assert_eq!(
+            store_rule(ok, &cc("private, max-age=60"), false, true),
+            Store::Yes(Some(Duration::from_secs(60)))
+        );
+        assert_eq!(
+            store_rule(ok, &cc("max-age=600, s-maxage=\"30\""), true, true),
+            Store::Yes(Some(Duration::from_secs(30))),
+            "a shared cache reads s-maxage first"
+        );
+        assert_eq!(store_rule(ok, &HeaderMap::new(), false, false), Store::No);
+        assert_eq!(
+            store_rule(StatusCode::NOT_FOUND, &HeaderMap::new(), false, true),
+            Store::Yes(None)
+        );
+        for status in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::PARTIAL_CONTENT,
+            StatusCode::FOUND,
+        ] {
+            assert_eq!(
+                store_rule(status, &HeaderMap::new(), false, true),
+                Store::No
+            );
+        }
+    }
+
+    #[test]
+    fn a_not_stored_response_is_usable_for_no_time() {
+        let mut r = Response::new(Bytes::from_static(b"x"));
+        r.headers_mut()
+            .insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        r.extensions_mut().insert(Store::No);
+        match to_loaded(r) {
+            Loaded::ValueUntil(v, d) => {
+                assert_eq!(d, Duration::ZERO);
+                assert!(
+                    !v.headers().contains_key("transfer-encoding"),
+                    "hop-by-hop dropped"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_header_says_source_and_freshness() {
+        let stale = CacheStatus::Lookup {
+            source: Source::L2,
+            freshness: Freshness::Stale {
+                tier: "secondary".into(),
+                age: Duration::from_millis(3_600_900),
+            },
+        };
+        assert_eq!(stale.header_value(), "stale; tier=secondary; age=3600");
+        let fresh = CacheStatus::Lookup {
+            source: Source::L2,
+            freshness: Freshness::Fresh,
+        };
+        assert_eq!(fresh.header_value(), "fresh; source=l2");
+        assert_eq!(CacheStatus::Bypass.header_value(), "bypass");
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_refuses_a_bad_vary() {
+        let mut r = Response::new(Bytes::from_static(b"{}"));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        r.extensions_mut().insert(Store::Yes(None));
+        let Loaded::Value(v) = to_loaded(r) else {
+            panic!("stored")
+        };
+        let json = serde_json::to_string(&v).unwrap();
+        let back: CachedResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.status(), back.body()), (v.status(), v.body()));
+        assert_eq!(back.headers(), v.headers());
+        let bad = r#"{"status":200,"headers":[],"body":[],"vary":[["accept"],[1,2]]}"#;
+        assert!(serde_json::from_str::<CachedResponse>(bad).is_err());
+    }
+}

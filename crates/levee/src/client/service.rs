@@ -266,11 +266,13 @@ impl Shared {
     fn mark(&self, resp: &mut Response<Bytes>, req: &HeaderMap, uri: &str, used: &[HeaderName]) {
         let vary_ok = match Vary::of(resp.headers(), self.max_vary_headers) {
             Vary::Names(names) => {
-                let learned = resp.status().is_success() && self.vary.learn(uri, &names);
+                // Only a success teaches the URI's list: an error page's
+                // Vary (or its lack) says little of the resource.
+                let known = !resp.status().is_success() || self.vary.learn(uri, &names);
                 if let Some(hash) = self.keys.vary_hash(req, &names) {
                     resp.extensions_mut().insert(VaryMark(names.to_vec(), hash));
                 }
-                learned && names[..] == *used
+                known && names[..] == *used
             }
             Vary::Uncacheable => false,
         };
