@@ -33,16 +33,10 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        self.stats.load();
-        let _slot = self.admit(key).await?;
-        // One clock reading for the budget, the timeouts and the metrics.
-        let start = self.clock.now();
-        let result = self
-            .within_total(start, self.attempts(key, loader, start))
-            .await;
-        self.metrics
-            .load_finished(&*self.clock, start, result.is_ok());
-        result.map(|t| (self.map)(t))
+        let attempts = |start| self.attempts(key, loader, start);
+        self.admitted(key, attempts, Result::is_ok)
+            .await
+            .map(|t| (self.map)(t))
     }
 
     /// One call of `call` below the cache, never retried: the upstream's
@@ -53,20 +47,36 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        self.stats.load();
-        let _slot = self.admit(key).await?;
-        let start = self.clock.now();
-        self.stats.attempt();
-        let attempt = async {
+        let attempt = |start| async move {
+            self.stats.attempt();
             match self.attempt(key, call, start).await {
                 Attempt::Refused(e) => Err(e),
                 Attempt::Answered(result, _) => Ok(result),
                 Attempt::TimedOut(d) => Err(Error::Timeout(d)),
             }
         };
-        let result = self.within_total(start, attempt).await;
-        self.metrics
-            .load_finished(&*self.clock, start, matches!(result, Ok(Ok(_))));
+        self.admitted(key, attempt, |r| matches!(r, Ok(Ok(_))))
+            .await
+    }
+
+    /// Admission ([`admit`](Self::admit)), then `work` from one clock
+    /// reading (for the budget, the timeouts and the metrics) under the
+    /// total timeout; `ok` says whether the result counts as a success.
+    async fn admitted<O, W, WFut>(
+        &self,
+        key: &K,
+        work: W,
+        ok: fn(&Result<O, Error<E>>) -> bool,
+    ) -> Result<O, Error<E>>
+    where
+        W: FnOnce(Instant) -> WFut,
+        WFut: Future<Output = Result<O, Error<E>>>,
+    {
+        self.stats.load();
+        let _slot = self.admit(key).await?;
+        let start = self.clock.now();
+        let result = self.within_total(start, work(start)).await;
+        self.metrics.load_finished(&*self.clock, start, ok(&result));
         result
     }
 
