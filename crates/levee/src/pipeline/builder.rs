@@ -24,6 +24,16 @@ use super::{
 /// cached; by default `T` is `V`, [`map`](Self::map) changes it.
 #[must_use]
 pub struct LeveeBuilder<K, V, E, T = V> {
+    /// The settings that do not depend on `T`: [`map`](Self::map) carries
+    /// them over unchanged.
+    pub(super) parts: Parts<K, V, E>,
+    pub(super) classify: Classifier<T, E>,
+    pub(super) headers_of: Option<HeadersOf<T, E>>,
+    pub(super) map: Mapper<T, V>,
+}
+
+/// A builder's settings other than the classifier and the mapping.
+pub(super) struct Parts<K, V, E> {
     pub(super) name: Arc<str>,
     pub(super) cache: Option<TieredCache<K, V>>,
     pub(super) quota: Option<Arc<dyn UpstreamQuotaPort<K>>>,
@@ -35,18 +45,15 @@ pub struct LeveeBuilder<K, V, E, T = V> {
     pub(super) breakers: Option<Breakers<K>>,
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) fallback: Option<Fallback<K, V, E>>,
-    pub(super) classify: Classifier<T, E>,
-    pub(super) headers_of: Option<HeadersOf<T, E>>,
-    pub(super) map: Mapper<T, V>,
     pub(super) clock: Option<SharedClock>,
 }
 
 impl<K, V, E, T> std::fmt::Debug for LeveeBuilder<K, V, E, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeveeBuilder")
-            .field("name", &self.name)
-            .field("cache", &self.cache.is_some())
-            .field("retry", &self.retry)
+            .field("name", &self.parts.name)
+            .field("cache", &self.parts.cache.is_some())
+            .field("retry", &self.parts.retry)
             .finish_non_exhaustive()
     }
 }
@@ -58,21 +65,23 @@ where
 {
     pub(super) fn new(name: &str) -> Self {
         LeveeBuilder {
-            name: Arc::from(name),
-            cache: None,
-            quota: None,
-            limiter: None,
-            bulkhead: None,
-            queue_timeout: Duration::from_secs(1),
-            timeout: None,
-            retry: None,
-            breakers: None,
-            attempt_timeout: None,
-            fallback: None,
+            parts: Parts {
+                name: Arc::from(name),
+                cache: None,
+                quota: None,
+                limiter: None,
+                bulkhead: None,
+                queue_timeout: Duration::from_secs(1),
+                timeout: None,
+                retry: None,
+                breakers: None,
+                attempt_timeout: None,
+                fallback: None,
+                clock: None,
+            },
             classify: Arc::new(Verdict::of::<V, E>),
             headers_of: None,
             map: Arc::new(Loaded::Value),
-            clock: None,
         }
     }
 }
@@ -86,7 +95,7 @@ where
     /// The cache at the top: single-flight per key, L1/L2, stale tiers.
     /// Without one, nothing is cached and no stale value can serve.
     pub fn cache(mut self, cache: TieredCache<K, V>) -> Self {
-        self.cache = Some(cache);
+        self.parts.cache = Some(cache);
         self
     }
 
@@ -94,46 +103,46 @@ where
     /// back is not called until its reset. An `UpstreamQuota` (this
     /// process) or a `SharedUpstreamQuota` (every replica).
     pub fn upstream_quota(mut self, quota: impl UpstreamQuotaPort<K>) -> Self {
-        self.quota = Some(Arc::new(quota));
+        self.parts.quota = Some(Arc::new(quota));
         self
     }
 
     /// Our own rate limit per key (local `SlidingWindow`/`Gcra`, or
     /// `RedisSlidingWindow` shared by every replica).
     pub fn rate_limit(mut self, limiter: impl RateLimiter<K> + 'static) -> Self {
-        self.limiter = Some(Arc::new(limiter));
+        self.parts.limiter = Some(Arc::new(limiter));
         self
     }
 
     /// A bulkhead: at most its `max_in_flight` loads at once; callers wait
     /// in its queue up to [`queue_timeout`](Self::queue_timeout).
     pub fn concurrency(mut self, limit: ConcurrencyLimit) -> Self {
-        self.bulkhead = Some(limit);
+        self.parts.bulkhead = Some(limit);
         self
     }
 
     /// How long a call waits in the bulkhead's queue. Default: 1 s.
     pub fn queue_timeout(mut self, d: Duration) -> Self {
-        self.queue_timeout = d;
+        self.parts.queue_timeout = d;
         self
     }
 
     /// The longest a load may take in all, retries and their waits
     /// included. Default: none.
     pub fn timeout(mut self, total: Duration) -> Self {
-        self.timeout = Some(total);
+        self.parts.timeout = Some(total);
         self
     }
 
     /// How failed attempts are retried. Default: no retry.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.parts.retry = Some(policy);
         self
     }
 
     /// One circuit breaker for every call.
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breakers = Some(Breakers::One(breaker));
+        self.parts.breakers = Some(Breakers::One(breaker));
         self
     }
 
@@ -145,7 +154,7 @@ where
         BK: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
         F: Fn(&K) -> BK + Send + Sync + 'static,
     {
-        self.breakers = Some(Breakers::PerKey(Arc::new(move |k: &K| {
+        self.parts.breakers = Some(Breakers::PerKey(Arc::new(move |k: &K| {
             registry.get(&breaker_key(k))
         })));
         self
@@ -154,7 +163,7 @@ where
     /// The longest one attempt may take; a timed-out attempt is a breaker
     /// failure and may be retried. Default: none.
     pub fn attempt_timeout(mut self, d: Duration) -> Self {
-        self.attempt_timeout = Some(d);
+        self.parts.attempt_timeout = Some(d);
         self
     }
 
@@ -166,7 +175,7 @@ where
         F: Fn(K) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
-        self.fallback = Some(Arc::new(move |k| Box::pin(f(k))));
+        self.parts.fallback = Some(Arc::new(move |k| Box::pin(f(k))));
         self
     }
 
@@ -197,7 +206,7 @@ where
     /// The time source of every wait and timeout. Default: the system
     /// clock (tokio's timers). A `ManualClock` runs a simulation.
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
+        self.parts.clock = Some(clock);
         self
     }
 
@@ -211,21 +220,10 @@ where
         M: Fn(T2) -> Loaded<V> + Send + Sync + 'static,
     {
         LeveeBuilder {
-            name: self.name,
-            cache: self.cache,
-            quota: self.quota,
-            limiter: self.limiter,
-            bulkhead: self.bulkhead,
-            queue_timeout: self.queue_timeout,
-            timeout: self.timeout,
-            retry: self.retry,
-            breakers: self.breakers,
-            attempt_timeout: self.attempt_timeout,
-            fallback: self.fallback,
+            parts: self.parts,
             classify: Arc::new(Verdict::of::<T2, E>),
             headers_of: None,
             map: Arc::new(map),
-            clock: self.clock,
         }
     }
 
@@ -243,44 +241,45 @@ where
                 reason: reason.to_string(),
             })
         };
-        if let Some(r) = &self.retry
+        if let Some(r) = &self.parts.retry
             && r.max_attempts == 0
         {
             return bad("retry", "max_attempts must be at least 1 (1: no retry)");
         }
-        if self.timeout.is_some_and(|d| d.is_zero()) {
+        if self.parts.timeout.is_some_and(|d| d.is_zero()) {
             return bad(
                 "timeout",
                 "a zero total timeout fails every call; remove it instead",
             );
         }
-        if self.attempt_timeout.is_some_and(|d| d.is_zero()) {
+        if self.parts.attempt_timeout.is_some_and(|d| d.is_zero()) {
             return bad(
                 "attempt_timeout",
                 "a zero attempt timeout fails every attempt; remove it instead",
             );
         }
-        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        let clock = self.parts.clock.unwrap_or_else(SystemClock::shared);
         let budget = self
+            .parts
             .retry
             .as_ref()
             .and_then(|r| r.budget.clone())
             .map(|b| BudgetAccount::new(b, clock.now()));
-        let metrics = super::observe::Metrics::new(&self.name);
+        let metrics = super::observe::Metrics::new(&self.parts.name);
         Ok(Levee {
             inner: Arc::new(Inner {
-                name: self.name,
-                cache: self.cache,
-                quota: self.quota,
-                limiter: self.limiter,
-                bulkhead: self.bulkhead,
-                queue_timeout: self.queue_timeout,
-                timeout: self.timeout,
-                retry: self.retry,
+                name: self.parts.name,
+                cache: self.parts.cache,
+                quota: self.parts.quota,
+                limiter: self.parts.limiter,
+                bulkhead: self.parts.bulkhead,
+                queue_timeout: self.parts.queue_timeout,
+                timeout: self.parts.timeout,
+                retry: self.parts.retry,
                 budget,
-                breakers: self.breakers,
-                attempt_timeout: self.attempt_timeout,
-                fallback: self.fallback,
+                breakers: self.parts.breakers,
+                attempt_timeout: self.parts.attempt_timeout,
+                fallback: self.parts.fallback,
                 classify: self.classify,
                 headers_of: self.headers_of,
                 map: self.map,
