@@ -73,7 +73,7 @@ mod pipeline;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http {
-    pub use crate::pipeline::http_verdict::{classify, status_and_headers, verdict};
+    pub use crate::pipeline::http_verdict::{classify, status_and_headers, verdict, verdict_at};
 }
 
 #[cfg(feature = "pipeline")]

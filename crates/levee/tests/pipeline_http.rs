@@ -88,3 +88,54 @@ async fn an_outage_is_a_retryable_failure_and_a_401_is_not_retried() {
         Verdict::DoNotRetry
     );
 }
+
+#[tokio::test]
+async fn the_http_classifier_reads_dates_on_the_pipelines_clock() {
+    // The pipeline's clock is far from the system's: a Retry-After date 10 s
+    // after the pipeline's now must mean 10 s.
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let clock = ManualClock::starting_at(start);
+    let date = httpdate_string(start + Duration::from_secs(10));
+    let p: Pipeline = Levee::builder("idp")
+        .clock(clock.shared())
+        .map(|r: http::Response<String>| Loaded::Value(r.into_body()))
+        .http()
+        .build()
+        .unwrap();
+    let err = p
+        .get("u".to_string(), move || {
+            let date = date.clone();
+            async move {
+                let mut r = http::Response::new(String::new());
+                *r.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+                r.headers_mut().insert("retry-after", date.parse().unwrap());
+                Ok::<_, levee_testkit::TestkitError>(r)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
+}
+
+/// An IMF-fixdate (RFC 9110) for `t`.
+fn httpdate_string(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mn = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo - 1) as usize];
+    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02} GMT")
+}

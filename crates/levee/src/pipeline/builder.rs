@@ -298,11 +298,17 @@ where
     E: Send + Sync + 'static,
     B: Send + 'static,
 {
-    /// Classifies each response with [`crate::http::verdict`] (status and
-    /// rate-limit headers) and feeds its status and headers to the upstream
-    /// quota: one call for an HTTP upstream. Call after [`map`](Self::map).
+    /// Classifies each response with [`crate::http::verdict_at`] (status and
+    /// rate-limit headers, dates read on the pipeline's clock) and feeds its
+    /// status and headers to the upstream quota: one call for an HTTP
+    /// upstream. Call after [`map`](Self::map) and [`clock`](Self::clock)
+    /// (it reads the clock set so far; the system clock if none).
     pub fn http(self) -> Self {
-        self.classify(crate::http::classify::<B, E>)
-            .response_headers(crate::http::status_and_headers::<B, E>)
+        let clock = self.parts.clock.clone().unwrap_or_else(SystemClock::shared);
+        self.classify(move |r: &Result<http::Response<B>, E>| match r {
+            Ok(resp) => crate::http::verdict_at(resp.status(), resp.headers(), clock.system_now()),
+            Err(_) => Verdict::Failure,
+        })
+        .response_headers(crate::http::status_and_headers::<B, E>)
     }
 }

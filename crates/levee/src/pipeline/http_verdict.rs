@@ -28,10 +28,17 @@ use super::Verdict;
 /// assert_eq!(verdict(StatusCode::UNAUTHORIZED, &HeaderMap::new()), Verdict::DoNotRetry);
 /// ```
 pub fn verdict(status: StatusCode, headers: &HeaderMap) -> Verdict {
+    verdict_at(status, headers, SystemTime::now())
+}
+
+/// [`verdict`] with the wall-clock time `now` against which an HTTP-date
+/// `Retry-After` or a unix `x-ratelimit-reset` is read: the pipeline's
+/// clock, so that a simulation on a `ManualClock` reads its own time.
+pub fn verdict_at(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Verdict {
     if status.is_success() || status.is_redirection() || status.is_informational() {
         return Verdict::Success;
     }
-    let learned = levee_limit::parse_headers(status, headers, SystemTime::now());
+    let learned = levee_limit::parse_headers(status, headers, now);
     if learned.throttled {
         let retry_after: Option<Duration> = learned.retry_after.or(learned.reset_after);
         return Verdict::RateLimited { retry_after };
