@@ -73,7 +73,9 @@ mod pipeline;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http {
-    pub use crate::pipeline::http_verdict::{classify, status_and_headers, verdict, verdict_at};
+    pub use crate::pipeline::http_verdict::{
+        classify, classify_at, status_and_headers, verdict, verdict_at,
+    };
 }
 
 #[cfg(feature = "pipeline")]

@@ -305,9 +305,8 @@ where
     /// (it reads the clock set so far; the system clock if none).
     pub fn http(self) -> Self {
         let clock = self.parts.clock.clone().unwrap_or_else(SystemClock::shared);
-        self.classify(move |r: &Result<http::Response<B>, E>| match r {
-            Ok(resp) => crate::http::verdict_at(resp.status(), resp.headers(), clock.system_now()),
-            Err(_) => Verdict::Failure,
+        self.classify(move |r: &Result<http::Response<B>, E>| {
+            crate::http::classify_at(r, clock.system_now())
         })
         .response_headers(crate::http::status_and_headers::<B, E>)
     }

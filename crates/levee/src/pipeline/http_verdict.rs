@@ -53,8 +53,13 @@ pub fn verdict_at(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> V
 /// [`verdict`] of a response; a transport error (`Err`) is a retryable
 /// failure.
 pub fn classify<B, E>(result: &Result<http::Response<B>, E>) -> Verdict {
+    classify_at(result, SystemTime::now())
+}
+
+/// [`classify`] with dates read against `now` (see [`verdict_at`]).
+pub fn classify_at<B, E>(result: &Result<http::Response<B>, E>, now: SystemTime) -> Verdict {
     match result {
-        Ok(r) => verdict(r.status(), r.headers()),
+        Ok(r) => verdict_at(r.status(), r.headers(), now),
         Err(_) => Verdict::Failure,
     }
 }
