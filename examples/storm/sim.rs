@@ -17,6 +17,11 @@ use super::trace::HOUR;
 /// How long the driver waits for a request that works in real time
 /// before it advances the clock anyway.
 const STUCK: Duration = Duration::from_millis(500);
+/// How long a call crossing loopback may take before the driver gives up
+/// on it and advances the clock anyway (never in a sound run).
+const CROSSING_LIMIT: Duration = Duration::from_secs(30);
+/// How often the driver looks again when nothing wakes it.
+const SLICE: Duration = Duration::from_millis(5);
 
 /// How a request ended, for the counters.
 #[derive(Debug, Clone)]
@@ -225,15 +230,23 @@ impl Sim {
     /// moving for a moment of real time. A request working in real time
     /// (reading L2, polling it for another replica's load) is waited for; if
     /// nothing moves for [`STUCK`] the clock is advanced anyway and the run
-    /// says so ([`forced_advances`](Self::forced_advances)).
+    /// says so ([`forced_advances`](Self::forced_advances)). A call crossing
+    /// loopback is never cut short that way: advancing the clock under it
+    /// could fire its attempt timeout and count a failure the IdP never
+    /// caused.
+    ///
+    /// The state is checked again every [`SLICE`]: a request that moves
+    /// from real-time work to a sleep on the clock wakes no one.
     async fn settle(&self, idp: &MockIdp, due: usize) {
+        let mut since = Instant::now();
         loop {
             // Registered before the check: a change after it is not lost.
             let moved = self.progress.notified();
             let woke = self.woke.load(Ordering::SeqCst) >= due;
             let unbacked = lock(&self.open).unbacked();
             let (in_flight, delayed) = (self.in_flight.load(Ordering::SeqCst), idp.delayed());
-            if woke && in_flight == delayed {
+            let crossing = in_flight != delayed;
+            if woke && !crossing {
                 if unbacked == 0 {
                     return;
                 }
@@ -245,10 +258,16 @@ impl Sim {
                     if self.still(moved).await {
                         return;
                     }
+                    since = Instant::now();
                     continue;
                 }
             }
-            if tokio::time::timeout(STUCK, moved).await.is_err() {
+            if tokio::time::timeout(SLICE, moved).await.is_ok() {
+                since = Instant::now();
+                continue;
+            }
+            let limit = if crossing { CROSSING_LIMIT } else { STUCK };
+            if since.elapsed() >= limit {
                 self.forced.fetch_add(1, Ordering::SeqCst);
                 return;
             }
