@@ -18,6 +18,14 @@ pub enum TestkitError {
         #[source]
         source: std::io::Error,
     },
+    /// A command to a test server failed.
+    #[error("{what}: {detail}")]
+    Command {
+        /// The command and the node.
+        what: String,
+        /// What the server or the connection said.
+        detail: String,
+    },
     /// A server did not become ready in time.
     #[error("{0} (see its log: {1})")]
     NotReady(String, String),

@@ -14,6 +14,8 @@ pub struct RedisServerOptions {
     password: Option<String>,
     cluster: bool,
     tls: bool,
+    /// More `redis-server` arguments (a Cluster node's announced port).
+    extra: Vec<String>,
 }
 
 impl RedisServerOptions {
@@ -37,6 +39,12 @@ impl RedisServerOptions {
             cluster: true,
             ..Default::default()
         }
+    }
+
+    /// Adds `redis-server` arguments.
+    pub(crate) fn args<I: IntoIterator<Item = String>>(mut self, args: I) -> Self {
+        self.extra.extend(args);
+        self
     }
 }
 
@@ -115,6 +123,8 @@ impl RedisServer {
             ])
             .args(["--cluster-node-timeout", "2000"]);
         }
+        // Later arguments win: a Cluster's own node timeout included.
+        cmd.args(&self.opts.extra);
         let child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => TestkitError::NotInstalled("redis-server"),
             _ => TestkitError::Io {

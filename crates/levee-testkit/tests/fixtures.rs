@@ -264,3 +264,123 @@ async fn delay_connect_slows_new_connections_only() {
         Some("PONG")
     );
 }
+
+/// A synchronous `GET` on node `port` (no redirection followed).
+fn get_on(port: u16, key: &str) -> redis::RedisResult<Option<String>> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    redis::cmd("GET").arg(key).query(&mut conn)
+}
+
+fn set_on(port: u16, key: &str, value: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    redis::cmd("SET").arg(key).arg(value).query(&mut conn)
+}
+
+#[tokio::test]
+async fn a_failed_over_master_is_replaced_by_its_replica_which_kept_the_data() {
+    let mut cluster = tokio::task::spawn_blocking(|| {
+        let mut cluster = RedisCluster::start_with_replicas(3, 1)?;
+        assert_eq!(cluster.masters()?.len(), 3);
+        let master = cluster.master_of(b"k")?;
+        let port = cluster.nodes_mut()[master].port();
+        set_on(port, "k", "v").unwrap();
+        // WAIT: the write reached the replica before the kill.
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(2000)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(acked, 1);
+        let promoted = cluster.fail_over(master)?;
+        assert_ne!(promoted, master);
+        assert_eq!(cluster.master_of(b"k")?, promoted);
+        let port = cluster.nodes_mut()[promoted].port();
+        assert_eq!(get_on(port, "k").unwrap().as_deref(), Some("v"));
+        Ok::<_, levee_testkit::TestkitError>(cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cluster.masters().unwrap().len(), 3);
+    cluster.kill_all();
+}
+
+#[tokio::test]
+async fn a_migrated_slot_moves_its_keys_and_its_owner() {
+    tokio::task::spawn_blocking(|| {
+        let cluster = RedisCluster::start(3).unwrap();
+        let slot = cluster.slot_of(b"{m}a").unwrap();
+        let from = cluster.owner_of_slot(slot).unwrap();
+        let to = (from + 1) % 3;
+        let urls = cluster.urls();
+        let port = |i: usize| urls[i].rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        for k in ["{m}a", "{m}b", "{m}c"] {
+            set_on(port(from), k, k).unwrap();
+        }
+        assert_eq!(cluster.begin_slot_migration(slot, to).unwrap(), from);
+        assert_eq!(cluster.move_slot_keys(slot, from, to).unwrap(), 3);
+        // Mid-migration: the old owner redirects with ASK.
+        let asked = get_on(port(from), "{m}a").unwrap_err();
+        assert_eq!(
+            asked.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::Ask)
+        );
+        cluster.finish_slot_migration(slot, to).unwrap();
+        assert_eq!(cluster.owner_of_slot(slot).unwrap(), to);
+        assert_eq!(get_on(port(to), "{m}b").unwrap().as_deref(), Some("{m}b"));
+        let moved = get_on(port(from), "{m}b").unwrap_err();
+        assert_eq!(
+            moved.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_proxied_cluster_announces_its_proxies_so_a_blackhole_reaches_every_connection() {
+    let cluster = RedisCluster::start_proxied(3, 0).await.unwrap();
+    let proxy_ports: Vec<u16> = cluster.proxies().iter().map(|p| p.addr().port()).collect();
+    let client = redis::cluster::ClusterClient::builder(cluster.urls())
+        .response_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let announced = format!("{slots:?}");
+    for p in &proxy_ports {
+        assert!(
+            announced.contains(&format!("int({p})")),
+            "{p} in {announced}"
+        );
+    }
+    for i in 0..20 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key-{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    cluster.set_fault(FaultMode::Blackhole);
+    for i in 0..6 {
+        let r: redis::RedisResult<Option<i64>> = tokio::time::timeout(
+            Duration::from_secs(5),
+            redis::cmd("GET")
+                .arg(format!("key-{i}"))
+                .query_async(&mut conn),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("key-{i}: the client's own timeout did not fire"));
+        assert!(r.is_err(), "key-{i} answered through a blackholed proxy");
+    }
+}
