@@ -107,16 +107,13 @@ impl RedisCluster {
             let dir = tempfile::tempdir().map_err(TestkitError::io("creating a temp dir"))?;
             let mut opts = RedisServerOptions::cluster_node();
             if replicas > 0 {
-                opts = opts.args(
-                    [
-                        "--cluster-node-timeout".to_string(),
-                        REPLICATED_NODE_TIMEOUT_MS.to_string(),
-                        // Any replica may take over, however long it was cut off.
-                        "--cluster-replica-validity-factor".to_string(),
-                        "0".to_string(),
-                    ]
-                    .into_iter(),
-                );
+                opts = opts.args([
+                    "--cluster-node-timeout".to_string(),
+                    REPLICATED_NODE_TIMEOUT_MS.to_string(),
+                    // Any replica may take over, however long it was cut off.
+                    "--cluster-replica-validity-factor".to_string(),
+                    "0".to_string(),
+                ]);
             }
             let port = match announce.get(i) {
                 Some(&(real, announced)) => {
