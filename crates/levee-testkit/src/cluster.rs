@@ -314,6 +314,17 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// Every key matching `pattern` (`KEYS` on each live master), to find
+    /// the keys, and so the slots, a component wrote.
+    pub fn keys_matching(&self, pattern: &str) -> Result<Vec<Vec<u8>>, TestkitError> {
+        let mut out = Vec::new();
+        for m in self.masters()? {
+            let keys: Vec<Vec<u8>> = admin::query(&self.nodes[m], &["KEYS", pattern])?;
+            out.extend(keys);
+        }
+        Ok(out)
+    }
+
     /// Kills every node.
     pub fn kill_all(&mut self) {
         for n in &mut self.nodes {
