@@ -246,7 +246,9 @@ impl Inner {
         } else {
             0
         };
-        self.window.record(failed, slow, now);
+        let filling = self
+            .window
+            .record(failed, slow, now, self.rules.minimum_calls);
         if self.word() != word {
             return; // issued before the last state change: statistics only
         }
@@ -275,8 +277,10 @@ impl Inner {
                 self.consecutive.store(0, Ordering::Relaxed);
             }
             // A success can still complete `minimum_calls` over a window
-            // whose rates are past their thresholds.
-            if self.rate_tripped(now) {
+            // whose rates are past their thresholds, and a slow one raises
+            // the slow-call rate; any other success only lowers the rates,
+            // so it folds no stripes (the closed path's common case).
+            if (filling || slow) && self.rate_tripped(now) {
                 let d = self.next_open_duration(false);
                 self.transition(word, State::Open, Some(d));
             }

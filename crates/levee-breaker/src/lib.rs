@@ -64,6 +64,37 @@
 //! The Closed path takes no lock: the state is one atomic word (state and
 //! generation), the windows are atomics, transitions take a mutex that the
 //! hot path never touches.
+//!
+//! # Many cores: striped windows
+//!
+//! A Closed-path success writes only its own thread's stripe of the
+//! window (stripes as Java's `LongAdder` has them: twice the cores, at most
+//! 64, each on its own cache lines, allocated when a thread first records),
+//! so the breaker's cost does not grow with the cores that share it. The
+//! stripes are summed when the rates are evaluated: on every failure and
+//! slow call, on a success while its stripe holds fewer than
+//! `minimum_calls` calls (only then can a success complete
+//! `minimum_calls`; otherwise a success only lowers the rates), and on
+//! [`CircuitBreaker::stats`]. What that means:
+//!
+//! - [`Window::Count(n)`](Window::Count) is the last `n` calls *of each
+//!   stripe*: on one thread exactly the last `n` calls (the reference-model
+//!   property test holds it to that); with several threads the rates are
+//!   over up to `n` calls per stripe in use, `minimum_calls` counts them
+//!   all.
+//! - [`Window::Time(d)`](Window::Time) is every call of the last `d`, as
+//!   before (ten buckets per stripe, summed). A success does not evaluate
+//!   the rates once `minimum_calls` is met, so a rate that rises only
+//!   because older successes left the window is acted on at the next
+//!   failure or slow call.
+//! - Concurrent trip bound: with `T` threads calling, the breaker admits at
+//!   most `T - 1` calls beyond the point where one thread would have
+//!   tripped it: every failure evaluates the summed window, so each other
+//!   thread holds at most one permit when the trip lands
+//!   (`under_many_threads_the_breaker_opens_within_its_concurrent_trip_bound`
+//!   checks it with 8 threads, for both windows and the consecutive rule).
+//! - HalfOpen permits and the consecutive-failure rule are exact: one
+//!   atomic each, as before (a failing upstream writes them anyway).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod breaker;
@@ -72,6 +103,7 @@ mod error;
 mod event;
 mod permit;
 mod registry;
+mod stripe;
 mod window;
 
 pub use breaker::{BreakerStats, CircuitBreaker};

@@ -140,3 +140,61 @@ fn half_open_still_admits_its_permits_after_concurrent_cycling() {
         b.state()
     );
 }
+
+/// Under T threads every call failing, the breaker opens, and the calls it
+/// admits are at most the single-threaded trip point plus T - 1 (each
+/// other thread holds at most one permit when the trip lands), for a rate
+/// rule over striped windows (count and time) and for the consecutive
+/// rule.
+#[test]
+fn under_many_threads_the_breaker_opens_within_its_concurrent_trip_bound() {
+    const THREADS: u64 = 8;
+    let clock = ManualClock::new();
+    let rules = [
+        // (builder, calls that trip it on one thread)
+        (
+            CircuitBreaker::builder()
+                .failure_rate_threshold(0.5)
+                .sliding_window(Window::Count(20))
+                .minimum_calls(10),
+            10,
+        ),
+        (
+            CircuitBreaker::builder()
+                .failure_rate_threshold(0.5)
+                .sliding_window(Window::Time(Duration::from_secs(10)))
+                .minimum_calls(10),
+            10,
+        ),
+        (CircuitBreaker::builder().consecutive_failures(7), 7),
+    ];
+    for (builder, trip_point) in rules {
+        for round in 0..100 {
+            let b = builder
+                .clone()
+                .clock(clock.shared())
+                .open_duration(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let admitted = AtomicU64::new(0);
+            let start = std::sync::Barrier::new(THREADS as usize);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        start.wait();
+                        while let Ok(p) = b.try_acquire() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            p.failure();
+                        }
+                    });
+                }
+            });
+            let admitted = admitted.load(Ordering::Relaxed);
+            assert_eq!(b.state(), State::Open, "round {round}");
+            assert!(
+                admitted >= trip_point && admitted < trip_point + THREADS,
+                "round {round}: {admitted} calls admitted, trip point {trip_point}, {THREADS} threads"
+            );
+        }
+    }
+}
