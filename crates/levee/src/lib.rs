@@ -68,6 +68,13 @@
 #[cfg(feature = "pipeline")]
 mod pipeline;
 
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub use config::Config;
+
 /// The HTTP classifier: a response's status and rate-limit headers as a
 /// [`Verdict`].
 #[cfg(feature = "http")]

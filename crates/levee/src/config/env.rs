@@ -1,0 +1,63 @@
+//! Layering: a TOML text, then the environment over it, through figment.
+//! `LEVEE_LIMITERS__API__LIMIT=200` sets `[limiters.api] limit`: the TOML
+//! path in capitals, `__` between its parts.
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use figment::value::Value;
+
+use super::error::{ConfigError, Problem};
+use super::file::Config;
+
+/// The prefix of the environment variables a config reads.
+pub const ENV_PREFIX: &str = "LEVEE_";
+
+/// The environment provider: `LEVEE_<SECTION>__<ENTRY>__<KEY>=value`.
+/// Variables without a `__` (`LEVEE_LOG`, say) are not config paths and
+/// are left alone. Keys are read in lower case (as config keys are), so an
+/// entry whose name has capitals cannot be overridden.
+pub fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// A figment holding the TOML `text` (`source` names it in errors).
+pub(crate) fn toml_layer(text: &str, source: &str) -> Result<Figment, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let message = e.message().to_string();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigError::one(source, format!("not valid TOML{at}: {message}"))
+    })?;
+    Ok(Figment::from(Serialized::defaults(table)))
+}
+
+/// Loads the merged tree of `figment`: both validation passes, then serde.
+pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigError> {
+    let tree: Value = figment.extract().map_err(|e| figment_error(&e))?;
+    let problems = super::validate::check(&tree);
+    if !problems.is_empty() {
+        return Err(ConfigError::new(problems));
+    }
+    let config: Config = tree.deserialize().map_err(|e| figment_error(&e))?;
+    let problems = super::rules::check(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::new(problems));
+    }
+    Ok(config)
+}
+
+fn figment_error(e: &figment::Error) -> ConfigError {
+    ConfigError::new(
+        e.clone()
+            .into_iter()
+            .map(|e| Problem::new(e.path.join("."), e.kind.to_string()))
+            .collect(),
+    )
+}
