@@ -48,8 +48,12 @@ use super::{ConfigKey, ConfigValue, secret};
 pub struct Components {
     config: Arc<Config>,
     clock: Option<SharedClock>,
-    built: Mutex<HashMap<(&'static str, String, TypeId), Box<dyn Any + Send + Sync>>>,
+    built: Mutex<HashMap<PartId, Box<dyn Any + Send + Sync>>>,
 }
+
+/// A built part: its section, its name, its type (a cache of `String`s and
+/// one of `u64`s under one name are two caches).
+type PartId = (&'static str, String, TypeId);
 
 impl std::fmt::Debug for Components {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +116,7 @@ pub(crate) fn breaker_problem(path: &str, e: BreakerConfigError) -> Problem {
 pub(crate) fn breaker_rules(name: &str, c: &BreakerConfig) -> CircuitBreakerBuilder {
     let mut b = CircuitBreaker::builder().name(name);
     match c.failure_rate {
-        Some(r) if r == 0.0 => b = b.no_failure_rate(),
+        Some(0.0) => b = b.no_failure_rate(),
         Some(r) => b = b.failure_rate_threshold(r),
         None => {}
     }
@@ -189,12 +193,12 @@ impl Components {
         }
         // Built without the lock held: `make` may build the parts it names.
         let t = make()?;
-        Ok(lock()
+        lock()
             .entry(id)
             .or_insert_with(|| Box::new(t))
             .downcast_ref::<T>()
             .cloned()
-            .ok_or_else(|| ConfigError::one(section, "internal: a part of another type"))?)
+            .ok_or_else(|| ConfigError::one(section, "internal: a part of another type"))
     }
 
     /// The circuit breaker `[breakers.<name>]`, one per name.

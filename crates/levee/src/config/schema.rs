@@ -287,3 +287,68 @@ pub(crate) fn keys_at(path: &[&str]) -> Vec<&'static str> {
     }
     fields.iter().map(|f| f.key).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error as _, Visitor};
+
+    use super::keys_at;
+    use crate::config::file::*;
+
+    /// Asks serde for a struct's field names: its `Deserialize` hands them
+    /// to `deserialize_struct`, where this deserializer keeps them and
+    /// stops.
+    struct Probe<'a>(&'a mut Option<&'static [&'static str]>);
+
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = Some(fields);
+            Err(Self::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+
+    fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+        let mut fields = None;
+        let _ = T::deserialize(Probe(&mut fields));
+        let mut v = fields.expect("a struct").to_vec();
+        v.sort_unstable();
+        v
+    }
+
+    fn schema(path: &[&str]) -> Vec<&'static str> {
+        let mut v = keys_at(path);
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_schema_has_exactly_the_serde_structs_fields() {
+        assert_eq!(schema(&[]), fields_of::<Config>());
+        assert_eq!(schema(&["redis", "*"]), fields_of::<RedisConfig>());
+        assert_eq!(schema(&["caches", "*"]), fields_of::<CacheConfig>());
+        assert_eq!(schema(&["limiters", "*"]), fields_of::<LimiterConfig>());
+        assert_eq!(schema(&["breakers", "*"]), fields_of::<BreakerConfig>());
+        assert_eq!(schema(&["quotas", "*"]), fields_of::<QuotaConfig>());
+        assert_eq!(schema(&["pipelines", "*"]), fields_of::<PipelineConfig>());
+        assert_eq!(
+            schema(&["pipelines", "*", "retry"]),
+            fields_of::<RetryConfig>()
+        );
+        assert_eq!(schema(&["key_hashers", "*"]), fields_of::<KeyHasherConfig>());
+    }
+}
