@@ -89,7 +89,7 @@ impl Walk {
                 _ => self.problem(path, expected(expect)),
             },
             Kind::Bool => {
-                if !matches!(value, Value::Bool(..)) {
+                if value.to_bool_lossy().is_none() {
                     self.problem(path, expected("true or false"));
                 }
             }
@@ -118,19 +118,17 @@ impl Walk {
                     expected(&format!("the name of a [{section}] entry, in quotes")),
                 ),
             },
-            Kind::Window => match value {
-                Value::String(_, s) => {
+            Kind::Window => match (int(value), value) {
+                (Some(n), _) if (1..=i128::from(u32::MAX)).contains(&n) => {}
+                (None, Value::String(_, s)) => {
                     if let Err(e) = duration::parse(s) {
                         self.problem(path, e);
                     }
                 }
-                _ => match int(value) {
-                    Some(n) if (1..=i128::from(u32::MAX)).contains(&n) => {}
-                    _ => self.problem(
-                        path,
-                        expected("a positive number of calls or a duration such as \"60s\""),
-                    ),
-                },
+                _ => self.problem(
+                    path,
+                    expected("a positive number of calls or a duration such as \"60s\""),
+                ),
             },
             Kind::DurationMap => match value {
                 Value::Dict(_, dict) => {
@@ -196,9 +194,11 @@ pub(crate) fn nearest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Op
         .map(|(_, k)| k)
 }
 
+// The environment gives strings: "200" and "true" are read as the number
+// and the bool they spell (as figment's typed extraction does).
 fn int(value: &Value) -> Option<i128> {
-    match value {
-        Value::Num(_, n) => n.to_i128().or_else(|| {
+    match value.to_num_lossy() {
+        Some(n) => n.to_i128().or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok())).or_else(|| {
             // A float with no fraction (an environment's "5.0") is an integer.
             n.to_f64()
                 .filter(|x| x.fract() == 0.0 && x.abs() < 1e30)
@@ -209,10 +209,10 @@ fn int(value: &Value) -> Option<i128> {
 }
 
 fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Num(_, n) => n.to_f64(),
-        _ => None,
-    }
+    let n = value.to_num_lossy()?;
+    n.to_f64()
+        .or_else(|| n.to_i128().map(|i| i as f64))
+        .or_else(|| n.to_u128().map(|u| u as f64))
 }
 
 /// A value as an error message shows it: strings quoted, numbers as
