@@ -61,7 +61,7 @@ fn one_of(path: &str, keys: &[(&str, bool)], out: &mut Vec<Problem>) {
         0 => out.push(Problem::new(path, format!("set one of {names}"))),
         _ => out.push(Problem::new(
             path,
-            format!("{} are all set; keep exactly one of {names}", set.join(" and ")),
+            format!("{} are set; keep exactly one of {names}", set.join(" and ")),
         )),
     }
 }
@@ -164,5 +164,32 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     }
     if redis && cfg!(not(feature = "redis")) {
         no_redis_feature(&format!("{path}.kind"), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    /// Run with `--no-default-features --features config`.
+    #[test]
+    #[cfg(not(feature = "redis"))]
+    fn without_the_redis_feature_naming_redis_is_an_error_that_says_so() {
+        let err = "[redis.main]\nurl = \"redis://127.0.0.1\"\n[caches.c]\nredis = \"main\"\n"
+            .parse::<Config>()
+            .unwrap_err();
+        assert!(err.mentions("redis.main"), "{err}");
+        assert!(err.mentions("caches.c.redis"), "{err}");
+        assert!(err.to_string().contains("no `redis` feature"), "{err}");
+    }
+
+    #[test]
+    fn a_url_source_must_be_given_exactly_once() {
+        let err = "[redis.main]\nurl = \"redis://a\"\nurl_env = \"X\"\n"
+            .parse::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("url and url_env are set; keep exactly one"), "{err}");
+        let err = "[redis.main]\nname = \"x\"\n".parse::<Config>().unwrap_err();
+        assert!(err.to_string().contains("set one of url, url_env, url_file"), "{err}");
     }
 }

@@ -103,6 +103,7 @@ pub(crate) fn read(
 
 /// `url` with `user` and `password` as its user info (percent-encoded).
 /// The URL must not carry a password already.
+#[cfg(feature = "redis")]
 pub(crate) fn with_credentials(
     url: &str,
     user: Option<&str>,
@@ -130,6 +131,7 @@ pub(crate) fn with_credentials(
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters.
+#[cfg(feature = "redis")]
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -157,6 +159,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn credentials_are_percent_encoded_into_the_url() {
         assert_eq!(
             with_credentials("redis://h:6379/1", Some("app"), Some("p@ss:w/rd")).unwrap(),
