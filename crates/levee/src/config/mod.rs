@@ -110,6 +110,24 @@ impl Config {
     /// Reads the TOML file at `path`, then the `LEVEE_*` environment over
     /// it, and checks the result.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        env::load(&Config::figment_from_path(path)?)
+    }
+
+    /// The file at `path` and the `LEVEE_*` environment over it, as a
+    /// figment to add layers to (merged over both) before
+    /// [`from_figment`](Self::from_figment).
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), levee::config::ConfigError> {
+    /// use figment::providers::Serialized;
+    /// use levee::Config;
+    ///
+    /// let layers = Config::figment_from_path("levee.toml")?
+    ///     .merge(Serialized::global("caches.userinfo.redis", "main"));
+    /// let config = Config::from_figment(&layers)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn figment_from_path(path: impl AsRef<Path>) -> Result<figment::Figment, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::one(
@@ -117,7 +135,7 @@ impl Config {
                 format!("cannot read the config file: {e}"),
             )
         })?;
-        Config::from_toml_and_env(&text, &path.display().to_string())
+        Ok(env::toml_layer(&text, &path.display().to_string())?.merge(env_provider()))
     }
 
     /// The TOML `text`, then the `LEVEE_*` environment over it; `source`
