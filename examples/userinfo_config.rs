@@ -40,7 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The IdP and the pipeline share a manual clock that this program
         // moves by hand: a retry backoff would wait on a clock nobody
         // advances, so retries here go at once.
-        .merge(Serialized::global("pipelines.userinfo.retry.base_delay", "0s"));
+        .merge(Serialized::global(
+            "pipelines.userinfo.retry.base_delay",
+            "0s",
+        ));
     if let Some(url) = &redis_url {
         layers = layers
             .merge(Serialized::global("redis.main.url", url))
@@ -56,7 +59,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    println!("loaded {} ({} Redis connections)", path.display(), config.redis.len());
+    println!(
+        "loaded {} ({} Redis connections)",
+        path.display(),
+        config.redis.len()
+    );
 
     let clock = ManualClock::new();
     let idp = Arc::new(MockIdp::start(clock.shared()).await?);
@@ -101,7 +108,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let got = request.await??.ok_or("alice is unknown")?;
         println!("   {:?} from {:?}", got.freshness, got.source);
     }
-    println!("   IdP calls for alice: {} (5 requests)", idp.calls("alice"));
+    println!(
+        "   IdP calls for alice: {} (5 requests)",
+        idp.calls("alice")
+    );
 
     println!("\n2. alice comes back every 6 minutes for an hour:");
     for _ in 0..10 {

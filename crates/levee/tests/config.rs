@@ -2,6 +2,8 @@
 //! every kind of invalid value, environment overrides, secrets, and the
 //! parts it builds (with a real redis-server where Redis is named).
 #![cfg(all(feature = "config", feature = "redis"))]
+// figment::Jail's closures return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,7 +17,9 @@ use levee::core::SensitiveKey;
 use levee_testkit::{MockIdp, RedisServer, RedisServerOptions};
 
 fn repo_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// The ```toml block under "## Full example" in docs/config.md.
@@ -47,7 +51,11 @@ fn doc_key_paths(text: &str) -> BTreeSet<String> {
     let root: toml::Table = toml::from_str(text).unwrap();
     let mut out = BTreeSet::new();
     for (section, entries) in &root {
-        for entry in entries.as_table().expect("sections hold named entries").values() {
+        for entry in entries
+            .as_table()
+            .expect("sections hold named entries")
+            .values()
+        {
             walk(&format!("{section}.*"), entry.as_table().unwrap(), &mut out);
         }
     }
@@ -68,8 +76,14 @@ fn docs_full_example_sets_every_key_the_code_knows_and_no_other() {
     let known: BTreeSet<String> = Config::key_paths().into_iter().collect();
     let missing: Vec<_> = known.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&known).collect();
-    assert!(missing.is_empty(), "keys the doc's example leaves out: {missing:?}");
-    assert!(unknown.is_empty(), "keys the code does not know: {unknown:?}");
+    assert!(
+        missing.is_empty(),
+        "keys the doc's example leaves out: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "keys the code does not know: {unknown:?}"
+    );
 }
 
 #[test]
@@ -77,7 +91,10 @@ fn docs_reference_tables_list_every_key() {
     let doc = std::fs::read_to_string(repo_file("docs/config.md")).unwrap();
     for path in Config::key_paths() {
         let key = path.rsplit('.').find(|p| *p != "*").unwrap();
-        assert!(doc.contains(&format!("| `{key}` |")), "no table row for `{key}` ({path})");
+        assert!(
+            doc.contains(&format!("| `{key}` |")),
+            "no table row for `{key}` ({path})"
+        );
     }
 }
 
@@ -87,7 +104,10 @@ fn docs_full_example_round_trips_through_toml() {
     let written = config.to_toml().unwrap();
     let again: Config = written.parse().unwrap_or_else(|e| panic!("{e}\n{written}"));
     assert_eq!(again, config);
-    assert_eq!(config.caches["userinfo"].ttl, Some(Duration::from_secs(300)));
+    assert_eq!(
+        config.caches["userinfo"].ttl,
+        Some(Duration::from_secs(300))
+    );
     assert!(written.contains("ttl = \"5m\""), "{written}");
 }
 
@@ -104,7 +124,10 @@ fn docs_full_example_builds_every_part() {
         jail.create_file("secrets/profiles-signing-key", "profiles")?;
         jail.create_file("secrets/api-key-hash-secret", "api")?;
         let config = Config::from_toml_and_env(&documented_example(), "docs/config.md").unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let parts = config.components();
             for name in config.pipelines.keys() {
@@ -133,7 +156,10 @@ fn userinfo_example_file_loads_and_builds() {
         jail.set_env("USERINFO_TOKEN_SECRET", "a deployment secret");
         let config = Config::from_path(repo_file("examples/userinfo.toml")).unwrap();
         assert!(config.redis.is_empty(), "in memory unless asked for Redis");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let clock = levee::core::ManualClock::new();
             let idp = std::sync::Arc::new(MockIdp::start(clock.shared()).await.unwrap());
@@ -146,7 +172,8 @@ fn userinfo_example_file_loads_and_builds() {
                 .unwrap();
             let page: Vec<_> = (0..5)
                 .map(|_| {
-                    let (userinfo, idp, key) = (userinfo.clone(), idp.clone(), hasher.key("token-alice"));
+                    let (userinfo, idp, key) =
+                        (userinfo.clone(), idp.clone(), hasher.key("token-alice"));
                     tokio::spawn(async move {
                         userinfo
                             .get(key, move || {
@@ -163,7 +190,11 @@ fn userinfo_example_file_loads_and_builds() {
             for request in page {
                 assert!(request.await.unwrap().unwrap().is_some());
             }
-            assert_eq!(idp.calls("alice"), 1, "a page load's 5 requests, one IdP call");
+            assert_eq!(
+                idp.calls("alice"),
+                1,
+                "a page load's 5 requests, one IdP call"
+            );
         });
         Ok(())
     });
@@ -195,16 +226,44 @@ fn a_bad_duration_names_the_path_and_the_value() {
 #[test]
 fn each_kind_of_bad_value_names_the_path_and_the_value() {
     let cases = [
-        ("[caches.c]\nttl_jitter = 1.5\n", "caches.c.ttl_jitter", "1.5"),
-        ("[caches.c]\nbackplane = \"yes\"\n", "caches.c.backplane", "\"yes\""),
+        (
+            "[caches.c]\nttl_jitter = 1.5\n",
+            "caches.c.ttl_jitter",
+            "1.5",
+        ),
+        (
+            "[caches.c]\nbackplane = \"yes\"\n",
+            "caches.c.backplane",
+            "\"yes\"",
+        ),
         ("[caches.c]\ncodec = \"xml\"\n", "caches.c.codec", "\"xml\""),
         ("[caches.c]\nprefix = 3\n", "caches.c.prefix", "3"),
-        ("[caches.c]\nstale_tiers = { old = \"forever\" }\n", "caches.c.stale_tiers.old", "\"forever\""),
+        (
+            "[caches.c]\nstale_tiers = { old = \"forever\" }\n",
+            "caches.c.stale_tiers.old",
+            "\"forever\"",
+        ),
         ("[breakers.b]\nwindow = 0\n", "breakers.b.window", "0"),
-        ("[breakers.b]\nbackoff_multiplier = 0.5\n", "breakers.b.backoff_multiplier", "0.5"),
-        ("[limiters.l]\nlimit = 0\nwindow = \"1s\"\n", "limiters.l.limit", "0"),
-        ("[limiters.l]\nlimit = 5000000000\nwindow = \"1s\"\n", "limiters.l.limit", "5000000000"),
-        ("[limiters.l]\nkind = \"leaky\"\nlimit = 1\nwindow = \"1s\"\n", "limiters.l.kind", "\"leaky\""),
+        (
+            "[breakers.b]\nbackoff_multiplier = 0.5\n",
+            "breakers.b.backoff_multiplier",
+            "0.5",
+        ),
+        (
+            "[limiters.l]\nlimit = 0\nwindow = \"1s\"\n",
+            "limiters.l.limit",
+            "0",
+        ),
+        (
+            "[limiters.l]\nlimit = 5000000000\nwindow = \"1s\"\n",
+            "limiters.l.limit",
+            "5000000000",
+        ),
+        (
+            "[limiters.l]\nkind = \"leaky\"\nlimit = 1\nwindow = \"1s\"\n",
+            "limiters.l.kind",
+            "\"leaky\"",
+        ),
         ("[pipelines.p]\nretry = 3\n", "pipelines.p.retry", "3"),
         ("[pipelines.p]\ncache = 1\n", "pipelines.p.cache", "1"),
         ("limiters = 3\n", "limiters", "3"),
@@ -222,7 +281,10 @@ fn each_kind_of_bad_value_names_the_path_and_the_value() {
 #[test]
 fn a_missing_required_key_is_named() {
     let err = parse_err("[limiters.api]\nlimit = 5\n");
-    assert_eq!(problems(&err), ["limiters.api.window: missing; this key is required"]);
+    assert_eq!(
+        problems(&err),
+        ["limiters.api.window: missing; this key is required"]
+    );
 }
 
 #[test]
@@ -233,7 +295,10 @@ fn an_unknown_key_names_the_nearest_known_key() {
         ["limiters.api.limt: unknown key \"limt\"; the nearest known key is \"limit\""]
     );
     let err = parse_err("[limiter.api]\nlimit = 5\n");
-    assert!(problems(&err)[0].contains("the nearest known key is \"limiters\""), "{err}");
+    assert!(
+        problems(&err)[0].contains("the nearest known key is \"limiters\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -269,7 +334,11 @@ fn every_problem_is_reported_together() {
     ] {
         assert!(err.mentions(path), "{path} missing from:\n{err}");
     }
-    assert_eq!(err.to_string().lines().count(), 6, "a header, then one line each:\n{err}");
+    assert_eq!(
+        err.to_string().lines().count(),
+        6,
+        "a header, then one line each:\n{err}"
+    );
 }
 
 #[test]
@@ -303,7 +372,11 @@ fn an_env_override_changes_exactly_one_key() {
         let mut expected = plain.clone();
         expected.limiters.get_mut("api").unwrap().limit = 200;
         assert_eq!(layered, expected, "nothing else changed");
-        assert_eq!(API.parse::<Config>().unwrap(), plain, "str::parse reads no environment");
+        assert_eq!(
+            API.parse::<Config>().unwrap(),
+            plain,
+            "str::parse reads no environment"
+        );
         Ok(())
     });
 }
@@ -313,8 +386,15 @@ fn env_overrides_reach_nested_keys_and_durations() {
     Jail::expect_with(|jail| {
         jail.set_env("LEVEE_PIPELINES__USERINFO__RETRY__MAX_ATTEMPTS", "3");
         jail.set_env("LEVEE_LIMITERS__SEARCH__WINDOW", "5m");
-        let c = Config::from_toml_and_env(&format!("{API}[pipelines.userinfo]\nretry = {{ max_attempts = 2 }}\n"), "test").unwrap();
-        assert_eq!(c.pipelines["userinfo"].retry.as_ref().unwrap().max_attempts, 3);
+        let c = Config::from_toml_and_env(
+            &format!("{API}[pipelines.userinfo]\nretry = {{ max_attempts = 2 }}\n"),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            c.pipelines["userinfo"].retry.as_ref().unwrap().max_attempts,
+            3
+        );
         assert_eq!(c.limiters["search"].window, Some(Duration::from_secs(300)));
         Ok(())
     });
@@ -352,7 +432,10 @@ fn a_missing_secret_names_the_variable_or_file_it_looked_for() {
         let parts = config.components();
         let err = parts.redis("main").unwrap_err();
         assert_eq!(err.problems()[0].path, "redis.main.password_env");
-        assert!(err.to_string().contains("LEVEE_TEST_UNSET_PASSWORD"), "{err}");
+        assert!(
+            err.to_string().contains("LEVEE_TEST_UNSET_PASSWORD"),
+            "{err}"
+        );
         let err = parts.key_hasher("tokens").unwrap_err();
         assert_eq!(err.problems()[0].path, "key_hashers.tokens.secret_file");
         assert!(err.to_string().contains("no/such/secret"), "{err}");
@@ -375,7 +458,10 @@ fn debug_never_prints_a_secret() {
         .unwrap();
         let parts = config.components();
         let client = parts.redis("main").unwrap();
-        let shown = format!("{config:?} {parts:?} {client:?} {:?}", parts.redis("inline").unwrap());
+        let shown = format!(
+            "{config:?} {parts:?} {client:?} {:?}",
+            parts.redis("inline").unwrap()
+        );
         for secret in ["inline-secret-0815", "env-secret-4711"] {
             assert!(!shown.contains(secret), "{secret} printed: {shown}");
         }
@@ -386,18 +472,33 @@ fn debug_never_prints_a_secret() {
 
 #[test]
 fn parts_are_shared_by_name() {
-    let config: Config = "[breakers.idp]\nconsecutive_failures = 1\n[limiters.api]\nlimit = 1\nwindow = \"1m\"\n"
-        .parse()
-        .unwrap();
+    let config: Config =
+        "[breakers.idp]\nconsecutive_failures = 1\n[limiters.api]\nlimit = 1\nwindow = \"1m\"\n"
+            .parse()
+            .unwrap();
     let parts = config.components();
     let (a, b) = (parts.breaker("idp").unwrap(), parts.breaker("idp").unwrap());
     a.try_acquire().unwrap().failure();
     assert_eq!(a.state(), b.state(), "one breaker");
     assert_ne!(b.state(), levee::breaker::State::Closed);
-    let (l1, l2) = (parts.limiter::<String>("api").unwrap(), parts.limiter::<String>("api").unwrap());
+    let (l1, l2) = (
+        parts.limiter::<String>("api").unwrap(),
+        parts.limiter::<String>("api").unwrap(),
+    );
     let user = "u".to_string();
-    assert!(levee::limit::RateLimiter::check_n_now(&l1, &user, std::num::NonZeroU32::MIN).unwrap().unwrap().allowed);
-    assert!(!levee::limit::RateLimiter::check_n_now(&l2, &user, std::num::NonZeroU32::MIN).unwrap().unwrap().allowed, "one budget");
+    assert!(
+        levee::limit::RateLimiter::check_n_now(&l1, &user, std::num::NonZeroU32::MIN)
+            .unwrap()
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !levee::limit::RateLimiter::check_n_now(&l2, &user, std::num::NonZeroU32::MIN)
+            .unwrap()
+            .unwrap()
+            .allowed,
+        "one budget"
+    );
     let err = parts.breaker("nope").unwrap_err();
     assert!(err.to_string().contains("breakers.nope"), "{err}");
 }
@@ -428,12 +529,26 @@ async fn a_configured_pipeline_shares_values_through_redis_with_a_password_from_
         });
         out.unwrap()
     };
-    let first = one.pipeline::<String, String, std::io::Error>("userinfo").unwrap().build().unwrap();
-    let second = two.pipeline::<String, String, std::io::Error>("userinfo").unwrap().build().unwrap();
-    let got = first.get("alice".into(), || async { Ok("A".to_string()) }).await.unwrap().unwrap();
+    let first = one
+        .pipeline::<String, String, std::io::Error>("userinfo")
+        .unwrap()
+        .build()
+        .unwrap();
+    let second = two
+        .pipeline::<String, String, std::io::Error>("userinfo")
+        .unwrap()
+        .build()
+        .unwrap();
+    let got = first
+        .get("alice".into(), || async { Ok("A".to_string()) })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.source, Source::Loader);
     let got = second
-        .get("alice".into(), || async { Err(std::io::Error::other("must not load")) })
+        .get("alice".into(), || async {
+            Err(std::io::Error::other("must not load"))
+        })
         .await
         .unwrap()
         .unwrap();

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use levee_breaker::{BreakerConfigError, CircuitBreaker, CircuitBreakerBuilder, Window};
 use levee_cache::TieredCache;
 use levee_core::{KeyHasher, SharedClock};
-use levee_limit::{ConcurrencyLimit, Gcra, LimitError, Quota, SlidingWindow, UpstreamQuota, WindowMode};
+use levee_limit::{
+    ConcurrencyLimit, Gcra, LimitError, Quota, SlidingWindow, UpstreamQuota, WindowMode,
+};
 
 use crate::{Levee, LeveeBuilder, RetryBudget, RetryPolicy};
 
@@ -80,7 +82,11 @@ fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> ConfigError 
 }
 
 fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
-    let list = defined.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let list = defined
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     ConfigError::one(
         format!("{section}.{name}"),
         format!("not defined in the config (defined: {list})"),
@@ -203,18 +209,18 @@ impl Components {
 
     /// The circuit breaker `[breakers.<name>]`, one per name.
     pub fn breaker(&self, name: &str) -> Result<CircuitBreaker, ConfigError> {
-        let c = self
-            .config
-            .breakers
-            .get(name)
-            .ok_or_else(|| undefined("breakers", name, self.config.breakers.keys().collect()))?;
+        let c =
+            self.config.breakers.get(name).ok_or_else(|| {
+                undefined("breakers", name, self.config.breakers.keys().collect())
+            })?;
         self.shared("breakers", name, || {
             let mut b = breaker_rules(name, c);
             if let Some(clock) = &self.clock {
                 b = b.clock(clock.clone());
             }
-            b.build()
-                .map_err(|e| ConfigError::new(vec![breaker_problem(&format!("breakers.{name}"), e)]))
+            b.build().map_err(|e| {
+                ConfigError::new(vec![breaker_problem(&format!("breakers.{name}"), e)])
+            })
         })
     }
 
@@ -234,10 +240,14 @@ impl Components {
             let one = |p: Problem| ConfigError::new(vec![p]);
             let url = match &c.url {
                 Some(u) => u.expose().to_string(),
-                None => secret::read(&format!("{path}.url"), c.url_env.as_deref(), c.url_file.as_deref())
-                    .map_err(one)?
-                    .map(|s| s.expose().to_string())
-                    .ok_or_else(|| ConfigError::one(&path, "set one of url, url_env, url_file"))?,
+                None => secret::read(
+                    &format!("{path}.url"),
+                    c.url_env.as_deref(),
+                    c.url_file.as_deref(),
+                )
+                .map_err(one)?
+                .map(|s| s.expose().to_string())
+                .ok_or_else(|| ConfigError::one(&path, "set one of url, url_env, url_file"))?,
             };
             let password = secret::read(
                 &format!("{path}.password"),
@@ -280,11 +290,13 @@ impl Components {
     /// The hasher `[key_hashers.<name>]`: bearer tokens become
     /// `SensitiveKey`s under the deployment secret it reads.
     pub fn key_hasher(&self, name: &str) -> Result<KeyHasher, ConfigError> {
-        let c = self
-            .config
-            .key_hashers
-            .get(name)
-            .ok_or_else(|| undefined("key_hashers", name, self.config.key_hashers.keys().collect()))?;
+        let c = self.config.key_hashers.get(name).ok_or_else(|| {
+            undefined(
+                "key_hashers",
+                name,
+                self.config.key_hashers.keys().collect(),
+            )
+        })?;
         let path = format!("key_hashers.{name}.secret");
         let secret = secret::read(&path, c.secret_env.as_deref(), c.secret_file.as_deref())
             .map_err(|p| ConfigError::new(vec![p]))?
@@ -294,14 +306,15 @@ impl Components {
 
     /// The rate limiter `[limiters.<name>]`, one per name and key type.
     pub fn limiter<K: ConfigKey>(&self, name: &str) -> Result<AnyLimiter<K>, ConfigError> {
-        let c = self
-            .config
-            .limiters
-            .get(name)
-            .ok_or_else(|| undefined("limiters", name, self.config.limiters.keys().collect()))?;
+        let c =
+            self.config.limiters.get(name).ok_or_else(|| {
+                undefined("limiters", name, self.config.limiters.keys().collect())
+            })?;
         self.shared("limiters", name, || {
             let path = format!("limiters.{name}");
-            let window = c.window.ok_or_else(|| at(&path, "window", "missing; this key is required"))?;
+            let window = c
+                .window
+                .ok_or_else(|| at(&path, "window", "missing; this key is required"))?;
             let quota = Quota::new(c.limit, window).map_err(|e| limit_err(&path, e))?;
             let mode = match c.mode {
                 Some(WindowModeName::Log) => WindowMode::Log,
@@ -316,10 +329,15 @@ impl Components {
                     if let Some(clock) = &self.clock {
                         b = b.clock(clock.clone());
                     }
-                    b.build().map(AnyLimiter::SlidingWindow).map_err(|e| limit_err(&path, e))
+                    b.build()
+                        .map(AnyLimiter::SlidingWindow)
+                        .map_err(|e| limit_err(&path, e))
                 }
                 LimiterKind::Gcra => {
-                    let burst = c.burst.and_then(std::num::NonZeroU32::new).unwrap_or(quota.limit_nonzero());
+                    let burst = c
+                        .burst
+                        .and_then(std::num::NonZeroU32::new)
+                        .unwrap_or(quota.limit_nonzero());
                     let every = window / c.limit.max(1);
                     let g = match &self.clock {
                         Some(clock) => Gcra::with_clock(burst, every, clock.clone()),
@@ -342,7 +360,10 @@ impl Components {
     ) -> Result<AnyLimiter<K>, ConfigError> {
         use super::file::{OnRedisErrorName, TimeSourceName};
         use levee_limit::{OnRedisError, RedisSlidingWindow, TimeSource};
-        let redis = c.redis.as_deref().ok_or_else(|| at(path, "redis", "missing: a [redis] entry is needed"))?;
+        let redis = c
+            .redis
+            .as_deref()
+            .ok_or_else(|| at(path, "redis", "missing: a [redis] entry is needed"))?;
         let mut b = RedisSlidingWindow::builder(self.redis(redis)?, quota).mode(mode);
         if let Some(p) = &c.prefix {
             b = b.prefix(p.clone());
@@ -363,7 +384,9 @@ impl Components {
         if let Some(clock) = &self.clock {
             b = b.clock(clock.clone());
         }
-        b.build().map(AnyLimiter::Redis).map_err(|e| limit_err(path, e))
+        b.build()
+            .map(AnyLimiter::Redis)
+            .map_err(|e| limit_err(path, e))
     }
 
     #[cfg(not(feature = "redis"))]
@@ -404,11 +427,18 @@ impl Components {
                 None => Ok(AnyQuota::Local(local)),
                 #[cfg(feature = "redis")]
                 Some(redis) => {
-                    let prefix = c.prefix.clone().unwrap_or_else(|| format!("levee:quota:{name}"));
+                    let prefix = c
+                        .prefix
+                        .clone()
+                        .unwrap_or_else(|| format!("levee:quota:{name}"));
                     Ok(AnyQuota::Shared(local.redis(self.redis(redis)?, prefix)))
                 }
                 #[cfg(not(feature = "redis"))]
-                Some(_) => Err(at(&format!("quotas.{name}"), "redis", "this build of levee has no `redis` feature")),
+                Some(_) => Err(at(
+                    &format!("quotas.{name}"),
+                    "redis",
+                    "this build of levee has no `redis` feature",
+                )),
             }
         })
     }
@@ -416,13 +446,18 @@ impl Components {
     /// The cache `[caches.<name>]`, one per name and key and value types.
     /// With `redis`, its L2 is on that connection (needs a tokio runtime
     /// for the backplane, as `TieredCacheBuilder::build` does).
-    pub fn cache<K: ConfigKey, V: ConfigValue>(&self, name: &str) -> Result<TieredCache<K, V>, ConfigError> {
+    pub fn cache<K: ConfigKey, V: ConfigValue>(
+        &self,
+        name: &str,
+    ) -> Result<TieredCache<K, V>, ConfigError> {
         let c = self
             .config
             .caches
             .get(name)
             .ok_or_else(|| undefined("caches", name, self.config.caches.keys().collect()))?;
-        self.shared("caches", name, || super::cache::build(self, name, c, self.clock.as_ref()))
+        self.shared("caches", name, || {
+            super::cache::build(self, name, c, self.clock.as_ref())
+        })
     }
 
     /// A builder for the pipeline `[pipelines.<name>]` with every part it
@@ -433,16 +468,24 @@ impl Components {
         &self,
         name: &str,
     ) -> Result<LeveeBuilder<K, V, E>, ConfigError> {
-        let p = self
-            .config
-            .pipelines
-            .get(name)
-            .ok_or_else(|| undefined("pipelines", name, self.config.pipelines.keys().collect()))?;
+        let p =
+            self.config.pipelines.get(name).ok_or_else(|| {
+                undefined("pipelines", name, self.config.pipelines.keys().collect())
+            })?;
         let path = format!("pipelines.{name}");
         let mut problems = Vec::new();
-        let cache = take(&mut problems, p.cache.as_deref().map(|n| self.cache::<K, V>(n)));
-        let quota = take(&mut problems, p.quota.as_deref().map(|n| self.quota::<K>(n)));
-        let limiter = take(&mut problems, p.limiter.as_deref().map(|n| self.limiter::<K>(n)));
+        let cache = take(
+            &mut problems,
+            p.cache.as_deref().map(|n| self.cache::<K, V>(n)),
+        );
+        let quota = take(
+            &mut problems,
+            p.quota.as_deref().map(|n| self.quota::<K>(n)),
+        );
+        let limiter = take(
+            &mut problems,
+            p.limiter.as_deref().map(|n| self.limiter::<K>(n)),
+        );
         let breaker = take(&mut problems, p.breaker.as_deref().map(|n| self.breaker(n)));
         let bulkhead = take(
             &mut problems,
@@ -495,11 +538,15 @@ impl Components {
             }
             policy = match r.budget {
                 Some(false) => policy.no_budget(),
-                _ if r.budget_ratio.is_some() || r.budget_min_per_second.is_some() || r.budget_window.is_some() => {
+                _ if r.budget_ratio.is_some()
+                    || r.budget_min_per_second.is_some()
+                    || r.budget_window.is_some() =>
+                {
                     policy.budget(RetryBudget::new(
                         r.budget_ratio.unwrap_or(0.2),
                         r.budget_min_per_second.unwrap_or(10),
-                        r.budget_window.unwrap_or(std::time::Duration::from_secs(10)),
+                        r.budget_window
+                            .unwrap_or(std::time::Duration::from_secs(10)),
                     ))
                 }
                 _ => policy,

@@ -10,8 +10,7 @@ pub(crate) const EXAMPLES: &str = "examples: 60s, 5m";
 
 /// Parses a duration as a config file writes it.
 pub(crate) fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("{s:?} is not a duration ({EXAMPLES})"))
+    humantime::parse_duration(s.trim()).map_err(|_| format!("{s:?} is not a duration ({EXAMPLES})"))
 }
 
 /// Writes a duration as a config file would (`5m`, `1s 500ms`).
@@ -30,7 +29,9 @@ pub(crate) mod option {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let text = String::deserialize(d)?;
         parse(&text).map(Some).map_err(serde::de::Error::custom)
     }

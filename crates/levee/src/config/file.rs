@@ -77,10 +77,18 @@ pub struct RedisConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// How long opening a connection may take. Default: 1s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connect_timeout: Option<Duration>,
     /// How long one command may take. Default: 500ms.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_timeout: Option<Duration>,
     /// A `[breakers]` entry whose rules guard this client. Default: the
     /// client's own (3 consecutive failures, 5s open).
@@ -94,31 +102,63 @@ pub struct RedisConfig {
 #[non_exhaustive]
 pub struct CacheConfig {
     /// How long a loaded value is fresh. Default: 60s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     /// Entries held in memory. Default: 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1_capacity: Option<u64>,
     /// How long an L1 copy is trusted before L2 is asked. Default: `ttl`.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub l1_ttl: Option<Duration>,
     /// Serve stale at once and refresh in the background this long after expiry.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stale_while_revalidate: Option<Duration>,
     /// Stale tiers by name, each the longest staleness it serves.
-    #[serde(default, with = "duration::map", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        with = "duration::map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub stale_tiers: BTreeMap<String, Duration>,
     /// No new load of a key for this long after one failed. Default: 5s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_backoff: Option<Duration>,
     /// How long an absent value is cached. Default: 30s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub negative_ttl: Option<Duration>,
     /// Callers stop waiting for a load after this long. Default: wait.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hard_timeout: Option<Duration>,
     /// Callers holding a stale value wait this long, then get it. Default: wait.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub soft_timeout: Option<Duration>,
     /// Random shortening of each TTL, a fraction in [0, 1). Default: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,10 +167,18 @@ pub struct CacheConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_refresh: Option<f64>,
     /// With an L2: one replica loads while the others wait this long for it.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_lock: Option<Duration>,
     /// How often a waiting replica looks at L2. Default: 20ms.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_lock_poll: Option<Duration>,
     /// The first part of the cache's Redis keys. Default: `levee`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +193,11 @@ pub struct CacheConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
     /// Each L2 call fails after this long. Default: 50ms.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub l2_timeout: Option<Duration>,
     /// Larger values are not stored in L2. Default: 1048576.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +250,11 @@ pub struct LimiterConfig {
     #[serde(default)]
     pub limit: u32,
     /// The window (required).
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub window: Option<Duration>,
     /// `gcra` only: calls admitted at once. Default: `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,7 +263,11 @@ pub struct LimiterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<WindowModeName>,
     /// `sliding_window` only: drop a key's state after this long unused.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout: Option<Duration>,
     /// `redis_sliding_window` only (required there): a `[redis]` entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,7 +285,11 @@ pub struct LimiterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_source: Option<TimeSourceName>,
     /// `redis_sliding_window` only: one decision's budget. Default: 50ms.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
 }
 
@@ -283,16 +347,28 @@ pub struct BreakerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<u32>,
     /// Calls slower than this are slow (with `slow_call_rate`).
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub slow_call_threshold: Option<Duration>,
     /// Trip at this slow-call rate (with `slow_call_threshold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_call_rate: Option<f64>,
     /// How long the breaker stays open. Default: 30s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub open_duration: Option<Duration>,
     /// The cap on a backed-off open duration. Default: none.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_open_duration: Option<Duration>,
     /// Each reopening multiplies the open duration by this (>= 1). Default: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,7 +419,9 @@ impl<'de> Deserialize<'de> for BreakerWindow {
                     .and_then(|n| self.visit_u64(n))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<BreakerWindow, E> {
-                duration::parse(s).map(BreakerWindow::Time).map_err(E::custom)
+                duration::parse(s)
+                    .map(BreakerWindow::Time)
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(Visit)
@@ -357,10 +435,18 @@ impl<'de> Deserialize<'de> for BreakerWindow {
 #[non_exhaustive]
 pub struct QuotaConfig {
     /// How long a 429 without timing headers holds a key. Default: 1s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_hold: Option<Duration>,
     /// The longest hold, whatever the upstream says. Default: 24h.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_hold: Option<Duration>,
     /// A `[redis]` entry: every replica sees the holds. Default: local.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,13 +480,25 @@ pub struct PipelineConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queue: Option<u32>,
     /// How long a call waits in the bulkhead's queue. Default: 1s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub queue_timeout: Option<Duration>,
     /// The longest a load may take, retries included. Default: none.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// The longest one attempt may take. Default: none.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attempt_timeout: Option<Duration>,
     /// How failed attempts are retried. Default: no retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -416,13 +514,25 @@ pub struct RetryConfig {
     #[serde(default)]
     pub max_attempts: u32,
     /// The first retry's backoff bound. Default: 50ms.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_delay: Option<Duration>,
     /// The cap on the backoff. Default: 5s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_delay: Option<Duration>,
     /// A longer Retry-After ends the call instead. Default: 30s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_retry_after: Option<Duration>,
     /// Whether a retry budget applies. Default: true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,7 +544,11 @@ pub struct RetryConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_min_per_second: Option<u32>,
     /// Budget: how far back calls count. Default: 10s.
-    #[serde(default, with = "duration::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub budget_window: Option<Duration>,
 }
 

@@ -5,7 +5,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-use levee_limit::{Decision, Gcra, LimitError, QuotaState, RateLimiter, SlidingWindow, UpstreamQuota};
+use levee_limit::{
+    Decision, Gcra, LimitError, QuotaState, RateLimiter, SlidingWindow, UpstreamQuota,
+};
 
 use crate::UpstreamQuotaPort;
 

@@ -19,7 +19,10 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     }
     for (name, b) in &config.breakers {
         if let Err(e) = super::build::breaker_rules(name, b).build() {
-            out.push(super::build::breaker_problem(&format!("breakers.{name}"), e));
+            out.push(super::build::breaker_problem(
+                &format!("breakers.{name}"),
+                e,
+            ));
         }
     }
     for (name, p) in &config.pipelines {
@@ -45,7 +48,10 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     for (name, k) in &config.key_hashers {
         one_of(
             &format!("key_hashers.{name}"),
-            &[("secret_env", k.secret_env.is_some()), ("secret_file", k.secret_file.is_some())],
+            &[
+                ("secret_env", k.secret_env.is_some()),
+                ("secret_file", k.secret_file.is_some()),
+            ],
             &mut out,
         );
     }
@@ -69,7 +75,10 @@ fn one_of(path: &str, keys: &[(&str, bool)], out: &mut Vec<Problem>) {
 /// `key` is set where it does not apply.
 fn unused(path: &str, key: &str, set: bool, why: &str, out: &mut Vec<Problem>) {
     if set {
-        out.push(Problem::new(format!("{path}.{key}"), format!("does not apply: {why}")));
+        out.push(Problem::new(
+            format!("{path}.{key}"),
+            format!("does not apply: {why}"),
+        ));
     }
 }
 
@@ -117,9 +126,27 @@ fn cache(path: &str, c: &CacheConfig, out: &mut Vec<Problem>) {
     let no_l2 = c.redis.is_none();
     let why = "the cache has no L2 (set `redis = \"<a [redis] entry>\"`)";
     unused(path, "load_lock", no_l2 && c.load_lock.is_some(), why, out);
-    unused(path, "load_lock_poll", no_l2 && c.load_lock_poll.is_some(), why, out);
-    unused(path, "l2_timeout", no_l2 && c.l2_timeout.is_some(), why, out);
-    unused(path, "max_value_bytes", no_l2 && c.max_value_bytes.is_some(), why, out);
+    unused(
+        path,
+        "load_lock_poll",
+        no_l2 && c.load_lock_poll.is_some(),
+        why,
+        out,
+    );
+    unused(
+        path,
+        "l2_timeout",
+        no_l2 && c.l2_timeout.is_some(),
+        why,
+        out,
+    );
+    unused(
+        path,
+        "max_value_bytes",
+        no_l2 && c.max_value_bytes.is_some(),
+        why,
+        out,
+    );
     unused(path, "codec", no_l2 && c.codec.is_some(), why, out);
     let signing = c.signing_key_env.is_some() || c.signing_key_file.is_some();
     unused(path, "signing_key_env", no_l2 && signing, why, out);
@@ -135,8 +162,20 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     let kind = l.kind.unwrap_or_default();
     let redis = kind == LimiterKind::RedisSlidingWindow;
     let only_redis = "only a `redis_sliding_window` limiter has it";
-    unused(path, "burst", kind != LimiterKind::Gcra && l.burst.is_some(), "only a `gcra` limiter has a burst", out);
-    unused(path, "mode", kind == LimiterKind::Gcra && l.mode.is_some(), "a `gcra` limiter has no window mode", out);
+    unused(
+        path,
+        "burst",
+        kind != LimiterKind::Gcra && l.burst.is_some(),
+        "only a `gcra` limiter has a burst",
+        out,
+    );
+    unused(
+        path,
+        "mode",
+        kind == LimiterKind::Gcra && l.mode.is_some(),
+        "a `gcra` limiter has no window mode",
+        out,
+    );
     unused(
         path,
         "idle_timeout",
@@ -145,10 +184,34 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
         out,
     );
     unused(path, "redis", !redis && l.redis.is_some(), only_redis, out);
-    unused(path, "prefix", !redis && l.prefix.is_some(), only_redis, out);
-    unused(path, "on_redis_error", !redis && l.on_redis_error.is_some(), only_redis, out);
-    unused(path, "time_source", !redis && l.time_source.is_some(), only_redis, out);
-    unused(path, "timeout", !redis && l.timeout.is_some(), only_redis, out);
+    unused(
+        path,
+        "prefix",
+        !redis && l.prefix.is_some(),
+        only_redis,
+        out,
+    );
+    unused(
+        path,
+        "on_redis_error",
+        !redis && l.on_redis_error.is_some(),
+        only_redis,
+        out,
+    );
+    unused(
+        path,
+        "time_source",
+        !redis && l.time_source.is_some(),
+        only_redis,
+        out,
+    );
+    unused(
+        path,
+        "timeout",
+        !redis && l.timeout.is_some(),
+        only_redis,
+        out,
+    );
     unused(
         path,
         "replicas",
@@ -188,8 +251,18 @@ mod tests {
         let err = "[redis.main]\nurl = \"redis://a\"\nurl_env = \"X\"\n"
             .parse::<Config>()
             .unwrap_err();
-        assert!(err.to_string().contains("url and url_env are set; keep exactly one"), "{err}");
-        let err = "[redis.main]\nname = \"x\"\n".parse::<Config>().unwrap_err();
-        assert!(err.to_string().contains("set one of url, url_env, url_file"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("url and url_env are set; keep exactly one"),
+            "{err}"
+        );
+        let err = "[redis.main]\nname = \"x\"\n"
+            .parse::<Config>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("set one of url, url_env, url_file"),
+            "{err}"
+        );
     }
 }

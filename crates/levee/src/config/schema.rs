@@ -226,10 +226,7 @@ const PIPELINE: &[Field] = &[
     opt("retry", Kind::Table(RETRY)),
 ];
 
-const KEY_HASHER: &[Field] = &[
-    opt("secret_env", Kind::Str),
-    opt("secret_file", Kind::Path),
-];
+const KEY_HASHER: &[Field] = &[opt("secret_env", Kind::Str), opt("secret_file", Kind::Path)];
 
 /// The top level of a config file.
 pub(crate) const ROOT: &[Field] = &[
@@ -349,6 +346,9 @@ mod tests {
             schema(&["pipelines", "*", "retry"]),
             fields_of::<RetryConfig>()
         );
-        assert_eq!(schema(&["key_hashers", "*"]), fields_of::<KeyHasherConfig>());
+        assert_eq!(
+            schema(&["key_hashers", "*"]),
+            fields_of::<KeyHasherConfig>()
+        );
     }
 }

@@ -174,10 +174,18 @@ mod tests {
 
     #[test]
     fn a_missing_file_names_the_file() {
-        let p = read("redis.main.password", None, Some(Path::new("/nonexistent/levee-secret")))
-            .unwrap_err();
+        let p = read(
+            "redis.main.password",
+            None,
+            Some(Path::new("/nonexistent/levee-secret")),
+        )
+        .unwrap_err();
         assert_eq!(p.path, "redis.main.password_file");
-        assert!(p.message.contains("/nonexistent/levee-secret"), "{}", p.message);
+        assert!(
+            p.message.contains("/nonexistent/levee-secret"),
+            "{}",
+            p.message
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub(crate) fn check(root: &Value) -> Vec<Problem> {
             walk.table("", dict, ROOT);
             walk.resolve(dict);
         }
-        other => walk.problem("", format!("expected a table of sections, got {}", show(other))),
+        other => walk.problem(
+            "",
+            format!("expected a table of sections, got {}", show(other)),
+        ),
     }
     walk.problems
 }
@@ -198,12 +201,15 @@ pub(crate) fn nearest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Op
 // and the bool they spell (as figment's typed extraction does).
 fn int(value: &Value) -> Option<i128> {
     match value.to_num_lossy() {
-        Some(n) => n.to_i128().or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok())).or_else(|| {
-            // A float with no fraction (an environment's "5.0") is an integer.
-            n.to_f64()
-                .filter(|x| x.fract() == 0.0 && x.abs() < 1e30)
-                .map(|x| x as i128)
-        }),
+        Some(n) => n
+            .to_i128()
+            .or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok()))
+            .or_else(|| {
+                // A float with no fraction (an environment's "5.0") is an integer.
+                n.to_f64()
+                    .filter(|x| x.fract() == 0.0 && x.abs() < 1e30)
+                    .map(|x| x as i128)
+            }),
         _ => None,
     }
 }
