@@ -8,17 +8,17 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use levee_breaker::{BreakerConfigError, CircuitBreaker, CircuitBreakerBuilder, Window};
+use levee_breaker::CircuitBreaker;
 use levee_cache::TieredCache;
 use levee_core::{KeyHasher, SharedClock};
-use levee_limit::{
-    ConcurrencyLimit, Gcra, LimitError, Quota, SlidingWindow, UpstreamQuota, WindowMode,
-};
+use levee_limit::{ConcurrencyLimit, UpstreamQuota};
 
 use crate::{Levee, LeveeBuilder, RetryBudget, RetryPolicy};
 
+use super::breaker::{breaker_problem, breaker_rules};
 use super::error::{ConfigError, Problem};
-use super::file::{BreakerConfig, BreakerWindow, Config, LimiterKind, WindowModeName};
+use super::file::{Config, RetryConfig};
+use super::limiter::limit_err;
 use super::parts::{AnyLimiter, AnyQuota};
 use super::{ConfigKey, ConfigValue, secret};
 
@@ -77,11 +77,11 @@ fn take<T>(problems: &mut Vec<Problem>, r: Option<Result<T, ConfigError>>) -> Op
 }
 
 /// A problem at `path` from a builder's error about `setting`.
-fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> ConfigError {
+pub(crate) fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> ConfigError {
     ConfigError::one(format!("{path}.{setting}"), reason.to_string())
 }
 
-fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
+pub(crate) fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
     let list = defined
         .iter()
         .map(|s| s.as_str())
@@ -91,76 +91,6 @@ fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
         format!("{section}.{name}"),
         format!("not defined in the config (defined: {list})"),
     )
-}
-
-fn limit_err(path: &str, e: LimitError) -> ConfigError {
-    match e {
-        LimitError::InvalidSetting { setting, reason } => {
-            let key = match setting {
-                "quota.limit" => "limit",
-                "quota.window" | "replenish_every" => "window",
-                other => other,
-            };
-            at(path, key, reason)
-        }
-        other => ConfigError::one(path, other.to_string()),
-    }
-}
-
-/// A breaker's problem at `path`, the builder's setting named as the key.
-pub(crate) fn breaker_problem(path: &str, e: BreakerConfigError) -> Problem {
-    let key = match e.setting {
-        "failure_rate_threshold" => "failure_rate",
-        "sliding_window" => "window",
-        "slow_call" => "slow_call_threshold",
-        other => other,
-    };
-    Problem::new(format!("{path}.{key}"), e.reason)
-}
-
-/// The builder a `[breakers]` entry stands for (no clock).
-pub(crate) fn breaker_rules(name: &str, c: &BreakerConfig) -> CircuitBreakerBuilder {
-    let mut b = CircuitBreaker::builder().name(name);
-    match c.failure_rate {
-        Some(0.0) => b = b.no_failure_rate(),
-        Some(r) => b = b.failure_rate_threshold(r),
-        None => {}
-    }
-    if let Some(w) = c.window {
-        b = b.sliding_window(match w {
-            BreakerWindow::Calls(n) => Window::Count(n),
-            BreakerWindow::Time(d) => Window::Time(d),
-        });
-    }
-    if let Some(n) = c.minimum_calls {
-        b = b.minimum_calls(n);
-    }
-    if let Some(n) = c.consecutive_failures {
-        b = b.consecutive_failures(n);
-    }
-    match (c.slow_call_threshold, c.slow_call_rate) {
-        (Some(t), Some(r)) => b = b.slow_call(t, r),
-        // One without the other: the builder's check names it.
-        (Some(t), None) => b = b.slow_call(t, 0.0),
-        (None, Some(r)) => b = b.slow_call(std::time::Duration::ZERO, r),
-        (None, None) => {}
-    }
-    if let Some(d) = c.open_duration {
-        b = b.open_duration(d);
-    }
-    if let Some(d) = c.max_open_duration {
-        b = b.max_open_duration(d);
-    }
-    if let Some(m) = c.backoff_multiplier {
-        b = b.backoff_multiplier(m);
-    }
-    if let Some(j) = c.jitter {
-        b = b.jitter(j);
-    }
-    if let Some(n) = c.half_open_permits {
-        b = b.half_open_permits(n);
-    }
-    b
 }
 
 impl Components {
@@ -178,6 +108,11 @@ impl Components {
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
         self
+    }
+
+    /// The clock given to [`clock`](Self::clock), if any.
+    pub(crate) fn clock_ref(&self) -> Option<&SharedClock> {
+        self.clock.as_ref()
     }
 
     /// The configuration the parts come from.
@@ -235,56 +170,7 @@ impl Components {
             .redis
             .get(name)
             .ok_or_else(|| undefined("redis", name, self.config.redis.keys().collect()))?;
-        self.shared("redis", name, || {
-            let path = format!("redis.{name}");
-            let one = |p: Problem| ConfigError::new(vec![p]);
-            let url = match &c.url {
-                Some(u) => u.expose().to_string(),
-                None => secret::read(
-                    &format!("{path}.url"),
-                    c.url_env.as_deref(),
-                    c.url_file.as_deref(),
-                )
-                .map_err(one)?
-                .map(|s| s.expose().to_string())
-                .ok_or_else(|| ConfigError::one(&path, "set one of url, url_env, url_file"))?,
-            };
-            let password = secret::read(
-                &format!("{path}.password"),
-                c.password_env.as_deref(),
-                c.password_file.as_deref(),
-            )
-            .map_err(one)?;
-            let url = secret::with_credentials(
-                &url,
-                c.username.as_deref(),
-                password.as_ref().map(|s| s.expose()),
-            )
-            .map_err(|e| ConfigError::one(format!("{path}.url"), e))?;
-            let mut b = levee_redis::RedisClient::standalone(url)
-                .name(c.name.clone().unwrap_or_else(|| name.to_string()));
-            if let Some(d) = c.connect_timeout {
-                b = b.connect_timeout(d);
-            }
-            if let Some(d) = c.command_timeout {
-                b = b.command_timeout(d);
-            }
-            if let Some(breaker) = &c.breaker {
-                let rules = self.config.breakers.get(breaker).ok_or_else(|| {
-                    undefined("breakers", breaker, self.config.breakers.keys().collect())
-                })?;
-                b = b.breaker(breaker_rules(breaker, rules));
-            }
-            if let Some(clock) = &self.clock {
-                b = b.clock(clock.clone());
-            }
-            b.build().map_err(|e| match e {
-                levee_redis::RedisError::InvalidSetting { setting, reason } => {
-                    at(&path, setting, reason)
-                }
-                other => ConfigError::one(&path, other.to_string()),
-            })
-        })
+        self.shared("redis", name, || super::connection::build(self, name, c))
     }
 
     /// The hasher `[key_hashers.<name>]`: bearer tokens become
@@ -310,97 +196,7 @@ impl Components {
             self.config.limiters.get(name).ok_or_else(|| {
                 undefined("limiters", name, self.config.limiters.keys().collect())
             })?;
-        self.shared("limiters", name, || {
-            let path = format!("limiters.{name}");
-            let window = c
-                .window
-                .ok_or_else(|| at(&path, "window", "missing; this key is required"))?;
-            let quota = Quota::new(c.limit, window).map_err(|e| limit_err(&path, e))?;
-            let mode = match c.mode {
-                Some(WindowModeName::Log) => WindowMode::Log,
-                _ => WindowMode::Counter,
-            };
-            match c.kind.unwrap_or_default() {
-                LimiterKind::SlidingWindow => {
-                    let mut b = SlidingWindow::builder(quota).mode(mode);
-                    if let Some(d) = c.idle_timeout {
-                        b = b.idle_timeout(d);
-                    }
-                    if let Some(clock) = &self.clock {
-                        b = b.clock(clock.clone());
-                    }
-                    b.build()
-                        .map(AnyLimiter::SlidingWindow)
-                        .map_err(|e| limit_err(&path, e))
-                }
-                LimiterKind::Gcra => {
-                    let burst = c
-                        .burst
-                        .and_then(std::num::NonZeroU32::new)
-                        .unwrap_or(quota.limit_nonzero());
-                    let every = window / c.limit.max(1);
-                    let g = match &self.clock {
-                        Some(clock) => Gcra::with_clock(burst, every, clock.clone()),
-                        None => Gcra::new(burst, every),
-                    };
-                    g.map(AnyLimiter::Gcra).map_err(|e| limit_err(&path, e))
-                }
-                LimiterKind::RedisSlidingWindow => self.redis_limiter(&path, c, quota, mode),
-            }
-        })
-    }
-
-    #[cfg(feature = "redis")]
-    fn redis_limiter<K: ConfigKey>(
-        &self,
-        path: &str,
-        c: &super::file::LimiterConfig,
-        quota: Quota,
-        mode: WindowMode,
-    ) -> Result<AnyLimiter<K>, ConfigError> {
-        use super::file::{OnRedisErrorName, TimeSourceName};
-        use levee_limit::{OnRedisError, RedisSlidingWindow, TimeSource};
-        let redis = c
-            .redis
-            .as_deref()
-            .ok_or_else(|| at(path, "redis", "missing: a [redis] entry is needed"))?;
-        let mut b = RedisSlidingWindow::builder(self.redis(redis)?, quota).mode(mode);
-        if let Some(p) = &c.prefix {
-            b = b.prefix(p.clone());
-        }
-        b = b.on_redis_error(match c.on_redis_error {
-            Some(OnRedisErrorName::FailClosed) => OnRedisError::FailClosed,
-            Some(OnRedisErrorName::Local) => OnRedisError::Local {
-                replicas: c.replicas.unwrap_or(1),
-            },
-            _ => OnRedisError::FailOpen,
-        });
-        if c.time_source == Some(TimeSourceName::Clock) {
-            b = b.time_source(TimeSource::Clock);
-        }
-        if let Some(d) = c.timeout {
-            b = b.timeout(d);
-        }
-        if let Some(clock) = &self.clock {
-            b = b.clock(clock.clone());
-        }
-        b.build()
-            .map(AnyLimiter::Redis)
-            .map_err(|e| limit_err(path, e))
-    }
-
-    #[cfg(not(feature = "redis"))]
-    fn redis_limiter<K: ConfigKey>(
-        &self,
-        path: &str,
-        _: &super::file::LimiterConfig,
-        _: Quota,
-        _: WindowMode,
-    ) -> Result<AnyLimiter<K>, ConfigError> {
-        Err(ConfigError::one(
-            format!("{path}.kind"),
-            "this build of levee has no `redis` feature",
-        ))
+        self.shared("limiters", name, || super::limiter::build(self, name, c))
     }
 
     /// The upstream quota `[quotas.<name>]`, one per name and key type;
@@ -526,33 +322,38 @@ impl Components {
             b = b.attempt_timeout(d);
         }
         if let Some(r) = &p.retry {
-            let mut policy = RetryPolicy::new(r.max_attempts);
-            if let Some(d) = r.base_delay {
-                policy = policy.base_delay(d);
-            }
-            if let Some(d) = r.max_delay {
-                policy = policy.max_delay(d);
-            }
-            if let Some(d) = r.max_retry_after {
-                policy = policy.max_retry_after(d);
-            }
-            policy = match r.budget {
-                Some(false) => policy.no_budget(),
-                _ if r.budget_ratio.is_some()
-                    || r.budget_min_per_second.is_some()
-                    || r.budget_window.is_some() =>
-                {
-                    policy.budget(RetryBudget::new(
-                        r.budget_ratio.unwrap_or(0.2),
-                        r.budget_min_per_second.unwrap_or(10),
-                        r.budget_window
-                            .unwrap_or(std::time::Duration::from_secs(10)),
-                    ))
-                }
-                _ => policy,
-            };
-            b = b.retry(policy);
+            b = b.retry(retry_policy(r));
         }
         Ok(b)
     }
+}
+
+/// The `RetryPolicy` a `[pipelines.<name>.retry]` table stands for.
+fn retry_policy(r: &RetryConfig) -> RetryPolicy {
+    let mut policy = RetryPolicy::new(r.max_attempts);
+    if let Some(d) = r.base_delay {
+        policy = policy.base_delay(d);
+    }
+    if let Some(d) = r.max_delay {
+        policy = policy.max_delay(d);
+    }
+    if let Some(d) = r.max_retry_after {
+        policy = policy.max_retry_after(d);
+    }
+    policy = match r.budget {
+        Some(false) => policy.no_budget(),
+        _ if r.budget_ratio.is_some()
+            || r.budget_min_per_second.is_some()
+            || r.budget_window.is_some() =>
+        {
+            policy.budget(RetryBudget::new(
+                r.budget_ratio.unwrap_or(0.2),
+                r.budget_min_per_second.unwrap_or(10),
+                r.budget_window
+                    .unwrap_or(std::time::Duration::from_secs(10)),
+            ))
+        }
+        _ => policy,
+    };
+    policy
 }

@@ -47,12 +47,16 @@
 //! `Debug` of a config never prints a secret. Every key, its default and
 //! meaning: docs/config.md in the repository.
 
+mod breaker;
 mod build;
 mod cache;
+#[cfg(feature = "redis")]
+mod connection;
 mod duration;
 mod env;
 mod error;
 mod file;
+mod limiter;
 mod parts;
 mod rules;
 mod schema;

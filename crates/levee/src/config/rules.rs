@@ -18,8 +18,8 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
         limiter(&format!("limiters.{name}"), l, &mut out);
     }
     for (name, b) in &config.breakers {
-        if let Err(e) = super::build::breaker_rules(name, b).build() {
-            out.push(super::build::breaker_problem(
+        if let Err(e) = super::breaker::breaker_rules(name, b).build() {
+            out.push(super::breaker::breaker_problem(
                 &format!("breakers.{name}"),
                 e,
             ));
