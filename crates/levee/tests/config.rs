@@ -359,6 +359,34 @@ fn a_breaker_rule_the_builder_refuses_is_named_by_its_key() {
     assert_eq!(err.problems()[0].path, "breakers.b.failure_rate");
 }
 
+#[test]
+fn the_builders_own_rules_are_checked_at_load_with_the_rest() {
+    let err = parse_err(
+        r#"
+        [caches.c]
+        ttl = "1m"
+        l1_ttl = "5m"
+        [limiters.fast]
+        limit = 5
+        window = "100us"
+        [pipelines.p]
+        timeout = "0s"
+        [redis.main]
+        url = "redis://127.0.0.1"
+        command_timeout = "0s"
+        "#,
+    );
+    for path in [
+        "caches.c.l1_ttl",
+        "limiters.fast.window",
+        "pipelines.p.timeout",
+        "redis.main.command_timeout",
+    ] {
+        assert!(err.mentions(path), "{path} missing from:\n{err}");
+    }
+    assert_eq!(err.problems().len(), 4, "{err}");
+}
+
 const API: &str = "[limiters.api]\nlimit = 100\nwindow = \"1m\"\n[limiters.search]\nlimit = 10\nwindow = \"1s\"\n";
 
 #[test]

@@ -2,7 +2,8 @@
 //! key that applies to one limiter kind only, one URL source, a feature
 //! this build lacks) and the breakers' own rules, checked by building them.
 
-use super::error::Problem;
+use super::build::Components;
+use super::error::{ConfigError, Problem};
 use super::file::{CacheConfig, Config, LimiterConfig, LimiterKind, RedisConfig};
 
 /// Every problem found; empty if the config can be built.
@@ -11,11 +12,35 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     for (name, r) in &config.redis {
         redis(&format!("redis.{name}"), r, &mut out);
     }
+    // The local parts are built once here, so that the builders' own
+    // rules (an `l1_ttl` above `ttl`, a window under 1 ms) are reported
+    // with the others. Nothing is started: no L2, no Redis.
+    let dry = Components::new(Config::default());
+    let keep = |r: Result<(), ConfigError>, out: &mut Vec<Problem>| {
+        if let Err(e) = r {
+            out.extend(e.problems().iter().cloned());
+        }
+    };
     for (name, c) in &config.caches {
-        cache(&format!("caches.{name}"), c, &mut out);
+        let path = format!("caches.{name}");
+        cache(&path, c, &mut out);
+        let local = CacheConfig {
+            redis: None,
+            ..c.clone()
+        };
+        keep(
+            super::cache::build::<String, String>(&dry, name, &local, None).map(drop),
+            &mut out,
+        );
     }
     for (name, l) in &config.limiters {
         limiter(&format!("limiters.{name}"), l, &mut out);
+        if l.kind != Some(LimiterKind::RedisSlidingWindow) {
+            keep(
+                super::limiter::build::<String>(&dry, name, l).map(drop),
+                &mut out,
+            );
+        }
     }
     for (name, b) in &config.breakers {
         if let Err(e) = super::breaker::breaker_rules(name, b).build() {
@@ -27,6 +52,17 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     }
     for (name, p) in &config.pipelines {
         let path = format!("pipelines.{name}");
+        for (key, d) in [
+            ("timeout", p.timeout),
+            ("attempt_timeout", p.attempt_timeout),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                out.push(Problem::new(
+                    format!("{path}.{key}"),
+                    "0s fails every call; remove the key instead",
+                ));
+            }
+        }
         if p.max_queue.is_some() && p.max_in_flight.is_none() {
             out.push(Problem::new(
                 format!("{path}.max_queue"),
@@ -102,6 +138,14 @@ fn redis(path: &str, r: &RedisConfig, out: &mut Vec<Problem>) {
         ],
         out,
     );
+    for (key, d) in [
+        ("connect_timeout", r.connect_timeout),
+        ("command_timeout", r.command_timeout),
+    ] {
+        if d.is_some_and(|d| d.is_zero()) {
+            out.push(Problem::new(format!("{path}.{key}"), "must be above zero"));
+        }
+    }
     if r.password_env.is_some() && r.password_file.is_some() {
         out.push(Problem::new(
             format!("{path}.password_file"),
@@ -121,6 +165,12 @@ fn cache(path: &str, c: &CacheConfig, out: &mut Vec<Problem>) {
         out.push(Problem::new(
             format!("{path}.codec"),
             "\"cbor\" needs levee's `cbor` feature; enable it or use \"json\"",
+        ));
+    }
+    if c.l2_timeout.is_some_and(|d| d.is_zero()) {
+        out.push(Problem::new(
+            format!("{path}.l2_timeout"),
+            "must be above zero",
         ));
     }
     let no_l2 = c.redis.is_none();
