@@ -429,7 +429,7 @@ fn env_overrides_reach_nested_keys_and_durations() {
 }
 
 #[test]
-fn a_bad_env_override_is_reported_like_a_bad_file_value() {
+fn a_bad_env_override_is_reported_like_a_bad_file_value_and_names_its_variable() {
     Jail::expect_with(|jail| {
         jail.set_env("LEVEE_LIMITERS__API__WINDOW", "5 parsecs");
         jail.set_env("LEVEE_LIMITERS__API__LIMT", "5");
@@ -437,8 +437,10 @@ fn a_bad_env_override_is_reported_like_a_bad_file_value() {
         assert_eq!(
             problems(&err),
             [
-                "limiters.api.limt: unknown key \"limt\"; the nearest known key is \"limit\"",
-                "limiters.api.window: \"5 parsecs\" is not a duration (examples: 60s, 5m)",
+                "limiters.api.limt: unknown key \"limt\"; the nearest known key is \"limit\" \
+                 (set by LEVEE_LIMITERS__API__LIMT)",
+                "limiters.api.window: \"5 parsecs\" is not a duration (examples: 60s, 5m) \
+                 (set by LEVEE_LIMITERS__API__WINDOW)",
             ]
         );
         Ok(())

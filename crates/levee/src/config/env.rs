@@ -43,7 +43,7 @@ pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigError> {
     let tree: Value = figment.extract().map_err(|e| figment_error(&e))?;
     let problems = super::validate::check(&tree);
     if !problems.is_empty() {
-        return Err(ConfigError::new(problems));
+        return Err(ConfigError::new(with_sources(figment, problems)));
     }
     let config: Config = tree.deserialize().map_err(|e| figment_error(&e))?;
     let problems = super::rules::check(&config);
@@ -51,6 +51,22 @@ pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigError> {
         return Err(ConfigError::new(problems));
     }
     Ok(config)
+}
+
+/// Problems about a value the environment set say which variable set it:
+/// the file is not where to look for those.
+fn with_sources(figment: &Figment, mut problems: Vec<Problem>) -> Vec<Problem> {
+    for p in &mut problems {
+        let from_env = !p.path.is_empty()
+            && figment
+                .find_metadata(&p.path)
+                .is_some_and(|md| md.name.contains("environment variable"));
+        if from_env {
+            let var = p.path.to_ascii_uppercase().replace('.', "__");
+            p.message.push_str(&format!(" (set by {ENV_PREFIX}{var})"));
+        }
+    }
+    problems
 }
 
 fn figment_error(e: &figment::Error) -> ConfigError {
