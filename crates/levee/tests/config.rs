@@ -448,6 +448,22 @@ fn a_bad_env_override_is_reported_like_a_bad_file_value_and_names_its_variable()
 }
 
 #[test]
+fn a_rule_broken_by_an_env_override_names_its_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("LEVEE_LIMITERS__API__BURST", "10");
+        let err = Config::from_toml_and_env(API, "test").unwrap_err();
+        assert_eq!(
+            problems(&err),
+            [
+                "limiters.api.burst: does not apply: only a `gcra` limiter has a burst \
+              (set by LEVEE_LIMITERS__API__BURST)"
+            ]
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn a_missing_secret_names_the_variable_or_file_it_looked_for() {
     Jail::expect_with(|_| {
         let config: Config = r#"

@@ -48,7 +48,7 @@ pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigError> {
     let config: Config = tree.deserialize().map_err(|e| figment_error(&e))?;
     let problems = super::rules::check(&config);
     if !problems.is_empty() {
-        return Err(ConfigError::new(problems));
+        return Err(ConfigError::new(with_sources(figment, problems)));
     }
     Ok(config)
 }
