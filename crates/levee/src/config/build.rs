@@ -81,15 +81,18 @@ pub(crate) fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> C
     ConfigError::one(format!("{path}.{setting}"), reason.to_string())
 }
 
+/// A part asked for by a name its section does not define.
 pub(crate) fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
-    let list = defined
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = match defined.as_slice() {
+        [] => format!("the config has no [{section}] entries"),
+        some => {
+            let names: Vec<&str> = some.iter().map(|s| s.as_str()).collect();
+            format!("defined: {}", names.join(", "))
+        }
+    };
     ConfigError::one(
         format!("{section}.{name}"),
-        format!("not defined in the config (defined: {list})"),
+        format!("not defined in the config ({list})"),
     )
 }
 
