@@ -44,6 +44,7 @@
 //! | part | what it does | crate (re-exported as) | feature |
 //! |---|---|---|---|
 //! | [`Levee`] pipeline | cache -> upstream quota -> rate limit -> bulkhead -> timeouts -> retry with budget -> breaker -> fallback, typed [`Verdict`]s | `levee` | `pipeline` |
+//! | `Config` | every cache, limiter, breaker, quota, Redis connection and pipeline from one TOML file, `LEVEE_*` environment overrides, secrets by name, every problem reported with its key's path | `levee` (`levee::config`) | `config` |
 //! | HTTP classifier | status and rate-limit headers as a verdict, feeding the quota | `levee` (`levee::http`) | `http` |
 //! | `RateLimitLayer` | server-side tower/axum rate limiting with IETF `RateLimit` headers | `levee` (`levee::rate_limit`) | `tower`, `axum` |
 //! | `LeveeLayer` | the pipeline as a tower layer around any HTTP client: cached GETs keyed by hashed token and `Vary`, `Cache-Control` honoured, stale responses labelled | `levee` (`levee::client`) | `tower` + `http` |
@@ -67,6 +68,13 @@
 
 #[cfg(feature = "pipeline")]
 mod pipeline;
+
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub use config::Config;
 
 /// The HTTP classifier: a response's status and rate-limit headers as a
 /// [`Verdict`].

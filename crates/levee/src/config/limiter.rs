@@ -1,0 +1,121 @@
+//! A `[limiters]` entry built with the builder of its `kind`:
+//! `SlidingWindow::builder`, `Gcra::new`, `RedisSlidingWindow::builder`.
+
+use levee_limit::{Gcra, LimitError, Quota, SlidingWindow, WindowMode};
+
+use super::ConfigKey;
+use super::build::{Components, at};
+use super::error::ConfigError;
+use super::file::{LimiterConfig, LimiterKind, WindowModeName};
+use super::parts::AnyLimiter;
+
+/// A limiter's problem at `path`, the builder's setting named as the key.
+pub(crate) fn limit_err(path: &str, e: LimitError) -> ConfigError {
+    match e {
+        LimitError::InvalidSetting { setting, reason } => {
+            let key = match setting {
+                "quota.limit" => "limit",
+                "quota.window" | "replenish_every" => "window",
+                other => other,
+            };
+            at(path, key, reason)
+        }
+        other => ConfigError::one(path, other.to_string()),
+    }
+}
+
+pub(crate) fn build<K: ConfigKey>(
+    parts: &Components,
+    name: &str,
+    c: &LimiterConfig,
+) -> Result<AnyLimiter<K>, ConfigError> {
+    let path = format!("limiters.{name}");
+    let window = c
+        .window
+        .ok_or_else(|| at(&path, "window", "missing; this key is required"))?;
+    let quota = Quota::new(c.limit, window).map_err(|e| limit_err(&path, e))?;
+    let mode = match c.mode {
+        Some(WindowModeName::Log) => WindowMode::Log,
+        _ => WindowMode::Counter,
+    };
+    match c.kind.unwrap_or_default() {
+        LimiterKind::SlidingWindow => {
+            let mut b = SlidingWindow::builder(quota).mode(mode);
+            if let Some(d) = c.idle_timeout {
+                b = b.idle_timeout(d);
+            }
+            if let Some(clock) = parts.clock_ref() {
+                b = b.clock(clock.clone());
+            }
+            b.build()
+                .map(AnyLimiter::SlidingWindow)
+                .map_err(|e| limit_err(&path, e))
+        }
+        LimiterKind::Gcra => {
+            let burst = c
+                .burst
+                .and_then(std::num::NonZeroU32::new)
+                .unwrap_or(quota.limit_nonzero());
+            let every = window / c.limit.max(1);
+            let g = match parts.clock_ref() {
+                Some(clock) => Gcra::with_clock(burst, every, clock.clone()),
+                None => Gcra::new(burst, every),
+            };
+            g.map(AnyLimiter::Gcra).map_err(|e| limit_err(&path, e))
+        }
+        LimiterKind::RedisSlidingWindow => redis_limiter(parts, &path, c, quota, mode),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_limiter<K: ConfigKey>(
+    parts: &Components,
+    path: &str,
+    c: &LimiterConfig,
+    quota: Quota,
+    mode: WindowMode,
+) -> Result<AnyLimiter<K>, ConfigError> {
+    use super::file::{OnRedisErrorName, TimeSourceName};
+    use levee_limit::{OnRedisError, RedisSlidingWindow, TimeSource};
+    let redis = c
+        .redis
+        .as_deref()
+        .ok_or_else(|| at(path, "redis", "missing: a [redis] entry is needed"))?;
+    let mut b = RedisSlidingWindow::builder(parts.redis(redis)?, quota).mode(mode);
+    if let Some(p) = &c.prefix {
+        b = b.prefix(p.clone());
+    }
+    b = b.on_redis_error(match c.on_redis_error {
+        Some(OnRedisErrorName::FailClosed) => OnRedisError::FailClosed,
+        Some(OnRedisErrorName::Local) => OnRedisError::Local {
+            replicas: c.replicas.unwrap_or(1),
+        },
+        _ => OnRedisError::FailOpen,
+    });
+    if c.time_source == Some(TimeSourceName::Clock) {
+        b = b.time_source(TimeSource::Clock);
+    }
+    if let Some(d) = c.timeout {
+        b = b.timeout(d);
+    }
+    if let Some(clock) = parts.clock_ref() {
+        b = b.clock(clock.clone());
+    }
+    b.build()
+        .map(AnyLimiter::Redis)
+        .map_err(|e| limit_err(path, e))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_limiter<K: ConfigKey>(
+    _: &Components,
+    path: &str,
+    _: &LimiterConfig,
+    _: Quota,
+    _: WindowMode,
+) -> Result<AnyLimiter<K>, ConfigError> {
+    Err(ConfigError::one(
+        format!("{path}.kind"),
+        "this build of levee has no `redis` feature",
+    ))
+}
