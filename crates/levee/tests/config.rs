@@ -12,7 +12,7 @@ use std::time::Duration;
 use figment::Jail;
 use levee::Config;
 use levee::cache::Source;
-use levee::config::ConfigError;
+use levee::config::ConfigFileError;
 use levee::core::SensitiveKey;
 use levee_testkit::{MockIdp, RedisServer, RedisServerOptions};
 
@@ -62,11 +62,11 @@ fn doc_key_paths(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn problems(err: &ConfigError) -> Vec<String> {
+fn problems(err: &ConfigFileError) -> Vec<String> {
     err.problems().iter().map(ToString::to_string).collect()
 }
 
-fn parse_err(text: &str) -> ConfigError {
+fn parse_err(text: &str) -> ConfigFileError {
     text.parse::<Config>().expect_err("the config is invalid")
 }
 

@@ -16,7 +16,7 @@ use levee_limit::{ConcurrencyLimit, UpstreamQuota};
 use crate::{Levee, LeveeBuilder, RetryBudget, RetryPolicy};
 
 use super::breaker::{breaker_problem, breaker_rules};
-use super::error::{ConfigError, Problem};
+use super::error::{ConfigFileError, Problem};
 use super::file::{Config, RetryConfig};
 use super::limiter::limit_err;
 use super::parts::{AnyLimiter, AnyQuota};
@@ -66,7 +66,7 @@ impl std::fmt::Debug for Components {
 }
 
 /// The part `r` built, if any; its problems added to `problems`.
-fn take<T>(problems: &mut Vec<Problem>, r: Option<Result<T, ConfigError>>) -> Option<T> {
+fn take<T>(problems: &mut Vec<Problem>, r: Option<Result<T, ConfigFileError>>) -> Option<T> {
     match r? {
         Ok(t) => Some(t),
         Err(e) => {
@@ -77,12 +77,12 @@ fn take<T>(problems: &mut Vec<Problem>, r: Option<Result<T, ConfigError>>) -> Op
 }
 
 /// A problem at `path` from a builder's error about `setting`.
-pub(crate) fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> ConfigError {
-    ConfigError::one(format!("{path}.{setting}"), reason.to_string())
+pub(crate) fn at(path: &str, setting: &str, reason: impl std::fmt::Display) -> ConfigFileError {
+    ConfigFileError::one(format!("{path}.{setting}"), reason.to_string())
 }
 
 /// A part asked for by a name its section does not define.
-pub(crate) fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigError {
+pub(crate) fn undefined(section: &str, name: &str, defined: Vec<&String>) -> ConfigFileError {
     let list = match defined.as_slice() {
         [] => format!("the config has no [{section}] entries"),
         some => {
@@ -90,7 +90,7 @@ pub(crate) fn undefined(section: &str, name: &str, defined: Vec<&String>) -> Con
             format!("defined: {}", names.join(", "))
         }
     };
-    ConfigError::one(
+    ConfigFileError::one(
         format!("{section}.{name}"),
         format!("not defined in the config ({list})"),
     )
@@ -128,8 +128,8 @@ impl Components {
         &self,
         section: &'static str,
         name: &str,
-        make: impl FnOnce() -> Result<T, ConfigError>,
-    ) -> Result<T, ConfigError> {
+        make: impl FnOnce() -> Result<T, ConfigFileError>,
+    ) -> Result<T, ConfigFileError> {
         let id = (section, name.to_string(), TypeId::of::<T>());
         let lock = || self.built.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = lock().get(&id).and_then(|b| b.downcast_ref::<T>()) {
@@ -142,11 +142,11 @@ impl Components {
             .or_insert_with(|| Box::new(t))
             .downcast_ref::<T>()
             .cloned()
-            .ok_or_else(|| ConfigError::one(section, "internal: a part of another type"))
+            .ok_or_else(|| ConfigFileError::one(section, "internal: a part of another type"))
     }
 
     /// The circuit breaker `[breakers.<name>]`, one per name.
-    pub fn breaker(&self, name: &str) -> Result<CircuitBreaker, ConfigError> {
+    pub fn breaker(&self, name: &str) -> Result<CircuitBreaker, ConfigFileError> {
         let c =
             self.config.breakers.get(name).ok_or_else(|| {
                 undefined("breakers", name, self.config.breakers.keys().collect())
@@ -157,7 +157,7 @@ impl Components {
                 b = b.clock(clock.clone());
             }
             b.build().map_err(|e| {
-                ConfigError::new(vec![breaker_problem(&format!("breakers.{name}"), e)])
+                ConfigFileError::new(vec![breaker_problem(&format!("breakers.{name}"), e)])
             })
         })
     }
@@ -167,7 +167,7 @@ impl Components {
     /// I/O: the connection opens on the first command.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(&self, name: &str) -> Result<levee_redis::RedisClient, ConfigError> {
+    pub fn redis(&self, name: &str) -> Result<levee_redis::RedisClient, ConfigFileError> {
         let c = self
             .config
             .redis
@@ -178,7 +178,7 @@ impl Components {
 
     /// The hasher `[key_hashers.<name>]`: bearer tokens become
     /// `SensitiveKey`s under the deployment secret it reads.
-    pub fn key_hasher(&self, name: &str) -> Result<KeyHasher, ConfigError> {
+    pub fn key_hasher(&self, name: &str) -> Result<KeyHasher, ConfigFileError> {
         let c = self.config.key_hashers.get(name).ok_or_else(|| {
             undefined(
                 "key_hashers",
@@ -188,13 +188,13 @@ impl Components {
         })?;
         let path = format!("key_hashers.{name}.secret");
         let secret = secret::read(&path, c.secret_env.as_deref(), c.secret_file.as_deref())
-            .map_err(|p| ConfigError::new(vec![p]))?
-            .ok_or_else(|| ConfigError::one(&path, "set secret_env or secret_file"))?;
+            .map_err(|p| ConfigFileError::new(vec![p]))?
+            .ok_or_else(|| ConfigFileError::one(&path, "set secret_env or secret_file"))?;
         Ok(KeyHasher::new(secret.expose()))
     }
 
     /// The rate limiter `[limiters.<name>]`, one per name and key type.
-    pub fn limiter<K: ConfigKey>(&self, name: &str) -> Result<AnyLimiter<K>, ConfigError> {
+    pub fn limiter<K: ConfigKey>(&self, name: &str) -> Result<AnyLimiter<K>, ConfigFileError> {
         let c =
             self.config.limiters.get(name).ok_or_else(|| {
                 undefined("limiters", name, self.config.limiters.keys().collect())
@@ -204,7 +204,7 @@ impl Components {
 
     /// The upstream quota `[quotas.<name>]`, one per name and key type;
     /// shared through Redis when it names a connection.
-    pub fn quota<K: ConfigKey>(&self, name: &str) -> Result<AnyQuota<K>, ConfigError> {
+    pub fn quota<K: ConfigKey>(&self, name: &str) -> Result<AnyQuota<K>, ConfigFileError> {
         let c = self
             .config
             .quotas
@@ -248,7 +248,7 @@ impl Components {
     pub fn cache<K: ConfigKey, V: ConfigValue>(
         &self,
         name: &str,
-    ) -> Result<TieredCache<K, V>, ConfigError> {
+    ) -> Result<TieredCache<K, V>, ConfigFileError> {
         let c = self
             .config
             .caches
@@ -266,7 +266,7 @@ impl Components {
     pub fn pipeline<K: ConfigKey, V: ConfigValue, E: Send + Sync + 'static>(
         &self,
         name: &str,
-    ) -> Result<LeveeBuilder<K, V, E>, ConfigError> {
+    ) -> Result<LeveeBuilder<K, V, E>, ConfigFileError> {
         let p =
             self.config.pipelines.get(name).ok_or_else(|| {
                 undefined("pipelines", name, self.config.pipelines.keys().collect())
@@ -294,7 +294,7 @@ impl Components {
             }),
         );
         if !problems.is_empty() {
-            return Err(ConfigError::new(problems));
+            return Err(ConfigFileError::new(problems));
         }
         let mut b = Levee::<K, V, E>::builder(name);
         if let Some(clock) = &self.clock {

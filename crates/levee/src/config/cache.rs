@@ -5,7 +5,7 @@ use levee_cache::TieredCache;
 use levee_core::SharedClock;
 
 use super::build::Components;
-use super::error::ConfigError;
+use super::error::ConfigFileError;
 use super::file::CacheConfig;
 use super::{ConfigKey, ConfigValue};
 
@@ -14,7 +14,7 @@ pub(crate) fn build<K: ConfigKey, V: ConfigValue>(
     name: &str,
     c: &CacheConfig,
     clock: Option<&SharedClock>,
-) -> Result<TieredCache<K, V>, ConfigError> {
+) -> Result<TieredCache<K, V>, ConfigFileError> {
     let path = format!("caches.{name}");
     let mut b = TieredCache::<K, V>::builder(name);
     if let Some(n) = c.l1_capacity {
@@ -81,7 +81,7 @@ pub(crate) fn build<K: ConfigKey, V: ConfigValue>(
             "l1" | "max_capacity" => "l1_capacity",
             other => other,
         };
-        ConfigError::one(format!("{path}.{key}"), e.reason)
+        ConfigFileError::one(format!("{path}.{key}"), e.reason)
     })
 }
 
@@ -91,7 +91,7 @@ fn l2<K: ConfigKey, V: ConfigValue>(
     path: &str,
     mut b: levee_cache::TieredCacheBuilder<K, V>,
     c: &CacheConfig,
-) -> Result<levee_cache::TieredCacheBuilder<K, V>, ConfigError> {
+) -> Result<levee_cache::TieredCacheBuilder<K, V>, ConfigFileError> {
     use levee_cache::RedisL2;
     let Some(redis) = &c.redis else {
         return Ok(b);
@@ -108,7 +108,7 @@ fn l2<K: ConfigKey, V: ConfigValue>(
         c.signing_key_env.as_deref(),
         c.signing_key_file.as_deref(),
     )
-    .map_err(|p| ConfigError::new(vec![p]))?;
+    .map_err(|p| ConfigFileError::new(vec![p]))?;
     if let Some(s) = secret {
         l2 = l2.signing_key(s.expose());
     }
@@ -117,7 +117,7 @@ fn l2<K: ConfigKey, V: ConfigValue>(
             "timeout" => "l2_timeout",
             other => other,
         };
-        ConfigError::one(format!("{path}.{key}"), e.reason)
+        ConfigFileError::one(format!("{path}.{key}"), e.reason)
     })?;
     b = b.l2(l2);
     match c.codec {
@@ -125,7 +125,7 @@ fn l2<K: ConfigKey, V: ConfigValue>(
         Some(super::file::CodecName::Cbor) => b = b.codec(levee_cache::Codec::Binary),
         #[cfg(not(feature = "cbor"))]
         Some(super::file::CodecName::Cbor) => {
-            return Err(ConfigError::one(
+            return Err(ConfigFileError::one(
                 format!("{path}.codec"),
                 "\"cbor\" needs levee's `cbor` feature",
             ));
@@ -141,10 +141,10 @@ fn l2<K: ConfigKey, V: ConfigValue>(
     path: &str,
     b: levee_cache::TieredCacheBuilder<K, V>,
     c: &CacheConfig,
-) -> Result<levee_cache::TieredCacheBuilder<K, V>, ConfigError> {
+) -> Result<levee_cache::TieredCacheBuilder<K, V>, ConfigFileError> {
     match c.redis {
         None => Ok(b),
-        Some(_) => Err(ConfigError::one(
+        Some(_) => Err(ConfigFileError::one(
             format!("{path}.redis"),
             "this build of levee has no `redis` feature",
         )),

@@ -6,7 +6,7 @@ use levee_redis::{RedisClient, RedisError};
 
 use super::breaker::breaker_rules;
 use super::build::{Components, at, undefined};
-use super::error::{ConfigError, Problem};
+use super::error::{ConfigFileError, Problem};
 use super::file::RedisConfig;
 use super::secret;
 
@@ -14,9 +14,9 @@ pub(crate) fn build(
     parts: &Components,
     name: &str,
     c: &RedisConfig,
-) -> Result<RedisClient, ConfigError> {
+) -> Result<RedisClient, ConfigFileError> {
     let path = format!("redis.{name}");
-    let one = |p: Problem| ConfigError::new(vec![p]);
+    let one = |p: Problem| ConfigFileError::new(vec![p]);
     let url = match &c.url {
         Some(u) => u.expose().to_string(),
         None => secret::read(
@@ -26,7 +26,7 @@ pub(crate) fn build(
         )
         .map_err(one)?
         .map(|s| s.expose().to_string())
-        .ok_or_else(|| ConfigError::one(&path, "set one of url, url_env, url_file"))?,
+        .ok_or_else(|| ConfigFileError::one(&path, "set one of url, url_env, url_file"))?,
     };
     let password = secret::read(
         &format!("{path}.password"),
@@ -39,7 +39,7 @@ pub(crate) fn build(
         c.username.as_deref(),
         password.as_ref().map(|s| s.expose()),
     )
-    .map_err(|e| ConfigError::one(format!("{path}.url"), e))?;
+    .map_err(|e| ConfigFileError::one(format!("{path}.url"), e))?;
     let mut b =
         RedisClient::standalone(url).name(c.name.clone().unwrap_or_else(|| name.to_string()));
     if let Some(d) = c.connect_timeout {
@@ -63,6 +63,6 @@ pub(crate) fn build(
     }
     b.build().map_err(|e| match e {
         RedisError::InvalidSetting { setting, reason } => at(&path, setting, reason),
-        other => ConfigError::one(&path, other.to_string()),
+        other => ConfigFileError::one(&path, other.to_string()),
     })
 }

@@ -6,7 +6,7 @@ use figment::Figment;
 use figment::providers::{Env, Serialized};
 use figment::value::Value;
 
-use super::error::{ConfigError, Problem};
+use super::error::{ConfigFileError, Problem};
 use super::file::Config;
 
 /// The prefix of the environment variables a config reads.
@@ -23,7 +23,7 @@ pub fn env_provider() -> Env {
 }
 
 /// A figment holding the TOML `text` (`source` names it in errors).
-pub(crate) fn toml_layer(text: &str, source: &str) -> Result<Figment, ConfigError> {
+pub(crate) fn toml_layer(text: &str, source: &str) -> Result<Figment, ConfigFileError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         let message = e.message().to_string();
         let at = e
@@ -33,22 +33,22 @@ pub(crate) fn toml_layer(text: &str, source: &str) -> Result<Figment, ConfigErro
                 format!(" (line {line})")
             })
             .unwrap_or_default();
-        ConfigError::one(source, format!("not valid TOML{at}: {message}"))
+        ConfigFileError::one(source, format!("not valid TOML{at}: {message}"))
     })?;
     Ok(Figment::from(Serialized::defaults(table)))
 }
 
 /// Loads the merged tree of `figment`: both validation passes, then serde.
-pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigError> {
+pub(crate) fn load(figment: &Figment) -> Result<Config, ConfigFileError> {
     let tree: Value = figment.extract().map_err(|e| figment_error(&e))?;
     let problems = super::validate::check(&tree);
     if !problems.is_empty() {
-        return Err(ConfigError::new(with_sources(figment, problems)));
+        return Err(ConfigFileError::new(with_sources(figment, problems)));
     }
     let config: Config = tree.deserialize().map_err(|e| figment_error(&e))?;
     let problems = super::rules::check(&config);
     if !problems.is_empty() {
-        return Err(ConfigError::new(with_sources(figment, problems)));
+        return Err(ConfigFileError::new(with_sources(figment, problems)));
     }
     Ok(config)
 }
@@ -69,8 +69,8 @@ fn with_sources(figment: &Figment, mut problems: Vec<Problem>) -> Vec<Problem> {
     problems
 }
 
-fn figment_error(e: &figment::Error) -> ConfigError {
-    ConfigError::new(
+fn figment_error(e: &figment::Error) -> ConfigFileError {
+    ConfigFileError::new(
         e.clone()
             .into_iter()
             .map(|e| Problem::new(e.path.join("."), e.kind.to_string()))

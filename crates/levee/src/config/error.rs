@@ -1,4 +1,4 @@
-//! [`ConfigError`]: every problem found in a configuration, each with the
+//! [`ConfigFileError`]: every problem found in a configuration, each with the
 //! full path of the key it is about.
 
 /// One problem in a configuration: the key's full path (e.g.
@@ -45,18 +45,18 @@ impl std::fmt::Display for Problem {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct ConfigFileError {
     problems: Vec<Problem>,
 }
 
-impl ConfigError {
+impl ConfigFileError {
     pub(crate) fn new(problems: Vec<Problem>) -> Self {
         debug_assert!(!problems.is_empty());
-        ConfigError { problems }
+        ConfigFileError { problems }
     }
 
     pub(crate) fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::new(vec![Problem::new(path, message)])
+        ConfigFileError::new(vec![Problem::new(path, message)])
     }
 
     /// The problems, in the order they were found.
@@ -72,7 +72,7 @@ impl ConfigError {
     }
 }
 
-impl std::fmt::Display for ConfigError {
+impl std::fmt::Display for ConfigFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.problems.as_slice() {
             [one] => write!(f, "invalid levee config: {one}"),
@@ -87,7 +87,7 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigFileError {}
 
 #[cfg(test)]
 mod tests {
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn display_prints_each_problem_on_its_own_line() {
-        let err = ConfigError::new(vec![
+        let err = ConfigFileError::new(vec![
             Problem::new("a.b", "first"),
             Problem::new("c", "second"),
         ]);
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn mentions_matches_the_path_and_keys_below_it() {
-        let err = ConfigError::one("limiters.api.limit", "bad");
+        let err = ConfigFileError::one("limiters.api.limit", "bad");
         assert!(err.mentions("limiters.api"));
         assert!(err.mentions("limiters.api.limit"));
         assert!(!err.mentions("limiters.ap"));

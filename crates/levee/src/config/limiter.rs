@@ -5,12 +5,12 @@ use levee_limit::{Gcra, LimitError, Quota, SlidingWindow, WindowMode};
 
 use super::ConfigKey;
 use super::build::{Components, at};
-use super::error::ConfigError;
+use super::error::ConfigFileError;
 use super::file::{LimiterConfig, LimiterKind, WindowModeName};
 use super::parts::AnyLimiter;
 
 /// A limiter's problem at `path`, the builder's setting named as the key.
-pub(crate) fn limit_err(path: &str, e: LimitError) -> ConfigError {
+pub(crate) fn limit_err(path: &str, e: LimitError) -> ConfigFileError {
     match e {
         LimitError::InvalidSetting { setting, reason } => {
             let key = match setting {
@@ -20,7 +20,7 @@ pub(crate) fn limit_err(path: &str, e: LimitError) -> ConfigError {
             };
             at(path, key, reason)
         }
-        other => ConfigError::one(path, other.to_string()),
+        other => ConfigFileError::one(path, other.to_string()),
     }
 }
 
@@ -28,7 +28,7 @@ pub(crate) fn build<K: ConfigKey>(
     parts: &Components,
     name: &str,
     c: &LimiterConfig,
-) -> Result<AnyLimiter<K>, ConfigError> {
+) -> Result<AnyLimiter<K>, ConfigFileError> {
     let path = format!("limiters.{name}");
     let window = c
         .window
@@ -74,7 +74,7 @@ fn redis_limiter<K: ConfigKey>(
     c: &LimiterConfig,
     quota: Quota,
     mode: WindowMode,
-) -> Result<AnyLimiter<K>, ConfigError> {
+) -> Result<AnyLimiter<K>, ConfigFileError> {
     use super::file::{OnRedisErrorName, TimeSourceName};
     use levee_limit::{OnRedisError, RedisSlidingWindow, TimeSource};
     let redis = c
@@ -113,8 +113,8 @@ fn redis_limiter<K: ConfigKey>(
     _: &LimiterConfig,
     _: Quota,
     _: WindowMode,
-) -> Result<AnyLimiter<K>, ConfigError> {
-    Err(ConfigError::one(
+) -> Result<AnyLimiter<K>, ConfigFileError> {
+    Err(ConfigFileError::one(
         format!("{path}.kind"),
         "this build of levee has no `redis` feature",
     ))

@@ -68,7 +68,7 @@ use std::str::FromStr;
 
 pub use build::Components;
 pub use env::{ENV_PREFIX, env_provider};
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigFileError, Problem};
 pub use file::{
     BreakerConfig, BreakerWindow, CacheConfig, CodecName, Config, KeyHasherConfig, LimiterConfig,
     LimiterKind, OnRedisErrorName, PipelineConfig, QuotaConfig, RedisConfig, RetryConfig,
@@ -113,7 +113,7 @@ impl<V: Clone + Send + Sync + 'static> ConfigValue for V {}
 impl Config {
     /// Reads the TOML file at `path`, then the `LEVEE_*` environment over
     /// it, and checks the result.
-    pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigFileError> {
         env::load(&Config::figment_from_path(path)?)
     }
 
@@ -122,7 +122,7 @@ impl Config {
     /// [`from_figment`](Self::from_figment).
     ///
     /// ```
-    /// # fn demo() -> Result<(), levee::config::ConfigError> {
+    /// # fn demo() -> Result<(), levee::config::ConfigFileError> {
     /// use figment::providers::Serialized;
     /// use levee::Config;
     ///
@@ -131,10 +131,10 @@ impl Config {
     /// let config = Config::from_figment(&layers)?;
     /// # Ok(()) }
     /// ```
-    pub fn figment_from_path(path: impl AsRef<Path>) -> Result<figment::Figment, ConfigError> {
+    pub fn figment_from_path(path: impl AsRef<Path>) -> Result<figment::Figment, ConfigFileError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::one(
+            ConfigFileError::one(
                 path.display().to_string(),
                 format!("cannot read the config file: {e}"),
             )
@@ -144,25 +144,26 @@ impl Config {
 
     /// The TOML `text`, then the `LEVEE_*` environment over it; `source`
     /// names the text in errors (a file name).
-    pub fn from_toml_and_env(text: &str, source: &str) -> Result<Config, ConfigError> {
+    pub fn from_toml_and_env(text: &str, source: &str) -> Result<Config, ConfigFileError> {
         env::load(&env::toml_layer(text, source)?.merge(env_provider()))
     }
 
     /// The TOML `text` alone (no environment). `str::parse` does the same.
-    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigFileError> {
         env::load(&env::toml_layer(text, "the config")?)
     }
 
     /// A config from any figment layering (several files, a profile, the
     /// [`env_provider`]), checked as the others are.
-    pub fn from_figment(figment: &figment::Figment) -> Result<Config, ConfigError> {
+    pub fn from_figment(figment: &figment::Figment) -> Result<Config, ConfigFileError> {
         env::load(figment)
     }
 
     /// The config as TOML, durations written as humans write them; it
     /// parses back equal.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|e| ConfigError::one("", format!("cannot write TOML: {e}")))
+    pub fn to_toml(&self) -> Result<String, ConfigFileError> {
+        toml::to_string(self)
+            .map_err(|e| ConfigFileError::one("", format!("cannot write TOML: {e}")))
     }
 
     /// The parts this config names, built on demand and shared by name.
@@ -178,9 +179,9 @@ impl Config {
 }
 
 impl FromStr for Config {
-    type Err = ConfigError;
+    type Err = ConfigFileError;
 
-    fn from_str(text: &str) -> Result<Config, ConfigError> {
+    fn from_str(text: &str) -> Result<Config, ConfigFileError> {
         Config::from_toml(text)
     }
 }

@@ -3,7 +3,7 @@
 //! this build lacks) and the breakers' own rules, checked by building them.
 
 use super::build::Components;
-use super::error::{ConfigError, Problem};
+use super::error::{ConfigFileError, Problem};
 use super::file::{CacheConfig, Config, LimiterConfig, LimiterKind, RedisConfig};
 
 /// Every problem found; empty if the config can be built.
@@ -16,7 +16,7 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     // rules (an `l1_ttl` above `ttl`, a window under 1 ms) are reported
     // with the others. Nothing is started: no L2, no Redis.
     let dry = Components::new(Config::default());
-    let keep = |r: Result<(), ConfigError>, out: &mut Vec<Problem>| {
+    let keep = |r: Result<(), ConfigFileError>, out: &mut Vec<Problem>| {
         if let Err(e) = r {
             out.extend(e.problems().iter().cloned());
         }
