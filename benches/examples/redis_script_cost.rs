@@ -9,7 +9,9 @@
 //! written for this comparison; each with the server's `TIME` and with the
 //! caller's time.
 //!
-//! Run: `cargo run --release -p levee-benches --example redis_script_cost [-- BATCHES CALLS]`
+//! Run: `cargo run --release -p levee-benches --example redis_script_cost [-- --batches B --calls N]`;
+//! `benches/redis_script_instructions.sh` counts each candidate's server
+//! instructions per call under callgrind instead.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,9 +46,38 @@ redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, math.floor((now - allow_at) / emission), 0, new_tat - now}
 "#;
 
-/// The counter's state in one string, `"w c p"`, read with `GET` and
-/// written with one `SET ... PX` (a candidate).
-const COUNTER_STR: &str = r#"
+/// GCRA written the way levee's counter now is (constants in the script,
+/// time and cost only when given, the admission packed in one integer).
+const GCRA_LEAN: &str = r#"
+local T = 1
+local TAU = 1000000000000
+local a = ARGV[1]
+local now
+if a and a ~= 's' then
+  now = tonumber(a)
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+end
+local n = 1
+if ARGV[2] then n = tonumber(ARGV[2]) end
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local new_tat = tat + n * T
+local allow_at = new_tat - TAU
+if allow_at > now then
+  return {0, 0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return math.min(math.floor((now - allow_at) / T), 16777215) * 268435456 + math.ceil((new_tat - now) / 1000)
+"#;
+
+/// The counter script as it was before issue 21 (quota and time as
+/// arguments, three fields parsed, a four-number reply), for the
+/// before/after comparison.
+const COUNTER_BEFORE: &str = r#"
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -57,14 +88,10 @@ if now < 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local idx = math.floor(now / window)
-local w, curr, prev = -2, 0, 0
-local s = redis.call('GET', key)
-if s then
-  local a, b, c = string.match(s, '^(%-?%d+) (%d+) (%d+)$')
-  w = tonumber(a) or -2
-  curr = tonumber(b) or 0
-  prev = tonumber(c) or 0
-end
+local s = redis.call('HMGET', key, 'w', 'c', 'p')
+local w = tonumber(s[1] or '-2')
+local curr = tonumber(s[2] or '0')
+local prev = tonumber(s[3] or '0')
 if w == idx - 1 then
   prev = curr
   curr = 0
@@ -75,40 +102,28 @@ end
 local into = now - idx * window
 local est = prev * (window - into) / window + curr
 if est + n <= limit + 1e-9 then
-  redis.call('SET', key, idx .. ' ' .. (curr + n) .. ' ' .. prev, 'PX', math.ceil((2 * window - into) / 1000) + 1)
-  return {1, math.max(0, math.floor(limit - est - n)), 0, 2 * window - into}
-end
-return {0, math.max(0, math.floor(limit - est)), 1, 2 * window - into}
-"#;
-
-/// The counter with one hash field per window index: `HMGET` of the
-/// previous and current windows, `HINCRBY` of the current one (a
-/// candidate).
-const COUNTER_FIELDS: &str = r#"
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local idx = math.floor(now / window)
-local s = redis.call('HMGET', key, idx - 1, idx)
-local prev = tonumber(s[1]) or 0
-local curr = tonumber(s[2])
-local into = now - idx * window
-local est = prev * (window - into) / window + (curr or 0)
-if est + n <= limit + 1e-9 then
-  redis.call('HINCRBY', key, idx, n)
-  if not curr then
-    redis.call('HDEL', key, idx - 2)
+  if w == idx then
+    redis.call('HSET', key, 'c', curr + n)
+  else
+    -- A new window: the state matters until the next one ends, so the key
+    -- expires two windows after this one starts (set once per window).
+    redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
     redis.call('PEXPIRE', key, math.ceil((2 * window - into) / 1000) + 1)
   end
-  return {1, math.floor(limit - est - n), 0, 2 * window - into}
+  return {1, math.max(0, math.floor(limit - est - n)), 0, 2 * window - into}
 end
-return {0, math.floor(limit - est), 1, 2 * window - into}
+local retry
+if curr + n <= limit and prev > 0 then
+  local need = 1 - (limit - curr - n) / prev
+  retry = math.max(1, math.ceil(need * window) - into)
+else
+  local need = 0
+  if curr > 0 then
+    need = math.max(0, 1 - (limit - n) / curr)
+  end
+  retry = (window - into) + math.ceil(need * window)
+end
+return {0, math.max(0, math.floor(limit - est)), retry, 2 * window - into}
 "#;
 
 const FLOOR: &str = r#"
@@ -141,12 +156,52 @@ fn evalsha_usec_per_call(conn: &mut redis::Connection) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `[--url URL] [--only NAME] [--batches B] [--calls N]`: with `--url`,
+/// an external server (e.g. one under `valgrind --tool=callgrind`, whose
+/// instruction counts are stable on a busy machine); `--only` one
+/// candidate by its exact name.
+struct Opts {
+    url: Option<String>,
+    only: Option<String>,
+    batches: usize,
+    calls: usize,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut o = Opts {
+            url: None,
+            only: None,
+            batches: 15,
+            calls: 20_000,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = || args.next().expect("a value after the flag");
+            match a.as_str() {
+                "--url" => o.url = Some(value()),
+                "--only" => o.only = Some(value()),
+                "--batches" => o.batches = value().parse().expect("--batches N"),
+                "--calls" => o.calls = value().parse().expect("--calls N"),
+                other => panic!("unknown argument {other:?}; see the file's doc"),
+            }
+        }
+        o
+    }
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let batches: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(15);
-    let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
-    let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
-    let client = redis::Client::open(server.url()).unwrap();
+    let opts = Opts::parse();
+    let (batches, calls) = (opts.batches, opts.calls);
+    let (_server, url) = match &opts.url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let s = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
+            let url = s.url();
+            (Some(s), url)
+        }
+    };
+    let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_connection().unwrap();
     let window = 60_000_000i64; // 1 min, µs
     let limit = i64::from(u32::MAX / 2); // never refuses: the admit path
@@ -173,24 +228,34 @@ fn main() {
         },
     ];
     for (client_time, label) in [(false, "server TIME"), (true, "caller's time")] {
-        for (name, source) in [
-            ("counter as shipped (hash)", scripts::COUNTER),
-            ("counter, one string", COUNTER_STR),
-            ("counter, a field per window", COUNTER_FIELDS),
-        ] {
-            candidates.push(Candidate {
-                name: Box::leak(format!("{name}, {label}").into_boxed_str()),
-                script: redis::Script::new(source),
-                client_time,
-                args: vec![window, limit, 1, 0],
-            });
-        }
+        candidates.push(Candidate {
+            name: Box::leak(format!("counter before, {label}").into_boxed_str()),
+            script: redis::Script::new(COUNTER_BEFORE),
+            client_time,
+            args: vec![window, limit, 1, 0],
+        });
+        candidates.push(Candidate {
+            name: Box::leak(format!("counter now, {label}").into_boxed_str()),
+            script: redis::Script::new(&scripts::counter(window, limit as u32)),
+            client_time,
+            args: vec![],
+        });
+        candidates.push(Candidate {
+            name: Box::leak(format!("GCRA, lean, {label}").into_boxed_str()),
+            script: redis::Script::new(GCRA_LEAN),
+            client_time,
+            args: vec![],
+        });
         candidates.push(Candidate {
             name: Box::leak(format!("GCRA (redis_rate shape), {label}").into_boxed_str()),
             script: redis::Script::new(GCRA),
             client_time,
             args: vec![emission, tolerance, 1],
         });
+    }
+    if let Some(only) = &opts.only {
+        candidates.retain(|c| c.name == only.as_str());
+        assert!(!candidates.is_empty(), "no candidate named {only:?}");
     }
     let mut seen: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     // Each candidate on keys of its own (their values differ in type).
@@ -206,7 +271,11 @@ fn main() {
                 .unwrap();
             for i in 0..calls {
                 let mut inv = c.script.key(&keys[i % keys.len()]);
-                inv.arg(if c.client_time { now_micros() } else { -1 });
+                if c.client_time {
+                    inv.arg(now_micros());
+                } else if !(c.name.starts_with("counter now") || c.name.starts_with("GCRA, lean")) {
+                    inv.arg(-1);
+                }
                 for a in &c.args {
                     inv.arg(*a);
                 }

@@ -289,3 +289,58 @@ async fn a_users_connection_manager_serves_the_limiter() {
     }
     assert_eq!(admitted, 4, "one limit across both connections");
 }
+
+/// The counter script answers an admission with one packed integer and a
+/// refusal (or a remaining count past 2^24) with an array: both decode to
+/// the same decision fields, for any cost, on both time sources.
+#[tokio::test]
+async fn counter_decisions_carry_remaining_reset_and_retry_for_any_cost() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l = limiter(
+        client(server.url(), &clock),
+        10,
+        WindowMode::Counter,
+        &clock,
+    );
+    let three = NonZeroU32::new(3).unwrap();
+    let d = l.check_n("c", three).await.unwrap();
+    assert!(d.allowed && d.remaining == 7 && d.retry_after.is_none());
+    assert!(d.reset_after > Duration::from_secs(10) && d.reset_after <= Duration::from_secs(20));
+    assert_eq!(l.check("c").await.unwrap().remaining, 6);
+    let d = l.check_n("c", NonZeroU32::new(6).unwrap()).await.unwrap();
+    assert!(d.allowed && d.remaining == 0);
+    let refused = l.check_n("c", three).await.unwrap();
+    assert!(!refused.allowed && refused.remaining == 0);
+    assert!(refused.retry_after.is_some_and(|r| r > Duration::ZERO));
+
+    // The server's clock, a cost of 2: the limit per window, exactly.
+    let l = RedisSlidingWindow::builder(
+        RedisClient::standalone(server.url()).build().unwrap(),
+        Quota::new(10, Duration::from_secs(3600)).unwrap(),
+    )
+    .timeout(Duration::from_millis(500))
+    .build()
+    .unwrap();
+    let two = NonZeroU32::new(2).unwrap();
+    let mut remaining = Vec::new();
+    for _ in 0..5 {
+        let d = l.check_n("srv-counter", two).await.unwrap();
+        assert!(d.allowed);
+        remaining.push(d.remaining);
+    }
+    assert_eq!(remaining, [8, 6, 4, 2, 0]);
+    assert!(!l.check("srv-counter").await.unwrap().allowed);
+
+    // A remaining count too large to pack comes back as an array.
+    let l = RedisSlidingWindow::builder(
+        RedisClient::standalone(server.url()).build().unwrap(),
+        Quota::new(50_000_000, Duration::from_secs(60)).unwrap(),
+    )
+    .timeout(Duration::from_millis(500))
+    .build()
+    .unwrap();
+    let d = l.check("big").await.unwrap();
+    assert!(d.allowed && d.remaining == 49_999_999);
+    assert!(d.reset_after > Duration::from_secs(60));
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::{RedisKey, SharedClock, SystemClock};
-use levee_redis::{Keyspace, RedisClient, RedisError, Script};
+use levee_redis::{Keyspace, RedisClient, RedisError, Reply, Script};
 
 use crate::{Decision, LimitError, Quota, RateLimiter, SlidingWindow, WindowMode};
 
@@ -181,8 +181,11 @@ impl RedisSlidingWindowBuilder {
             _ => None,
         };
         let script = match self.mode {
-            WindowMode::Log => scripts::LOG,
-            WindowMode::Counter => scripts::COUNTER,
+            WindowMode::Log => scripts::LOG.to_string(),
+            WindowMode::Counter => scripts::counter(
+                i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX),
+                self.quota.limit(),
+            ),
         };
         Ok(RedisSlidingWindow {
             // The handle carries this limiter's timeout: one timer per call.
@@ -193,7 +196,7 @@ impl RedisSlidingWindowBuilder {
             time: self.time,
             on_error: self.on_error,
             clock,
-            script: Arc::new(Script::new(script)),
+            script: Arc::new(Script::new(&script)),
             fallback,
         })
     }
@@ -233,18 +236,42 @@ impl RedisSlidingWindow {
         }
     }
 
-    async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Vec<i64>, RedisError> {
-        let window = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
-        let call = self
-            .script
-            .call()
-            .key(key)
-            .arg(self.now_micros())
-            .arg(window)
-            .arg(self.quota.limit())
-            .arg(n)
-            .arg(rand_seed());
-        self.client.eval(&call).await?.into_ints()
+    async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Decision, RedisError> {
+        let call = self.script.call().key(key);
+        let call = match self.mode {
+            WindowMode::Log => {
+                let window = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
+                call.arg(self.now_micros())
+                    .arg(window)
+                    .arg(self.quota.limit())
+                    .arg(n)
+                    .arg(rand_seed())
+            }
+            // The counter script carries its quota; it reads `now` and the
+            // cost only when given (see `scripts::counter`).
+            WindowMode::Counter => match (self.time, n) {
+                (TimeSource::Server, 1) => call,
+                (TimeSource::Server, n) => call.arg("s").arg(n),
+                (TimeSource::Clock, 1) => call.arg(self.now_micros()),
+                (TimeSource::Clock, n) => call.arg(self.now_micros()).arg(n),
+            },
+        };
+        match self.client.eval(&call).await? {
+            Reply::Int(packed) => Ok(self.admitted(packed)),
+            other => Ok(self.decision(&other.into_ints()?)),
+        }
+    }
+
+    /// The counter script's one-integer admission.
+    fn admitted(&self, packed: i64) -> Decision {
+        let packed = packed.max(0) as u64;
+        Decision {
+            allowed: true,
+            limit: self.quota.limit(),
+            remaining: (packed >> scripts::PACK).min(u64::from(self.quota.limit())) as u32,
+            retry_after: None,
+            reset_after: Duration::from_millis(packed & ((1 << scripts::PACK) - 1)),
+        }
     }
 
     fn decision(&self, reply: &[i64]) -> Decision {
@@ -314,7 +341,7 @@ impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
         }
         let key = self.keys.tagged(key);
         match self.ask_redis(&key, n.get()).await {
-            Ok(reply) => Ok(self.decision(&reply)),
+            Ok(decision) => Ok(decision),
             Err(err) => self.on_failure(key, n, err),
         }
     }

@@ -34,51 +34,79 @@ return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 /// Sliding-window counter in one hash with fixed fields: `w` (the current
 /// window's index), `c` (its count), `p` (the previous window's count). At
 /// most `limit` per aligned window.
-pub(crate) const COUNTER: &str = r#"
+///
+/// Written for server time per decision (what caps a fleet's shared
+/// limiter): the quota's window and limit are literals in the script (one
+/// script per quota: Lua parses them once, at load), `now` and the cost are
+/// passed only when needed (`ARGV[1]`: now in µs, or `s` or absent for the
+/// server's `TIME`; `ARGV[2]`: the cost, absent for 1), fields are parsed
+/// only when used, the count is written with `HINCRBY` and the call's own
+/// argument (no number formatting), and an admission answers one integer:
+/// `remaining * 2^28 + reset_ms` ([`PACK`]). A refusal answers
+/// `{0, remaining, retry_us, reset_us}`. `benches/redis_script_instructions.sh`
+/// counts the server's instructions per call.
+const COUNTER_TEMPLATE: &str = r#"
+local W = __WINDOW__
+local L = __LIMIT__
 local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-if now < 0 then
+local a = ARGV[1]
+local now
+if a and a ~= 's' then
+  now = tonumber(a)
+else
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
 end
-local idx = math.floor(now / window)
+local n = 1
+if ARGV[2] then n = tonumber(ARGV[2]) end
+local idx = math.floor(now / W)
 local s = redis.call('HMGET', key, 'w', 'c', 'p')
-local w = tonumber(s[1] or '-2')
-local curr = tonumber(s[2] or '0')
-local prev = tonumber(s[3] or '0')
-if w == idx - 1 then
-  prev = curr
-  curr = 0
-elseif w ~= idx then
-  prev = 0
-  curr = 0
+local w = tonumber(s[1])
+local curr, prev = 0, 0
+if w == idx then
+  curr = tonumber(s[2]) or 0
+  prev = tonumber(s[3]) or 0
+elseif w == idx - 1 then
+  prev = tonumber(s[2]) or 0
 end
-local into = now - idx * window
-local est = prev * (window - into) / window + curr
-if est + n <= limit + 1e-9 then
+local into = now - idx * W
+local est = prev * (W - into) / W + curr
+if est + n <= L + 1e-9 then
   if w == idx then
-    redis.call('HSET', key, 'c', curr + n)
+    redis.call('HINCRBY', key, 'c', ARGV[2] or '1')
   else
     -- A new window: the state matters until the next one ends, so the key
     -- expires two windows after this one starts (set once per window).
     redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
-    redis.call('PEXPIRE', key, math.ceil((2 * window - into) / 1000) + 1)
+    redis.call('PEXPIRE', key, math.ceil((2 * W - into) / 1000) + 1)
   end
-  return {1, math.max(0, math.floor(limit - est - n)), 0, 2 * window - into}
+  local rem = math.floor(L - est - n)
+  local reset = math.ceil((2 * W - into) / 1000)
+  if rem < 16777216 and reset < 268435456 then
+    return rem * 268435456 + reset
+  end
+  return {1, rem, 0, 2 * W - into}
 end
 local retry
-if curr + n <= limit and prev > 0 then
-  local need = 1 - (limit - curr - n) / prev
-  retry = math.max(1, math.ceil(need * window) - into)
+if curr + n <= L and prev > 0 then
+  local need = 1 - (L - curr - n) / prev
+  retry = math.max(1, math.ceil(need * W) - into)
 else
   local need = 0
   if curr > 0 then
-    need = math.max(0, 1 - (limit - n) / curr)
+    need = math.max(0, 1 - (L - n) / curr)
   end
-  retry = (window - into) + math.ceil(need * window)
+  retry = (W - into) + math.ceil(need * W)
 end
-return {0, math.max(0, math.floor(limit - est)), retry, 2 * window - into}
+return {0, math.max(0, math.floor(L - est)), retry, 2 * W - into}
 "#;
+
+/// An admission's one-integer answer: `remaining << PACK | reset_ms`.
+pub(crate) const PACK: u32 = 28;
+
+/// The counter script for a window of `window_us` µs and `limit`.
+pub(crate) fn counter(window_us: i64, limit: u32) -> String {
+    COUNTER_TEMPLATE
+        .replace("__WINDOW__", &window_us.to_string())
+        .replace("__LIMIT__", &limit.to_string())
+}
