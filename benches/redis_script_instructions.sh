@@ -30,7 +30,7 @@ if [ $# -eq 0 ]; then
         "counter before, server TIME" "counter before, caller's time" \
         "counter now, server TIME" "counter now, caller's time" \
         "GCRA (redis_rate shape), server TIME" "GCRA (redis_rate shape), caller's time" \
-        "GCRA, lean, server TIME" "GCRA, lean, caller's time"
+        "levee RedisGcra, server TIME" "levee RedisGcra, caller's time"
 fi
 echo "| script | server instructions per call |"
 echo "|---|---:|"

@@ -4,10 +4,11 @@
 //! the candidates interleaved batch by batch, the median of the batches
 //! printed. Candidates: `return 1`, a bare `GET` + `SET PX` (the floor of
 //! any read-modify-write script), levee's counter script as shipped
-//! (`RedisSlidingWindow`, `WindowMode::Counter`), and a GCRA script of the
-//! shape go-redis's `redis_rate` uses (one key, a read and a write),
-//! written for this comparison; each with the server's `TIME` and with the
-//! caller's time.
+//! (`RedisSlidingWindow`, `WindowMode::Counter`) now and before issue 21,
+//! a GCRA script of the shape go-redis's `redis_rate` uses (one key, a
+//! read and a write), written for this comparison, and levee's
+//! `RedisGcra` script; each with the server's `TIME` and with the caller's
+//! time.
 //!
 //! Run: `cargo run --release -p levee-benches --example redis_script_cost [-- --batches B --calls N]`;
 //! `benches/redis_script_instructions.sh` counts each candidate's server
@@ -20,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[path = "../../crates/levee-limit/src/redis_window/scripts.rs"]
 mod scripts;
 
-/// `redis_rate`'s shape: the key holds the theoretical arrival time (µs);
+/// `redis_rate`'s shape (written for this comparison, not copied): the key holds the theoretical arrival time (µs);
 /// ARGV: now (µs, < 0 for the server's TIME), emission interval (µs per
 /// call), burst tolerance (µs), cost.
 const GCRA: &str = r#"
@@ -44,34 +45,6 @@ if allow_at > now then
 end
 redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, math.floor((now - allow_at) / emission), 0, new_tat - now}
-"#;
-
-/// GCRA written the way levee's counter now is (constants in the script,
-/// time and cost only when given, the admission packed in one integer).
-const GCRA_LEAN: &str = r#"
-local T = 1
-local TAU = 1000000000000
-local a = ARGV[1]
-local now
-if a and a ~= 's' then
-  now = tonumber(a)
-else
-  local t = redis.call('TIME')
-  now = t[1] * 1000000 + t[2]
-end
-local n = 1
-if ARGV[2] then n = tonumber(ARGV[2]) end
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then
-  tat = now
-end
-local new_tat = tat + n * T
-local allow_at = new_tat - TAU
-if allow_at > now then
-  return {0, 0, allow_at - now, tat - now}
-end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return math.min(math.floor((now - allow_at) / T), 16777215) * 268435456 + math.ceil((new_tat - now) / 1000)
 "#;
 
 /// The counter script as it was before issue 21 (quota and time as
@@ -241,8 +214,8 @@ fn main() {
             args: vec![],
         });
         candidates.push(Candidate {
-            name: Box::leak(format!("GCRA, lean, {label}").into_boxed_str()),
-            script: redis::Script::new(GCRA_LEAN),
+            name: Box::leak(format!("levee RedisGcra, {label}").into_boxed_str()),
+            script: redis::Script::new(&scripts::gcra(1, 16_000_000)),
             client_time,
             args: vec![],
         });
@@ -273,7 +246,9 @@ fn main() {
                 let mut inv = c.script.key(&keys[i % keys.len()]);
                 if c.client_time {
                     inv.arg(now_micros());
-                } else if !(c.name.starts_with("counter now") || c.name.starts_with("GCRA, lean")) {
+                } else if !(c.name.starts_with("counter now")
+                    || c.name.starts_with("levee RedisGcra"))
+                {
                     inv.arg(-1);
                 }
                 for a in &c.args {

@@ -63,6 +63,8 @@ mod gcra;
 mod limiter;
 mod quota;
 #[cfg(feature = "redis")]
+mod redis_gcra;
+#[cfg(feature = "redis")]
 mod redis_window;
 mod sliding_window;
 mod time;
@@ -74,6 +76,9 @@ pub use error::LimitError;
 pub use gcra::Gcra;
 pub use limiter::RateLimiter;
 pub use quota::Quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_gcra::{RedisGcra, RedisGcraBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_window::{OnRedisError, RedisSlidingWindow, RedisSlidingWindowBuilder, TimeSource};

@@ -1,6 +1,6 @@
 //! [`RedisSlidingWindow`]: one limit shared by every replica, through Redis.
 
-mod scripts;
+pub(crate) mod scripts;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -225,14 +225,7 @@ impl RedisSlidingWindow {
     fn now_micros(&self) -> i64 {
         match self.time {
             TimeSource::Server => -1,
-            TimeSource::Clock => {
-                let wall = self
-                    .clock
-                    .system_now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                i64::try_from(wall.as_micros()).unwrap_or(i64::MAX)
-            }
+            TimeSource::Clock => wall_micros(&self.clock),
         }
     }
 
@@ -257,32 +250,8 @@ impl RedisSlidingWindow {
             },
         };
         match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(self.admitted(packed)),
-            other => Ok(self.decision(&other.into_ints()?)),
-        }
-    }
-
-    /// The counter script's one-integer admission.
-    fn admitted(&self, packed: i64) -> Decision {
-        let packed = packed.max(0) as u64;
-        Decision {
-            allowed: true,
-            limit: self.quota.limit(),
-            remaining: (packed >> scripts::PACK).min(u64::from(self.quota.limit())) as u32,
-            retry_after: None,
-            reset_after: Duration::from_millis(packed & ((1 << scripts::PACK) - 1)),
-        }
-    }
-
-    fn decision(&self, reply: &[i64]) -> Decision {
-        let at = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
-        let allowed = at(0) == 1;
-        Decision {
-            allowed,
-            limit: self.quota.limit(),
-            remaining: at(1).min(u64::from(self.quota.limit())) as u32,
-            retry_after: (!allowed).then(|| Duration::from_micros(at(2).max(1))),
-            reset_after: Duration::from_micros(at(3)),
+            Reply::Int(packed) => Ok(packed_admission(packed, self.quota.limit())),
+            other => Ok(array_decision(&other.into_ints()?, self.quota.limit())),
         }
     }
 
@@ -292,22 +261,73 @@ impl RedisSlidingWindow {
         n: NonZeroU32,
         err: RedisError,
     ) -> Result<Decision, LimitError> {
-        // No log here: this runs per request; the client logs its state
-        // changes (breaker opened, connection lost) once each.
-        match (&self.on_error, &self.fallback) {
-            (OnRedisError::FailOpen, _) => Ok(Decision {
-                allowed: true,
-                limit: self.quota.limit(),
-                remaining: self.quota.limit().saturating_sub(n.get()),
-                retry_after: None,
-                reset_after: Duration::ZERO,
-            }),
-            (OnRedisError::Local { .. }, Some(local)) => local.check_n(&key, n),
-            _ => Err(LimitError::Backend {
-                message: format!("Redis did not decide: {err}"),
-                source: Some(Box::new(err)),
-            }),
-        }
+        let local = || self.fallback.as_ref().map(|l| l.check_n(&key, n));
+        on_redis_error(self.on_error, self.quota.limit(), n, local, err)
+    }
+}
+
+/// The clock's wall time in µs since the Unix epoch.
+pub(crate) fn wall_micros(clock: &SharedClock) -> i64 {
+    let wall = clock
+        .system_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(wall.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// What a Redis limiter answers when Redis could not decide, by its
+/// policy; `local` is the `Local` policy's own decision.
+pub(crate) fn on_redis_error(
+    policy: OnRedisError,
+    limit: u32,
+    n: NonZeroU32,
+    local: impl FnOnce() -> Option<Result<Decision, LimitError>>,
+    err: RedisError,
+) -> Result<Decision, LimitError> {
+    // No log here: this runs per request; the client logs its state
+    // changes (breaker opened, connection lost) once each.
+    match policy {
+        OnRedisError::FailOpen => Ok(Decision {
+            allowed: true,
+            limit,
+            remaining: limit.saturating_sub(n.get()),
+            retry_after: None,
+            reset_after: Duration::ZERO,
+        }),
+        OnRedisError::Local { .. } => local().unwrap_or_else(|| Err(backend(err))),
+        OnRedisError::FailClosed => Err(backend(err)),
+    }
+}
+
+fn backend(err: RedisError) -> LimitError {
+    LimitError::Backend {
+        message: format!("Redis did not decide: {err}"),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Decodes a script's `{allowed, remaining, retry_us, reset_us}`.
+pub(crate) fn array_decision(reply: &[i64], limit: u32) -> Decision {
+    let at = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
+    let allowed = at(0) == 1;
+    Decision {
+        allowed,
+        limit,
+        remaining: at(1).min(u64::from(limit)) as u32,
+        retry_after: (!allowed).then(|| Duration::from_micros(at(2).max(1))),
+        reset_after: Duration::from_micros(at(3)),
+    }
+}
+
+/// Decodes a script's packed admission: `remaining << PACK | reset_ms`.
+pub(crate) fn packed_admission(packed: i64, limit: u32) -> Decision {
+    let packed = packed.max(0) as u64;
+    Decision {
+        allowed: true,
+        limit,
+        remaining: (packed >> scripts::PACK).min(u64::from(limit)) as u32,
+        retry_after: None,
+        reset_after: Duration::from_millis(packed & ((1 << scripts::PACK) - 1)),
     }
 }
 

@@ -110,3 +110,54 @@ pub(crate) fn counter(window_us: i64, limit: u32) -> String {
         .replace("__WINDOW__", &window_us.to_string())
         .replace("__LIMIT__", &limit.to_string())
 }
+
+/// GCRA on one key holding the theoretical arrival time (µs), the shape
+/// go-redis's `redis_rate` uses, written as the counter is (see
+/// [`counter`]): `__T__` is the emission interval (µs per permit), `__TAU__`
+/// the burst's span (burst * T). `ARGV` as the counter's. An admission
+/// answers `remaining * 2^28 + reset_ms` (reset: until the burst is whole
+/// again), a refusal `{0, remaining, retry_us, reset_us}`. Cheaper than the
+/// counter per decision (one value read and written, and a refusal writes
+/// nothing); see docs/benchmarks.md.
+const GCRA_TEMPLATE: &str = r#"
+local T = __T__
+local TAU = __TAU__
+local key = KEYS[1]
+local a = ARGV[1]
+local now
+if a and a ~= 's' then
+  now = tonumber(a)
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+end
+local n = 1
+if ARGV[2] then n = tonumber(ARGV[2]) end
+local tat = tonumber(redis.call('GET', key)) or now
+if tat < now then
+  tat = now
+end
+local new_tat = tat + n * T
+local allow_at = new_tat - TAU
+if allow_at > now then
+  return {0, math.max(0, math.floor((now - (tat - TAU)) / T)), allow_at - now, tat - now}
+end
+redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+local rem = math.floor((now - allow_at) / T)
+local reset = math.ceil((new_tat - now) / 1000)
+if rem < 16777216 and reset < 268435456 then
+  return rem * 268435456 + reset
+end
+return {1, rem, 0, new_tat - now}
+"#;
+
+/// The GCRA script for `burst` permits replenished one every
+/// `emission_us` µs.
+pub(crate) fn gcra(emission_us: i64, burst: u32) -> String {
+    GCRA_TEMPLATE
+        .replace("__T__", &emission_us.to_string())
+        .replace(
+            "__TAU__",
+            &emission_us.saturating_mul(i64::from(burst)).to_string(),
+        )
+}
