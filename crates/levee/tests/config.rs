@@ -346,7 +346,7 @@ fn a_key_that_does_not_apply_is_an_error() {
     let err = parse_err("[limiters.api]\nlimit = 5\nwindow = \"1m\"\nburst = 10\n");
     assert_eq!(
         problems(&err),
-        ["limiters.api.burst: does not apply: only a `gcra` limiter has a burst"]
+        ["limiters.api.burst: does not apply: only a `gcra` or `redis_gcra` limiter has a burst"]
     );
     let err = parse_err("[caches.c]\nload_lock = \"2s\"\n");
     assert!(err.mentions("caches.c.load_lock"), "{err}");
@@ -455,7 +455,7 @@ fn a_rule_broken_by_an_env_override_names_its_variable() {
         assert_eq!(
             problems(&err),
             [
-                "limiters.api.burst: does not apply: only a `gcra` limiter has a burst \
+                "limiters.api.burst: does not apply: only a `gcra` or `redis_gcra` limiter has a burst \
               (set by LEVEE_LIMITERS__API__BURST)"
             ]
         );
@@ -599,4 +599,36 @@ async fn a_configured_pipeline_shares_values_through_redis_with_a_password_from_
         .unwrap()
         .unwrap();
     assert_eq!((got.value.as_str(), got.source), ("A", Source::L2));
+}
+
+/// `kind = "redis_gcra"`: the IdP's own limit (10 at once, 5 a minute)
+/// held in Redis for every replica that loads the file.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_gcra_limiter_holds_a_burst_for_every_replica() {
+    use levee::limit::RateLimiter;
+    let server = RedisServer::start().unwrap();
+    let text = format!(
+        "[redis.main]\nurl = \"redis://127.0.0.1:{}\"\n\
+         [limiters.idp]\nkind = \"redis_gcra\"\nredis = \"main\"\nlimit = 5\nwindow = \"1m\"\nburst = 10\ntimeout = \"500ms\"\n",
+        server.port()
+    );
+    let config: Config = text.parse().unwrap();
+    let (one, two) = (config.components(), config.components());
+    let replicas = [
+        one.limiter::<String>("idp").unwrap(),
+        two.limiter::<String>("idp").unwrap(),
+    ];
+    let mut admitted = 0;
+    for i in 0..20 {
+        let d = replicas[i % 2].check(&"alice".to_string()).await.unwrap();
+        admitted += u32::from(d.allowed);
+    }
+    assert_eq!(admitted, 10, "the burst, for both replicas together");
+    let refused = replicas[0].check(&"alice".to_string()).await.unwrap();
+    assert!(
+        refused
+            .retry_after
+            .is_some_and(|r| r <= std::time::Duration::from_secs(12))
+    );
 }

@@ -236,6 +236,24 @@ pub enum LimiterKind {
     Gcra,
     /// `RedisSlidingWindow`: one limit for every replica.
     RedisSlidingWindow,
+    /// `RedisGcra`: a burst, then one call every `window / limit`, for
+    /// every replica.
+    RedisGcra,
+}
+
+impl LimiterKind {
+    /// Whether the limiter keeps its state in Redis.
+    pub fn is_redis(self) -> bool {
+        matches!(
+            self,
+            LimiterKind::RedisSlidingWindow | LimiterKind::RedisGcra
+        )
+    }
+
+    /// Whether the limiter is a GCRA (has a burst, no window mode).
+    pub fn is_gcra(self) -> bool {
+        matches!(self, LimiterKind::Gcra | LimiterKind::RedisGcra)
+    }
 }
 
 /// A rate limiter: `limit` calls per `window`, per key.
@@ -256,7 +274,7 @@ pub struct LimiterConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub window: Option<Duration>,
-    /// `gcra` only: calls admitted at once. Default: `limit`.
+    /// `gcra` and `redis_gcra` only: calls admitted at once. Default: `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// Window algorithm: `counter` or `log` (exact). Default: `counter`.
@@ -269,22 +287,22 @@ pub struct LimiterConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub idle_timeout: Option<Duration>,
-    /// `redis_sliding_window` only (required there): a `[redis]` entry.
+    /// Redis limiters only (required there): a `[redis]` entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
-    /// `redis_sliding_window` only: key prefix. Default: `levee:rl`.
+    /// Redis limiters only: key prefix. Default: `levee:rl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// `redis_sliding_window` only: `fail_open`, `fail_closed` or `local`.
+    /// Redis limiters only: `fail_open`, `fail_closed` or `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_redis_error: Option<OnRedisErrorName>,
     /// With `on_redis_error = "local"`: replicas sharing the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
-    /// `redis_sliding_window` only: `server` (Redis TIME) or `clock`.
+    /// Redis limiters only: `server` (Redis TIME) or `clock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_source: Option<TimeSourceName>,
-    /// `redis_sliding_window` only: one decision's budget. Default: 50ms.
+    /// Redis limiters only: one decision's budget. Default: 50ms.
     #[serde(
         default,
         with = "duration::option",

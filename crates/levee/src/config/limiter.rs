@@ -1,5 +1,6 @@
 //! A `[limiters]` entry built with the builder of its `kind`:
-//! `SlidingWindow::builder`, `Gcra::new`, `RedisSlidingWindow::builder`.
+//! `SlidingWindow::builder`, `Gcra::new`, `RedisSlidingWindow::builder`,
+//! `RedisGcra::builder`.
 
 use levee_limit::{Gcra, LimitError, Quota, SlidingWindow, WindowMode};
 
@@ -52,19 +53,59 @@ pub(crate) fn build<K: ConfigKey>(
                 .map_err(|e| limit_err(&path, e))
         }
         LimiterKind::Gcra => {
-            let burst = c
-                .burst
-                .and_then(std::num::NonZeroU32::new)
-                .unwrap_or(quota.limit_nonzero());
-            let every = window / c.limit.max(1);
+            let (burst, every) = gcra_shape(c, &quota, window);
             let g = match parts.clock_ref() {
                 Some(clock) => Gcra::with_clock(burst, every, clock.clone()),
                 None => Gcra::new(burst, every),
             };
             g.map(AnyLimiter::Gcra).map_err(|e| limit_err(&path, e))
         }
-        LimiterKind::RedisSlidingWindow => redis_limiter(parts, &path, c, quota, mode),
+        LimiterKind::RedisSlidingWindow | LimiterKind::RedisGcra => {
+            redis_limiter(parts, &path, c, quota, mode)
+        }
     }
+}
+
+/// A GCRA's burst (`burst`, else `limit`) and interval (`window / limit`).
+fn gcra_shape(
+    c: &LimiterConfig,
+    quota: &Quota,
+    window: std::time::Duration,
+) -> (std::num::NonZeroU32, std::time::Duration) {
+    let burst = c
+        .burst
+        .and_then(std::num::NonZeroU32::new)
+        .unwrap_or(quota.limit_nonzero());
+    (burst, window / c.limit.max(1))
+}
+
+/// Applies a `[limiters]` entry's Redis settings to a Redis limiter's
+/// builder (both have the same setters).
+#[cfg(feature = "redis")]
+macro_rules! redis_settings {
+    ($b:ident, $c:expr, $parts:expr) => {{
+        use super::file::{OnRedisErrorName, TimeSourceName};
+        use levee_limit::{OnRedisError, TimeSource};
+        if let Some(p) = &$c.prefix {
+            $b = $b.prefix(p.clone());
+        }
+        $b = $b.on_redis_error(match $c.on_redis_error {
+            Some(OnRedisErrorName::FailClosed) => OnRedisError::FailClosed,
+            Some(OnRedisErrorName::Local) => OnRedisError::Local {
+                replicas: $c.replicas.unwrap_or(1),
+            },
+            _ => OnRedisError::FailOpen,
+        });
+        if $c.time_source == Some(TimeSourceName::Clock) {
+            $b = $b.time_source(TimeSource::Clock);
+        }
+        if let Some(d) = $c.timeout {
+            $b = $b.timeout(d);
+        }
+        if let Some(clock) = $parts.clock_ref() {
+            $b = $b.clock(clock.clone());
+        }
+    }};
 }
 
 #[cfg(feature = "redis")]
@@ -75,32 +116,23 @@ fn redis_limiter<K: ConfigKey>(
     quota: Quota,
     mode: WindowMode,
 ) -> Result<AnyLimiter<K>, ConfigFileError> {
-    use super::file::{OnRedisErrorName, TimeSourceName};
-    use levee_limit::{OnRedisError, RedisSlidingWindow, TimeSource};
+    use levee_limit::{RedisGcra, RedisSlidingWindow};
     let redis = c
         .redis
         .as_deref()
         .ok_or_else(|| at(path, "redis", "missing: a [redis] entry is needed"))?;
-    let mut b = RedisSlidingWindow::builder(parts.redis(redis)?, quota).mode(mode);
-    if let Some(p) = &c.prefix {
-        b = b.prefix(p.clone());
+    let client = parts.redis(redis)?;
+    if c.kind == Some(LimiterKind::RedisGcra) {
+        let (burst, every) = gcra_shape(c, &quota, quota.window());
+        let mut b = RedisGcra::builder(client, burst, every);
+        redis_settings!(b, c, parts);
+        return b
+            .build()
+            .map(AnyLimiter::RedisGcra)
+            .map_err(|e| limit_err(path, e));
     }
-    b = b.on_redis_error(match c.on_redis_error {
-        Some(OnRedisErrorName::FailClosed) => OnRedisError::FailClosed,
-        Some(OnRedisErrorName::Local) => OnRedisError::Local {
-            replicas: c.replicas.unwrap_or(1),
-        },
-        _ => OnRedisError::FailOpen,
-    });
-    if c.time_source == Some(TimeSourceName::Clock) {
-        b = b.time_source(TimeSource::Clock);
-    }
-    if let Some(d) = c.timeout {
-        b = b.timeout(d);
-    }
-    if let Some(clock) = parts.clock_ref() {
-        b = b.clock(clock.clone());
-    }
+    let mut b = RedisSlidingWindow::builder(client, quota).mode(mode);
+    redis_settings!(b, c, parts);
     b.build()
         .map(AnyLimiter::Redis)
         .map_err(|e| limit_err(path, e))

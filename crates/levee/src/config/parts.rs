@@ -26,6 +26,10 @@ pub enum AnyLimiter<K: std::hash::Hash + Eq + Clone> {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     Redis(levee_limit::RedisSlidingWindow),
+    /// `kind = "redis_gcra"`.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    RedisGcra(levee_limit::RedisGcra),
 }
 
 #[async_trait::async_trait]
@@ -36,6 +40,8 @@ impl<K: ConfigKey> RateLimiter<K> for AnyLimiter<K> {
             AnyLimiter::Gcra(l) => RateLimiter::check_n(l, key, n).await,
             #[cfg(feature = "redis")]
             AnyLimiter::Redis(l) => RateLimiter::check_n(l, key, n).await,
+            #[cfg(feature = "redis")]
+            AnyLimiter::RedisGcra(l) => RateLimiter::check_n(l, key, n).await,
         }
     }
 
@@ -45,6 +51,8 @@ impl<K: ConfigKey> RateLimiter<K> for AnyLimiter<K> {
             AnyLimiter::Gcra(l) => RateLimiter::check_n_now(l, key, n),
             #[cfg(feature = "redis")]
             AnyLimiter::Redis(l) => RateLimiter::<K>::check_n_now(l, key, n),
+            #[cfg(feature = "redis")]
+            AnyLimiter::RedisGcra(l) => RateLimiter::<K>::check_n_now(l, key, n),
         }
     }
 }

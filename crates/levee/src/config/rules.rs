@@ -35,7 +35,7 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
     }
     for (name, l) in &config.limiters {
         limiter(&format!("limiters.{name}"), l, &mut out);
-        if l.kind != Some(LimiterKind::RedisSlidingWindow) {
+        if !l.kind.unwrap_or_default().is_redis() {
             keep(
                 super::limiter::build::<String>(&dry, name, l).map(drop),
                 &mut out,
@@ -210,19 +210,19 @@ fn cache(path: &str, c: &CacheConfig, out: &mut Vec<Problem>) {
 
 fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     let kind = l.kind.unwrap_or_default();
-    let redis = kind == LimiterKind::RedisSlidingWindow;
-    let only_redis = "only a `redis_sliding_window` limiter has it";
+    let redis = kind.is_redis();
+    let only_redis = "only a Redis limiter (`redis_sliding_window`, `redis_gcra`) has it";
     unused(
         path,
         "burst",
-        kind != LimiterKind::Gcra && l.burst.is_some(),
-        "only a `gcra` limiter has a burst",
+        !kind.is_gcra() && l.burst.is_some(),
+        "only a `gcra` or `redis_gcra` limiter has a burst",
         out,
     );
     unused(
         path,
         "mode",
-        kind == LimiterKind::Gcra && l.mode.is_some(),
+        kind.is_gcra() && l.mode.is_some(),
         "a `gcra` limiter has no window mode",
         out,
     );
@@ -272,7 +272,7 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     if redis && l.redis.is_none() {
         out.push(Problem::new(
             format!("{path}.redis"),
-            "missing: a `redis_sliding_window` limiter needs a [redis] entry",
+            "missing: a Redis limiter needs a [redis] entry",
         ));
     }
     if redis && cfg!(not(feature = "redis")) {

@@ -134,7 +134,12 @@ const CACHE: &[Field] = &[
 const LIMITER: &[Field] = &[
     opt(
         "kind",
-        Kind::Choice(&["sliding_window", "gcra", "redis_sliding_window"]),
+        Kind::Choice(&[
+            "sliding_window",
+            "gcra",
+            "redis_sliding_window",
+            "redis_gcra",
+        ]),
     ),
     req("limit", POSITIVE),
     req("window", D),
