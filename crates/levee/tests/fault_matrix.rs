@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use fault_matrix::{OPEN_PERIOD, Part, Tally, key, recover, replica, report, works};
 use levee::breaker::State;
+use levee::cache::Source;
 use levee::core::ManualClock;
 use levee::redis::RedisClient;
 use levee_testkit::{FaultMode, FaultProxy, RedisServer};
@@ -79,6 +80,12 @@ async fn standalone_cell(part: Part, fault: Fault) {
         "{part:?} works before the fault"
     );
     let resyncs = b.cache.stats().backplane_resyncs;
+    // A value both tiers and replica b hold, invalidated during the fault.
+    let during = "during".to_string();
+    if part == Part::Backplane {
+        fault_matrix::load(&a.cache, &during).await.unwrap();
+        assert_eq!(fault_matrix::load(&b.cache, &during).await, Ok(Source::L2));
+    }
 
     let mut restarting = None;
     match fault {
@@ -109,6 +116,13 @@ async fn standalone_cell(part: Part, fault: Fault) {
         t.call(part, &a, &key(part, i, false)).await;
         i += 1;
     }
+    if part == Part::Backplane {
+        t.call(part, &a, &during).await;
+        assert!(
+            a.cache.stats().invalidations_pending > 0,
+            "kept to send again"
+        );
+    }
     match fault {
         Fault::Killed => server.restart().unwrap(),
         Fault::Paused => server.resume(),
@@ -138,6 +152,21 @@ async fn standalone_cell(part: Part, fault: Fault) {
         matches!(recovery, Some((_, 1))),
         "{part:?} / {fault:?}: one open period after the fault, the part works again: {recovery:?}"
     );
+    if part == Part::Backplane {
+        // The invalidation made during the fault was sent once Redis
+        // answered: b dropped its copy, and L2 no longer holds the value.
+        assert!(
+            fault_matrix::eventually(Duration::from_secs(5), || b.cache.get(&during).is_none())
+                .await,
+            "{fault:?}: b still serves the value invalidated during the fault"
+        );
+        assert_eq!(
+            fault_matrix::load(&b.cache, &during).await,
+            Ok(Source::Loader),
+            "{fault:?}: L2 still held the value invalidated during the fault"
+        );
+        assert_eq!(a.cache.stats().invalidations_pending, 0);
+    }
     if part == Part::Backplane && matches!(fault, Fault::Killed | Fault::Restarted) {
         assert!(
             b.cache.stats().backplane_resyncs > resyncs,

@@ -229,6 +229,11 @@ async fn outage_then_restart(first: First) {
         a.cache.stats().backplane_subscribed && b.cache.stats().backplane_subscribed
     })
     .await;
+    assert_eq!(
+        a.cache.stats().invalidations_pending,
+        100,
+        "kept while Redis was down"
+    );
     clock.advance(Duration::from_secs(5));
     let before = a.client.stats();
     match first {
@@ -249,6 +254,14 @@ async fn outage_then_restart(first: First) {
         (before.unreachable, before.timeouts),
         "{first:?}: no failure after the restart"
     );
+
+    // The 100 invalidations made while Redis was down are sent again now
+    // that it answers (the first cache call that finds it back starts it).
+    let _ = load(&a.cache, "resend").await;
+    until("the outage's invalidations were sent again", || {
+        a.cache.stats().invalidations_pending == 0
+    })
+    .await;
 
     // Every user works again. L2 and the load lock: a cold key takes the
     // lock, loads, writes, unlocks (4 commands), and the other replica

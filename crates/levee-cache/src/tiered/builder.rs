@@ -300,6 +300,7 @@ where
             replica_id: rand::random(),
             stats: super::stats::Counters::new(self.name),
             subscribed: std::sync::atomic::AtomicBool::new(false),
+            pending: super::pending::Pending::new(),
         });
         let guard = Arc::new(TaskGuard::default());
         if let Some(backplane) = backplane {

@@ -71,6 +71,7 @@ where
             parts: Some((key.clone(), load, flight)),
         };
         let found = self.shared.ask_l2(key, None, &token).await;
+        self.resend_pending();
         let (key, load, flight) = handoff.parts.take().expect("armed until here");
         match found {
             Some(found) => {

@@ -8,6 +8,7 @@ mod cached;
 mod error;
 mod flight;
 mod load;
+mod pending;
 mod refresh;
 mod remote;
 pub(crate) mod slot;
@@ -80,6 +81,8 @@ pub(crate) struct Shared<K, V> {
     pub(crate) replica_id: u64,
     pub(crate) stats: stats::Counters,
     pub(crate) subscribed: AtomicBool,
+    /// Invalidations that could not reach Redis, sent again once it answers.
+    pub(crate) pending: pending::Pending<K>,
 }
 
 /// A cache that loads missing values once per key, shares them with other
@@ -320,21 +323,46 @@ where
     /// Drops `key` from L1 and L2, and tells the other replicas to drop
     /// their L1 copies (when a backplane is on). A load running for `key`
     /// still answers its waiters, but its result is kept out of both tiers.
-    /// A failed Redis call is counted in [`stats`](Self::stats); the
-    /// other replicas' copies then end with their `l1_ttl`.
+    ///
+    /// When Redis cannot be reached (down, or its breaker open), the L2
+    /// delete and the message are kept and sent again once Redis answers
+    /// (the next invalidation or L1 miss that finds it back starts the
+    /// re-send): up to 1,024 keys one by one, past that one invalidate-all
+    /// message. [`stats`](Self::stats) counts what waits.
     pub async fn invalidate(&self, key: &K) {
         let sh = &*self.shared;
         sh.flights.invalidate(key);
         sh.l1.invalidate(key);
         if let Some(l2) = &sh.l2 {
-            l2.delete(key).await;
-            if sh.keys.is_some() {
-                l2.publish(crate::l2::message::key_message(
-                    sh.replica_id,
-                    &l2.key_bytes(key),
-                ))
-                .await;
+            let sent = l2.delete(key).await
+                && (sh.keys.is_none()
+                    || l2
+                        .publish(crate::l2::message::key_message(
+                            sh.replica_id,
+                            &l2.key_bytes(key),
+                        ))
+                        .await);
+            if sent {
+                self.resend_pending();
+            } else {
+                sh.pending.add(key.clone());
             }
+        }
+    }
+
+    /// Starts sending the invalidations that could not reach Redis, on a
+    /// task of the cache's (one at a time), if any wait.
+    pub(crate) fn resend_pending(&self) {
+        if !self.shared.pending.waiting() {
+            return;
+        }
+        if let Some(batch) = self.shared.pending.start() {
+            let shared = self.shared.clone();
+            let task = tokio::spawn(async move {
+                let unsent = shared.send_pending(batch).await;
+                shared.pending.finish(unsent);
+            });
+            self.guard.track(task.abort_handle());
         }
     }
 
@@ -347,8 +375,14 @@ where
         sh.flights.invalidate_all();
         sh.l1.invalidate_all();
         if let (Some(l2), Some(_)) = (&sh.l2, &sh.keys) {
-            l2.publish(crate::l2::message::all_message(sh.replica_id))
-                .await;
+            if l2
+                .publish(crate::l2::message::all_message(sh.replica_id))
+                .await
+            {
+                self.resend_pending();
+            } else {
+                sh.pending.add_all();
+            }
         }
     }
 
@@ -361,6 +395,7 @@ where
             sh.backoff.len(),
             sh.l2.as_ref().map(|l2| l2.stats()),
             sh.subscribed.load(Ordering::Relaxed),
+            sh.pending.len(),
         )
     }
 }

@@ -27,6 +27,52 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// Sends invalidations that could not reach Redis before: each key's
+    /// L2 delete and backplane message, or one invalidate-all. Stops at
+    /// the first failure and returns what is still unsent.
+    pub(crate) async fn send_pending(
+        &self,
+        batch: super::pending::Batch<K>,
+    ) -> super::pending::Batch<K> {
+        use super::pending::Batch;
+        let Some(l2) = &self.l2 else {
+            return Batch {
+                keys: Vec::new(),
+                all: false,
+            };
+        };
+        let backplane = self.keys.is_some();
+        if batch.all
+            && backplane
+            && !l2
+                .publish(crate::l2::message::all_message(self.replica_id))
+                .await
+        {
+            return batch;
+        }
+        let mut keys = batch.keys.into_iter();
+        while let Some(key) = keys.next() {
+            let sent = l2.delete(&key).await
+                && (!backplane
+                    || l2
+                        .publish(crate::l2::message::key_message(
+                            self.replica_id,
+                            &l2.key_bytes(&key),
+                        ))
+                        .await);
+            if !sent {
+                return Batch {
+                    keys: std::iter::once(key).chain(keys).collect(),
+                    all: false,
+                };
+            }
+        }
+        Batch {
+            keys: Vec::new(),
+            all: false,
+        }
+    }
+
     /// A fresh answer from L2, or from an L1 copy that was only due for a
     /// check with an L2 that cannot answer. A stale L2 value is put in L1
     /// so that it can be served if the load fails.

@@ -34,6 +34,9 @@ pub struct TieredStats {
     pub backplane_resyncs: u64,
     /// Whether the backplane subscription is up now.
     pub backplane_subscribed: bool,
+    /// Invalidations that could not reach Redis and wait to be sent again
+    /// (keys, plus one for an invalidate-all): sent once Redis answers.
+    pub invalidations_pending: usize,
     /// The L2's counters, when there is one.
     pub l2: Option<RedisL2Stats>,
 }
@@ -103,6 +106,7 @@ impl Counters {
         backoff_keys: usize,
         l2: Option<RedisL2Stats>,
         backplane_subscribed: bool,
+        invalidations_pending: usize,
     ) -> TieredStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TieredStats {
@@ -117,6 +121,7 @@ impl Counters {
             backplane_invalidations: get(&self.backplane_invalidations),
             backplane_resyncs: get(&self.backplane_resyncs),
             backplane_subscribed,
+            invalidations_pending,
             l2,
         }
     }
