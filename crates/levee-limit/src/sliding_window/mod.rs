@@ -232,7 +232,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// aligned windows never start before zero for keys first seen at
     /// start-up).
     fn now(&self) -> u64 {
-        state::nanos(self.inner.time.elapsed()) + 3_600_000_000_000
+        self.inner.time.elapsed_nanos() + 3_600_000_000_000
     }
 
     fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {
