@@ -14,7 +14,7 @@ use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
 pub use state::WindowMode;
-use state::{KeyState, PackedCounter};
+use state::{KeyState, PackedCounter, Rule};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
@@ -35,16 +35,16 @@ struct Slot {
 
 impl Slot {
     #[inline]
-    fn check(&self, mode: WindowMode, quota: Quota, now: u64, n: u32) -> Decision {
+    fn check(&self, mode: WindowMode, rule: Rule, now: u64, n: u32) -> Decision {
         if mode == WindowMode::Counter
-            && let Some(decision) = self.packed.check(quota, now, n)
+            && let Some(decision) = self.packed.check(rule, now, n)
         {
             return decision;
         }
         self.state
             .get_or_init(|| Box::new(Mutex::new(KeyState::new(mode))))
             .lock()
-            .check(quota, now, n)
+            .check(rule, now, n)
     }
 
     /// Notes a use at `now`. Skipped while the last note is recent (within
@@ -196,9 +196,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 time: crate::time::LimiterTime::new(self.clock),
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
-                default_window: AtomicU64::new(
-                    u64::try_from(self.quota.window().as_nanos()).unwrap_or(u64::MAX),
-                ),
+                default_window: AtomicU64::new(Rule::from(self.quota).window),
                 idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
                 keys: DashMap::with_hasher(Hasher::default()),
@@ -242,18 +240,18 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: quota.limit(),
             });
         }
-        Ok(self.decide_within_limit(key, quota, n.get()))
+        Ok(self.decide_within_limit(key, quota.into(), n.get()))
     }
 
     /// [`decide`](Self::decide) for an `n` known to be within the limit.
     #[inline]
-    fn decide_within_limit(&self, key: &K, quota: Quota, n: u32) -> Decision {
+    fn decide_within_limit(&self, key: &K, rule: Rule, n: u32) -> Decision {
         let now = self.now();
         self.maybe_sweep(now);
         let mode = self.inner.mode;
         if let Some(slot) = self.inner.keys.get(key) {
             slot.seen(now, self.idle_nanos_cached());
-            slot.check(mode, quota, now, n)
+            slot.check(mode, rule, now, n)
         } else {
             self.inner
                 .inserts_since_sweep
@@ -263,20 +261,18 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 state: std::sync::OnceLock::new(),
                 last_seen: AtomicU64::new(now),
             });
-            slot.check(mode, quota, now, n)
+            slot.check(mode, rule, now, n)
         }
     }
 
-    fn default_quota(&self) -> Quota {
-        let limit = self.inner.default_limit.load(Ordering::Relaxed);
-        let window = self.inner.default_window.load(Ordering::Relaxed);
+    /// The default quota, read from two atomics (no lock, no `Duration`).
+    #[inline]
+    fn default_rule(&self) -> Rule {
         // A reader racing `set_quota` may pair the new limit with the old
         // window for one check; both halves come from valid quotas.
-        match NonZeroU32::new(limit) {
-            Some(limit) if window >= 1_000_000 => {
-                Quota::from_valid(limit, Duration::from_nanos(window))
-            }
-            _ => *self.inner.default_quota.read(),
+        Rule {
+            limit: self.inner.default_limit.load(Ordering::Relaxed),
+            window: self.inner.default_window.load(Ordering::Relaxed),
         }
     }
 
@@ -289,14 +285,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
         // n = 1 never exceeds a non-zero limit.
-        self.decide_within_limit(key, self.default_quota(), 1)
+        self.decide_within_limit(key, self.default_rule(), 1)
     }
 
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
     /// the limit (it could never be admitted).
     pub fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
-        let quota = self.default_quota();
-        self.decide(key, quota, n)
+        let rule = self.default_rule();
+        if n.get() > rule.limit {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n.get(),
+                limit: rule.limit,
+            });
+        }
+        Ok(self.decide_within_limit(key, rule, n.get()))
     }
 
     /// Spends one permit for `key` under the quota of `class`.
@@ -317,10 +319,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner
             .default_limit
             .store(quota.limit(), Ordering::Relaxed);
-        self.inner.default_window.store(
-            u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.inner
+            .default_window
+            .store(Rule::from(quota).window, Ordering::Relaxed);
         self.refresh_idle();
     }
 
