@@ -247,22 +247,46 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     #[inline]
     fn decide_within_limit(&self, key: &K, rule: Rule, n: u32) -> Decision {
         let now = self.now();
-        self.maybe_sweep(now);
-        let mode = self.inner.mode;
+        let idle = self.idle_nanos_cached();
+        // The periodic sweep; the growth sweep is decided where keys are
+        // added, so a check of a known key reads one sweep atomic.
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= idle {
+            self.sweep_once(last, now);
+        }
         if let Some(slot) = self.inner.keys.get(key) {
-            slot.seen(now, self.idle_nanos_cached());
-            slot.check(mode, rule, now, n)
-        } else {
-            self.inner
-                .inserts_since_sweep
-                .fetch_add(1, Ordering::Relaxed);
-            let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
+            slot.seen(now, idle);
+            return slot.check(self.inner.mode, rule, now, n);
+        }
+        self.first_sight(key, rule, now, n)
+    }
+
+    /// A check of a key not held: adds it, then sweeps if the keys added
+    /// since the last sweep outnumber those it kept (at least 1024), which
+    /// bounds memory at about twice the active keys at O(1) amortised cost.
+    /// The map's length is never read here (it locks every shard).
+    fn first_sight(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
+        let inserts = self
+            .inner
+            .inserts_since_sweep
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        let decision = self
+            .inner
+            .keys
+            .entry(key.clone())
+            .or_insert_with(|| Slot {
                 packed: PackedCounter::default(),
                 state: std::sync::OnceLock::new(),
                 last_seen: AtomicU64::new(now),
-            });
-            slot.check(mode, rule, now, n)
+            })
+            .check(self.inner.mode, rule, now, n);
+        // The entry's shard lock is released: the sweep locks every shard.
+        if inserts >= self.inner.kept_at_sweep.load(Ordering::Relaxed) {
+            let last = self.inner.last_sweep.load(Ordering::Relaxed);
+            self.sweep_once(last, now);
         }
+        decision
     }
 
     /// The default quota, read from two atomics (no lock, no `Duration`).
@@ -407,23 +431,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         before.saturating_sub(kept)
     }
 
-    /// Sweeps when the keys inserted since the last sweep outnumber those
-    /// it kept (at least 1024), which bounds memory at about twice the
-    /// active keys at O(1) amortised cost; and once per idle timeout, so a
-    /// map that stopped growing still empties. The hot path only reads
-    /// shared atomics (never the map's length, which locks every shard).
-    fn maybe_sweep(&self, now: u64) {
-        let inserts = self.inner.inserts_since_sweep.load(Ordering::Relaxed);
-        let grown = inserts >= self.inner.kept_at_sweep.load(Ordering::Relaxed);
-        let last = self.inner.last_sweep.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= self.idle_nanos_cached();
-        // One thread sweeps; the others go on.
-        if (grown || due)
-            && self
-                .inner
-                .last_sweep
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Sweeps unless another thread swept since `last` was read: one
+    /// thread sweeps, the others go on. Runs at least once per idle
+    /// timeout, so a map that stopped growing still empties.
+    fn sweep_once(&self, last: u64, now: u64) {
+        if self
+            .inner
+            .last_sweep
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
         {
             self.evict_idle();
         }
