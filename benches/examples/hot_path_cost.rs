@@ -56,9 +56,17 @@ fn main() {
 }
 
 /// The measured loop: `op` on `n` keys of `trace`; how many returned true.
+/// Outside valgrind it also prints the wall time per call, for interleaved
+/// A/B runs of two builds (noisy on a shared machine: take the minimum).
 #[inline(never)]
 fn measured(trace: &[u64], n: usize, op: &mut dyn FnMut(u64) -> bool) -> usize {
-    (0..n).filter(|i| op(trace[i & (TRACE - 1)])).count()
+    let start = std::time::Instant::now();
+    let count = (0..n).filter(|i| op(trace[i & (TRACE - 1)])).count();
+    if n > 0 {
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("{ns:.1} ns per call");
+    }
+    count
 }
 
 fn plain_zipf(ranks: u64, seed: u64) -> Vec<u64> {
