@@ -46,7 +46,10 @@ const LIMIT: u32 = (1 << 24) - 1;
 fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| "cache".into());
-    let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
     match what.as_str() {
         "cache" | "cache_ttl" | "quick_cache" => cache(&what, n),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"

@@ -11,9 +11,9 @@
 use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use hashbrown::HashTable;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::entry::{EvictionCause, EvictionPolicy};
 
