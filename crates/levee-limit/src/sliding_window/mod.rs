@@ -265,6 +265,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// since the last sweep outnumber those it kept (at least 1024), which
     /// bounds memory at about twice the active keys at O(1) amortised cost.
     /// The map's length is never read here (it locks every shard).
+    #[inline(never)]
     fn first_sight(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
         let inserts = self
             .inner
