@@ -80,6 +80,11 @@ struct Inner<K> {
     kept_at_sweep: AtomicU64,
     /// When the last sweep ran (limiter time, ns).
     last_sweep: AtomicU64,
+    /// The oldest last-seen time among the keys the last sweep kept
+    /// (`u64::MAX` if it kept none). Keys added since were first seen
+    /// after that sweep, so no key has been idle for longer than
+    /// `now - min(oldest_kept, last_sweep)`.
+    oldest_kept: AtomicU64,
 }
 
 /// A keyed sliding-window rate limiter, local to this process.
@@ -205,6 +210,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 inserts_since_sweep: AtomicU64::new(0),
                 kept_at_sweep: AtomicU64::new(MIN_SWEEP_KEYS),
                 last_sweep: AtomicU64::new(0),
+                oldest_kept: AtomicU64::new(u64::MAX),
             }),
         };
         limiter.refresh_idle();
@@ -283,9 +289,21 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
             })
             .check(self.inner.mode, rule, now, n);
         // The entry's shard lock is released: the sweep locks every shard.
-        if inserts >= self.inner.kept_at_sweep.load(Ordering::Relaxed) {
+        let kept = self.inner.kept_at_sweep.load(Ordering::Relaxed);
+        if inserts >= kept {
             let last = self.inner.last_sweep.load(Ordering::Relaxed);
-            self.sweep_once(last, now);
+            let oldest = self.inner.oldest_kept.load(Ordering::Relaxed).min(last);
+            if now.saturating_sub(oldest) < self.idle_nanos_cached() {
+                // No key can be idle yet, so a sweep would walk the whole
+                // map to evict nothing (a burst of new keys paid for walks
+                // of every key held): wait for as many new keys again.
+                self.inner.inserts_since_sweep.store(0, Ordering::Relaxed);
+                self.inner
+                    .kept_at_sweep
+                    .store(kept.saturating_add(inserts), Ordering::Relaxed);
+            } else {
+                self.sweep_once(last, now);
+            }
         }
         decision
     }
