@@ -440,10 +440,17 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner.last_sweep.store(now, Ordering::Relaxed);
         let idle = self.idle_nanos();
         let before = self.inner.keys.len();
-        self.inner
-            .keys
-            .retain(|_, slot| now.saturating_sub(slot.last_seen.load(Ordering::Relaxed)) < idle);
+        let mut oldest = u64::MAX;
+        self.inner.keys.retain(|_, slot| {
+            let seen = slot.last_seen.load(Ordering::Relaxed);
+            let keep = now.saturating_sub(seen) < idle;
+            if keep {
+                oldest = oldest.min(seen);
+            }
+            keep
+        });
         let kept = self.inner.keys.len();
+        self.inner.oldest_kept.store(oldest, Ordering::Relaxed);
         self.inner
             .kept_at_sweep
             .store((kept as u64).max(MIN_SWEEP_KEYS), Ordering::Relaxed);
