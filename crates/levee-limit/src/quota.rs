@@ -48,12 +48,6 @@ impl Quota {
         }
     }
 
-    /// A quota from parts already known to be valid (a window of at least
-    /// 1 ms), without the checks of [`new`](Self::new).
-    pub(crate) const fn from_valid(limit: NonZeroU32, window: Duration) -> Self {
-        Quota { limit, window }
-    }
-
     /// `limit` requests per `window`; both must be non-zero, and the window
     /// at least one millisecond.
     pub fn new(limit: u32, window: Duration) -> Result<Self, LimitError> {

@@ -161,6 +161,35 @@ fn a_million_idle_keys_are_evicted() {
 }
 
 #[test]
+fn growth_sweeps_still_evict_keys_that_became_idle() {
+    // A window of 1 s: keys idle for 2 s are dropped. Growth sweeps that
+    // could evict nothing are skipped; this checks that one which can is
+    // not: keys kept by a sweep, idle since, go once enough new keys come.
+    let clock = ManualClock::new();
+    let l = SlidingWindow::<u64>::builder(Quota::per_second(nz(5)))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    for k in 0..1_500u64 {
+        let _ = l.check(&k);
+    }
+    assert_eq!(l.len(), 1_500, "nothing is idle yet");
+    clock.advance(Duration::from_millis(1_900));
+    assert_eq!(l.evict_idle(), 0, "1.9 s is not idle yet");
+    // 1 s later the periodic sweep is not due (1 s since the last), but the
+    // first 1,500 keys have been idle for 2.9 s.
+    clock.advance(Duration::from_secs(1));
+    for k in 10_000..11_500u64 {
+        let _ = l.check(&k);
+    }
+    assert_eq!(
+        l.len(),
+        1_500,
+        "the growth sweep evicted the idle keys and kept the new ones"
+    );
+}
+
+#[test]
 fn idle_timeout_shorter_than_two_windows_is_refused() {
     let err = SlidingWindow::<u8>::builder(Quota::per_minute(nz(1)))
         .idle_timeout(Duration::from_secs(60))

@@ -110,11 +110,16 @@ where
         MemoryCacheBuilder::new()
     }
 
+    /// The key's hash: its high bits choose the shard, and the shard's
+    /// table is looked up with the same hash.
     #[inline]
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        let h = self.inner.hasher.hash_one(key);
-        // High bits pick the shard; the map uses the hash's low bits.
-        h.checked_shr(self.inner.shift).unwrap_or(0) as usize
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard_of(&self, hash: u64) -> usize {
+        hash.checked_shr(self.inner.shift).unwrap_or(0) as usize
     }
 
     /// The value for `key` if it is fresh.
@@ -125,15 +130,17 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let inner = &*self.inner;
-        let guard = inner.shards[self.shard_of(key)].read();
-        if let Some(slot) = guard.map.get(key)
+        let hash = self.hash(key);
+        let shard = &inner.shards[self.shard_of(hash)];
+        let guard = shard.read();
+        if let Some(slot) = guard.get(hash, key)
             && (slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now())
         {
             slot.touch();
             let v = slot.value.clone();
             drop(guard);
             if inner.policy == EvictionPolicy::Lru {
-                inner.shards[self.shard_of(key)].write().record_access(key);
+                shard.write().record_access(hash, key);
             }
             inner.stats.hit();
             return Some(v);
@@ -179,10 +186,11 @@ where
     {
         let inner = &*self.inner;
         let now = inner.time.now();
-        let guard = inner.shards[self.shard_of(key)].read();
+        let hash = self.hash(key);
+        let shard = &inner.shards[self.shard_of(hash)];
+        let guard = shard.read();
         let found = guard
-            .map
-            .get(key)
+            .get(hash, key)
             .filter(|s| s.stale_until > now)
             .map(|slot| {
                 slot.touch();
@@ -198,7 +206,7 @@ where
             });
         drop(guard);
         if found.is_some() && inner.policy == EvictionPolicy::Lru {
-            inner.shards[self.shard_of(key)].write().record_access(key);
+            shard.write().record_access(hash, key);
         }
         match found {
             Some((r, true)) => {
@@ -254,7 +262,8 @@ where
     fn insert_at(&self, key: K, value: V, now: u64, fresh_until: u64, stale_until: u64) {
         let inner = &*self.inner;
         let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
-        let i = self.shard_of(&key);
+        let hash = self.hash(&key);
+        let i = self.shard_of(hash);
         let mut removed: Removed<K, V> = Vec::new();
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
@@ -266,6 +275,7 @@ where
         } else {
             let cap = inner.shard_capacity[i];
             inner.shards[i].write().insert(
+                hash,
                 key,
                 value,
                 fresh_until,
@@ -296,9 +306,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.shard_of(key);
-        let mut shard = self.inner.shards[i].write();
-        let owned = shard.map.get_key_value(key).map(|(k, _)| k.clone())?;
+        let hash = self.hash(key);
+        let mut shard = self.inner.shards[self.shard_of(hash)].write();
+        let owned = shard.key_of(hash, key)?.clone();
         let slot = shard.remove(&owned)?;
         drop(shard);
         self.report(vec![(

@@ -1,13 +1,19 @@
-//! One shard: a hash map plus the S3-FIFO queues, under one lock.
+//! One shard: a hash table plus the S3-FIFO queues, under one lock.
+//!
+//! The table is looked up with the hash the cache computed to choose the
+//! shard, so a get hashes its key once.
 //!
 //! Reads take the shard's read lock and bump the entry's 2-bit frequency
 //! with a relaxed atomic; inserts and evictions take the write lock. Queue
 //! slots carry the entry's insertion id, so slots left behind by
 //! invalidations or replacements are skipped when they reach the head.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::borrow::Borrow;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use hashbrown::HashTable;
 
 use super::entry::{EvictionCause, EvictionPolicy};
 
@@ -37,7 +43,9 @@ impl<V> Slot<V> {
 }
 
 pub(crate) struct Shard<K, V> {
-    pub(crate) map: HashMap<K, Slot<V>, Hasher>,
+    /// Entries, keyed by the cache's hash of `K` (the same `hasher`).
+    pub(crate) map: HashTable<(K, Slot<V>)>,
+    hasher: Hasher,
     small: VecDeque<(K, u64)>,
     main: VecDeque<(K, u64)>,
     ghost: VecDeque<u64>,
@@ -50,10 +58,21 @@ pub(crate) struct Shard<K, V> {
 /// What an insert displaced, for the eviction listener.
 pub(crate) type Removed<K, V> = Vec<(K, V, EvictionCause)>;
 
+/// The slot of `key` (hashed to `hash`) in `map`.
+#[inline]
+fn find<'a, K, V, Q>(map: &'a HashTable<(K, Slot<V>)>, hash: u64, key: &Q) -> Option<&'a Slot<V>>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    map.find(hash, |(k, _)| k.borrow() == key).map(|(_, s)| s)
+}
+
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn new(hasher: Hasher) -> Self {
         Shard {
-            map: HashMap::with_hasher(hasher.clone()),
+            map: HashTable::new(),
+            hasher: hasher.clone(),
             small: VecDeque::new(),
             main: VecDeque::new(),
             ghost: VecDeque::new(),
@@ -64,10 +83,43 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// Inserts or replaces `key`, then evicts until within `capacity`.
+    /// The slot of `key`, whose hash (by the cache's hasher) is `hash`.
+    #[inline]
+    pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<&Slot<V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        find(&self.map, hash, key)
+    }
+
+    /// The stored key equal to `key`.
+    pub(crate) fn key_of<Q>(&self, hash: u64, key: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.map
+            .find(hash, |(k, _)| k.borrow() == key)
+            .map(|(k, _)| k)
+    }
+
+    fn slot(&self, key: &K) -> Option<&Slot<V>> {
+        find(&self.map, self.hasher.hash_one(key), key)
+    }
+
+    fn slot_mut(&mut self, key: &K) -> Option<&mut Slot<V>> {
+        self.map
+            .find_mut(self.hasher.hash_one(key), |(k, _)| k == key)
+            .map(|(_, s)| s)
+    }
+
+    /// Inserts or replaces `key` (whose hash is `hash`), then evicts until
+    /// within `capacity`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
+        hash: u64,
         key: K,
         value: V,
         fresh_until: u64,
@@ -78,7 +130,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         now: u64,
         removed: &mut Removed<K, V>,
     ) {
-        if let Some(slot) = self.map.get_mut(&key) {
+        if let Some((_, slot)) = self.map.find_mut(hash, |(k, _)| *k == key) {
             let old = std::mem::replace(&mut slot.value, value);
             self.weight = self.weight - u64::from(slot.weight) + u64::from(weight);
             if !slot.in_main {
@@ -91,8 +143,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         } else {
             let id = self.next_id;
             self.next_id += 1;
-            let tag = self.map.hasher().hash_one(&key);
-            let to_main = policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&tag);
+            let to_main = policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&hash);
             if to_main {
                 self.main.push_back((key.clone(), id));
             } else {
@@ -101,18 +152,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
             self.weight += u64::from(weight);
             let freq = AtomicU8::new(0);
-            self.map.insert(
-                key,
-                Slot {
-                    value,
-                    fresh_until,
-                    stale_until,
-                    weight,
-                    freq,
-                    id,
-                    in_main: to_main,
-                },
-            );
+            let slot = Slot {
+                value,
+                fresh_until,
+                stale_until,
+                weight,
+                freq,
+                id,
+                in_main: to_main,
+            };
+            let hasher = &self.hasher;
+            self.map
+                .insert_unique(hash, (key, slot), |(k, _)| hasher.hash_one(k));
         }
         while self.weight > capacity && !self.map.is_empty() {
             self.evict_one(capacity, policy, now, removed);
@@ -136,7 +187,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             return;
         }
         if let Some((key, id)) = self.main.pop_front() {
-            let Some(slot) = self.map.get(&key).filter(|s| s.id == id) else {
+            let Some(slot) = self.slot(&key).filter(|s| s.id == id) else {
                 return;
             };
             let expired = slot.stale_until <= now;
@@ -160,7 +211,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         now: u64,
         removed: &mut Removed<K, V>,
     ) {
-        let Some(slot) = self.map.get_mut(&key).filter(|s| s.id == id) else {
+        let Some(slot) = self.slot_mut(&key).filter(|s| s.id == id) else {
             return;
         };
         let expired = slot.stale_until <= now;
@@ -173,7 +224,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             return;
         }
         if policy == EvictionPolicy::S3Fifo && !expired {
-            let tag = self.map.hasher().hash_one(&key);
+            let tag = self.hasher.hash_one(&key);
             if self.ghost_set.insert(tag) {
                 self.ghost.push_back(tag);
             }
@@ -207,7 +258,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Removes `key` from the map and its weight from the totals.
     fn take(&mut self, key: &K) -> Option<Slot<V>> {
-        let slot = self.map.remove(key)?;
+        let hash = self.hasher.hash_one(key);
+        let ((_, slot), _) = self.map.find_entry(hash, |(k, _)| k == key).ok()?.remove();
         self.weight -= u64::from(slot.weight);
         if !slot.in_main {
             self.small_weight -= u64::from(slot.weight);
@@ -217,20 +269,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// LRU: moves `key` to the back of the queue (its older queue slot is
     /// skipped later, as its stamp no longer matches).
-    pub(crate) fn record_access<Q>(&mut self, key: &Q)
+    pub(crate) fn record_access<Q>(&mut self, hash: u64, key: &Q)
     where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
     {
         let stamp = self.next_id;
-        let Some(k) = self.map.get_key_value(key).map(|(k, _)| k.clone()) else {
+        let Some((k, slot)) = self.map.find_mut(hash, |(k, _)| k.borrow() == key) else {
             return;
         };
+        slot.id = stamp;
+        let k = k.clone();
         self.next_id += 1;
         self.small.push_back((k, stamp));
-        if let Some(slot) = self.map.get_mut(key) {
-            slot.id = stamp;
-        }
         self.compact_queues();
     }
 
@@ -255,11 +306,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// stay within twice the map's size.
     fn compact_queues(&mut self) {
         if self.small.len() + self.main.len() > 2 * self.map.len() + 32 {
-            let map = &self.map;
+            let (map, hasher) = (&self.map, &self.hasher);
+            let live = |k: &K| find(map, hasher.hash_one(k), k);
             self.small
-                .retain(|(k, id)| map.get(k).is_some_and(|s| s.id == *id && !s.in_main));
+                .retain(|(k, id)| live(k).is_some_and(|s| s.id == *id && !s.in_main));
             self.main
-                .retain(|(k, id)| map.get(k).is_some_and(|s| s.id == *id && s.in_main));
+                .retain(|(k, id)| live(k).is_some_and(|s| s.id == *id && s.in_main));
         }
     }
 }

@@ -14,7 +14,7 @@ use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
 pub use state::WindowMode;
-use state::{KeyState, PackedCounter};
+use state::{KeyState, PackedCounter, Rule};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
@@ -35,16 +35,16 @@ struct Slot {
 
 impl Slot {
     #[inline]
-    fn check(&self, mode: WindowMode, quota: Quota, now: u64, n: u32) -> Decision {
+    fn check(&self, mode: WindowMode, rule: Rule, now: u64, n: u32) -> Decision {
         if mode == WindowMode::Counter
-            && let Some(decision) = self.packed.check(quota, now, n)
+            && let Some(decision) = self.packed.check(rule, now, n)
         {
             return decision;
         }
         self.state
             .get_or_init(|| Box::new(Mutex::new(KeyState::new(mode))))
             .lock()
-            .check(quota, now, n)
+            .check(rule, now, n)
     }
 
     /// Notes a use at `now`. Skipped while the last note is recent (within
@@ -80,6 +80,11 @@ struct Inner<K> {
     kept_at_sweep: AtomicU64,
     /// When the last sweep ran (limiter time, ns).
     last_sweep: AtomicU64,
+    /// The oldest last-seen time among the keys the last sweep kept
+    /// (`u64::MAX` if it kept none). Keys added since were first seen
+    /// after that sweep, so no key has been idle for longer than
+    /// `now - min(oldest_kept, last_sweep)`.
+    oldest_kept: AtomicU64,
 }
 
 /// A keyed sliding-window rate limiter, local to this process.
@@ -196,9 +201,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 time: crate::time::LimiterTime::new(self.clock),
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
-                default_window: AtomicU64::new(
-                    u64::try_from(self.quota.window().as_nanos()).unwrap_or(u64::MAX),
-                ),
+                default_window: AtomicU64::new(Rule::from(self.quota).window),
                 idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
                 keys: DashMap::with_hasher(Hasher::default()),
@@ -207,6 +210,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 inserts_since_sweep: AtomicU64::new(0),
                 kept_at_sweep: AtomicU64::new(MIN_SWEEP_KEYS),
                 last_sweep: AtomicU64::new(0),
+                oldest_kept: AtomicU64::new(u64::MAX),
             }),
         };
         limiter.refresh_idle();
@@ -232,7 +236,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// aligned windows never start before zero for keys first seen at
     /// start-up).
     fn now(&self) -> u64 {
-        state::nanos(self.inner.time.elapsed()) + 3_600_000_000_000
+        self.inner.time.elapsed_nanos() + 3_600_000_000_000
     }
 
     fn decide(&self, key: &K, quota: Quota, n: NonZeroU32) -> Result<Decision, LimitError> {
@@ -242,41 +246,76 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: quota.limit(),
             });
         }
-        Ok(self.decide_within_limit(key, quota, n.get()))
+        Ok(self.decide_within_limit(key, quota.into(), n.get()))
     }
 
     /// [`decide`](Self::decide) for an `n` known to be within the limit.
     #[inline]
-    fn decide_within_limit(&self, key: &K, quota: Quota, n: u32) -> Decision {
+    fn decide_within_limit(&self, key: &K, rule: Rule, n: u32) -> Decision {
         let now = self.now();
-        self.maybe_sweep(now);
-        let mode = self.inner.mode;
+        let idle = self.idle_nanos_cached();
+        // The periodic sweep; the growth sweep is decided where keys are
+        // added, so a check of a known key reads one sweep atomic.
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= idle {
+            self.sweep_once(last, now);
+        }
         if let Some(slot) = self.inner.keys.get(key) {
-            slot.seen(now, self.idle_nanos_cached());
-            slot.check(mode, quota, now, n)
-        } else {
-            self.inner
-                .inserts_since_sweep
-                .fetch_add(1, Ordering::Relaxed);
-            let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
+            slot.seen(now, idle);
+            return slot.check(self.inner.mode, rule, now, n);
+        }
+        self.first_sight(key, rule, now, n)
+    }
+
+    /// A check of a key not held: adds it, then sweeps if the keys added
+    /// since the last sweep outnumber those it kept (at least 1024), which
+    /// bounds memory at about twice the active keys at O(1) amortised cost.
+    /// The map's length is never read here (it locks every shard).
+    #[inline(never)]
+    fn first_sight(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
+        let inserts = self
+            .inner
+            .inserts_since_sweep
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        let decision = self
+            .inner
+            .keys
+            .entry(key.clone())
+            .or_insert_with(|| Slot {
                 packed: PackedCounter::default(),
                 state: std::sync::OnceLock::new(),
                 last_seen: AtomicU64::new(now),
-            });
-            slot.check(mode, quota, now, n)
+            })
+            .check(self.inner.mode, rule, now, n);
+        // The entry's shard lock is released: the sweep locks every shard.
+        let kept = self.inner.kept_at_sweep.load(Ordering::Relaxed);
+        if inserts >= kept {
+            let last = self.inner.last_sweep.load(Ordering::Relaxed);
+            let oldest = self.inner.oldest_kept.load(Ordering::Relaxed).min(last);
+            if now.saturating_sub(oldest) < self.idle_nanos_cached() {
+                // No key can be idle yet, so a sweep would walk the whole
+                // map to evict nothing (a burst of new keys paid for walks
+                // of every key held): wait for as many new keys again.
+                self.inner.inserts_since_sweep.store(0, Ordering::Relaxed);
+                self.inner
+                    .kept_at_sweep
+                    .store(kept.saturating_add(inserts), Ordering::Relaxed);
+            } else {
+                self.sweep_once(last, now);
+            }
         }
+        decision
     }
 
-    fn default_quota(&self) -> Quota {
-        let limit = self.inner.default_limit.load(Ordering::Relaxed);
-        let window = self.inner.default_window.load(Ordering::Relaxed);
+    /// The default quota, read from two atomics (no lock, no `Duration`).
+    #[inline]
+    fn default_rule(&self) -> Rule {
         // A reader racing `set_quota` may pair the new limit with the old
         // window for one check; both halves come from valid quotas.
-        match NonZeroU32::new(limit) {
-            Some(limit) if window >= 1_000_000 => {
-                Quota::from_valid(limit, Duration::from_nanos(window))
-            }
-            _ => *self.inner.default_quota.read(),
+        Rule {
+            limit: self.inner.default_limit.load(Ordering::Relaxed),
+            window: self.inner.default_window.load(Ordering::Relaxed),
         }
     }
 
@@ -289,14 +328,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
         // n = 1 never exceeds a non-zero limit.
-        self.decide_within_limit(key, self.default_quota(), 1)
+        self.decide_within_limit(key, self.default_rule(), 1)
     }
 
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
     /// the limit (it could never be admitted).
     pub fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
-        let quota = self.default_quota();
-        self.decide(key, quota, n)
+        let rule = self.default_rule();
+        if n.get() > rule.limit {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n.get(),
+                limit: rule.limit,
+            });
+        }
+        Ok(self.decide_within_limit(key, rule, n.get()))
     }
 
     /// Spends one permit for `key` under the quota of `class`.
@@ -317,10 +362,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner
             .default_limit
             .store(quota.limit(), Ordering::Relaxed);
-        self.inner.default_window.store(
-            u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.inner
+            .default_window
+            .store(Rule::from(quota).window, Ordering::Relaxed);
         self.refresh_idle();
     }
 
@@ -396,33 +440,32 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner.last_sweep.store(now, Ordering::Relaxed);
         let idle = self.idle_nanos();
         let before = self.inner.keys.len();
-        self.inner
-            .keys
-            .retain(|_, slot| now.saturating_sub(slot.last_seen.load(Ordering::Relaxed)) < idle);
+        let mut oldest = u64::MAX;
+        self.inner.keys.retain(|_, slot| {
+            let seen = slot.last_seen.load(Ordering::Relaxed);
+            let keep = now.saturating_sub(seen) < idle;
+            if keep {
+                oldest = oldest.min(seen);
+            }
+            keep
+        });
         let kept = self.inner.keys.len();
+        self.inner.oldest_kept.store(oldest, Ordering::Relaxed);
         self.inner
             .kept_at_sweep
             .store((kept as u64).max(MIN_SWEEP_KEYS), Ordering::Relaxed);
         before.saturating_sub(kept)
     }
 
-    /// Sweeps when the keys inserted since the last sweep outnumber those
-    /// it kept (at least 1024), which bounds memory at about twice the
-    /// active keys at O(1) amortised cost; and once per idle timeout, so a
-    /// map that stopped growing still empties. The hot path only reads
-    /// shared atomics (never the map's length, which locks every shard).
-    fn maybe_sweep(&self, now: u64) {
-        let inserts = self.inner.inserts_since_sweep.load(Ordering::Relaxed);
-        let grown = inserts >= self.inner.kept_at_sweep.load(Ordering::Relaxed);
-        let last = self.inner.last_sweep.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= self.idle_nanos_cached();
-        // One thread sweeps; the others go on.
-        if (grown || due)
-            && self
-                .inner
-                .last_sweep
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Sweeps unless another thread swept since `last` was read: one
+    /// thread sweeps, the others go on. Runs at least once per idle
+    /// timeout, so a map that stopped growing still empties.
+    fn sweep_once(&self, last: u64, now: u64) {
+        if self
+            .inner
+            .last_sweep
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
         {
             self.evict_idle();
         }

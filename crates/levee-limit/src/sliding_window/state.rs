@@ -34,6 +34,24 @@ pub(crate) enum KeyState {
     },
 }
 
+/// A quota as the window arithmetic reads it: the limit, and the window in
+/// nanoseconds (at least 1). The hot path reads it from two atomics, with
+/// no `Duration` to convert on every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub(crate) limit: u32,
+    pub(crate) window: u64,
+}
+
+impl From<Quota> for Rule {
+    fn from(q: Quota) -> Self {
+        Rule {
+            limit: q.limit(),
+            window: nanos(q.window()).max(1),
+        }
+    }
+}
+
 /// `d` in nanoseconds, saturating.
 pub(crate) fn nanos(d: Duration) -> u64 {
     d.as_secs()
@@ -61,25 +79,25 @@ impl KeyState {
     }
 
     /// Admits `n` at `now` if the quota allows, and says so.
-    pub(crate) fn check(&mut self, quota: Quota, now: u64, n: u32) -> Decision {
+    pub(crate) fn check(&mut self, rule: Rule, now: u64, n: u32) -> Decision {
         match self {
             KeyState::Counter { start, prev, curr } => {
-                counter_check(quota, now, n, start, prev, curr)
+                counter_check(rule, now, n, start, prev, curr)
             }
-            KeyState::Log { entries, total } => log_check(quota, now, n, entries, total),
+            KeyState::Log { entries, total } => log_check(rule, now, n, entries, total),
         }
     }
 }
 
 fn counter_check(
-    quota: Quota,
+    rule: Rule,
     now: u64,
     n: u32,
     start: &mut u64,
     prev: &mut u32,
     curr: &mut u32,
 ) -> Decision {
-    let w = nanos(quota.window()).max(1);
+    let w = rule.window;
     let aligned = now - now % w;
     if *start != aligned {
         *prev = if aligned.saturating_sub(*start) == w {
@@ -90,7 +108,7 @@ fn counter_check(
         *curr = 0;
         *start = aligned;
     }
-    let (decision, admitted) = counter_decide(w, quota.limit(), now - aligned, n, *prev, *curr);
+    let (decision, admitted) = counter_decide(w, rule.limit, now - aligned, n, *prev, *curr);
     *curr = admitted;
     decision
 }
@@ -179,12 +197,11 @@ impl PackedCounter {
     /// Admits `n` at `now` if the quota allows (as [`KeyState`]'s counter
     /// would); `None` when the limit does not fit the packed counts.
     #[inline]
-    pub(crate) fn check(&self, quota: Quota, now: u64, n: u32) -> Option<Decision> {
-        let limit = quota.limit();
+    pub(crate) fn check(&self, rule: Rule, now: u64, n: u32) -> Option<Decision> {
+        let Rule { limit, window: w } = rule;
         if limit > PACKED_MAX_LIMIT {
             return None;
         }
-        let w = nanos(quota.window()).max(1);
         let index = (now / w) & INDEX_MASK;
         let into = now % w;
         let mut seen = self.0.load(Ordering::Relaxed);
@@ -253,14 +270,13 @@ fn counter_wait(w: u64, into: u64, limit: u32, n: u32, prev: u32, curr: u32) -> 
 }
 
 fn log_check(
-    quota: Quota,
+    rule: Rule,
     now: u64,
     n: u32,
     entries: &mut VecDeque<(u64, u32)>,
     total: &mut u32,
 ) -> Decision {
-    let w = nanos(quota.window()).max(1);
-    let limit = quota.limit();
+    let Rule { limit, window: w } = rule;
     // An entry at t counts in every window (now - w, now] with t > now - w.
     while let Some(&(t, c)) = entries.front() {
         if t + w <= now {
@@ -308,8 +324,8 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn quota(limit: u32) -> Quota {
-        Quota::per_second(NonZeroU32::new(limit).unwrap())
+    fn quota(limit: u32) -> Rule {
+        Quota::per_second(NonZeroU32::new(limit).unwrap()).into()
     }
 
     #[test]
@@ -357,9 +373,9 @@ mod tests {
 
     #[test]
     fn packed_counter_declines_limits_it_cannot_hold() {
-        let big = Quota::per_second(NonZeroU32::new(PACKED_MAX_LIMIT + 1).unwrap());
+        let big = quota(PACKED_MAX_LIMIT + 1);
         assert!(PackedCounter::default().check(big, S, 1).is_none());
-        let max = Quota::per_second(NonZeroU32::new(PACKED_MAX_LIMIT).unwrap());
+        let max = quota(PACKED_MAX_LIMIT);
         let packed = PackedCounter::default();
         assert!(packed.check(max, S, PACKED_MAX_LIMIT).unwrap().allowed);
         assert!(

@@ -1,0 +1,140 @@
+//! Instructions per call on the one-thread hot paths of issue 19, for
+//! callgrind on a noisy machine: `N` `MemoryCache` get-hits beside
+//! quick_cache's, and `N` `SlidingWindow` keyed checks beside governor's, on
+//! the same keys after the same setup.
+//!
+//! Cases (first argument):
+//! - `cache` / `cache_ttl` / `quick_cache`: get-hits, Zipf(1.0) over 100k
+//!   resident keys (plain ranks, not scrambled); `cache_ttl` has a 1 h TTL.
+//! - `window` / `governor`: the criterion trace of `benches/limiter.rs`
+//!   (Zipf(1.0) over 10k scrambled keys, all resident).
+//! - `window_first` / `governor_first`: plain `rand_distr::Zipf` u64 keys
+//!   over 1M ranks, nothing resident: each key's first sight is inside the
+//!   measured loop.
+//! - `window_one` / `governor_one`: one hot key.
+//!
+//! The `N` calls run inside one function, `measured`, and callgrind counts
+//! only there (setup, such as the TSC clock's calibration, varies from run
+//! to run), so instructions per call are `Ir / N` (the indirect call into
+//! the case's closure, a few instructions, is in every case alike):
+//!
+//! ```sh
+//! cargo build --release -p levee-benches --example hot_path_cost
+//! for what in cache cache_ttl quick_cache window governor; do
+//!   valgrind --tool=callgrind --toggle-collect='hot_path_cost::measured' \
+//!     --callgrind-out-file=/tmp/cg.$what target/release/examples/hot_path_cost $what 200000 \
+//!     2>&1 | grep refs
+//! done
+//! ```
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use levee_cache::MemoryCache;
+use levee_limit::{Quota, SlidingWindow};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+
+/// Trace length (a power of two); `N` may be larger, the trace wraps.
+const TRACE: usize = 1 << 20;
+const RESIDENT: u64 = 100_000;
+const LIMIT_KEYS: u64 = 10_000;
+/// No check in a run is denied, and the counter stays lock-free (< 2^24).
+const LIMIT: u32 = (1 << 24) - 1;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "cache".into());
+    let n: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    match what.as_str() {
+        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n),
+        "window" | "governor" | "window_first" | "governor_first" | "window_one"
+        | "governor_one" => limiter(&what, n),
+        other => eprintln!("unknown case {other}"),
+    }
+}
+
+/// The measured loop: `op` on `n` keys of `trace`; how many returned true.
+/// Outside valgrind it also prints the wall time per call, for interleaved
+/// A/B runs of two builds (noisy on a shared machine: take the minimum).
+#[inline(never)]
+fn measured(trace: &[u64], n: usize, op: &mut dyn FnMut(u64) -> bool) -> usize {
+    let start = std::time::Instant::now();
+    let count = (0..n).filter(|i| op(trace[i & (TRACE - 1)])).count();
+    if n > 0 {
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("{ns:.1} ns per call");
+    }
+    count
+}
+
+fn plain_zipf(ranks: u64, seed: u64) -> Vec<u64> {
+    let zipf = rand_distr::Zipf::new(ranks as f64, 1.0).expect("a valid Zipf");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..TRACE).map(|_| zipf.sample(&mut rng) as u64).collect()
+}
+
+fn cache(what: &str, n: usize) {
+    let trace = plain_zipf(RESIDENT, 7);
+    let hits = match what {
+        "quick_cache" => {
+            let qc = quick_cache::sync::Cache::<u64, u64>::new(2 * RESIDENT as usize);
+            for k in 1..=RESIDENT {
+                qc.insert(k, k);
+            }
+            measured(&trace, n, &mut |k| black_box(qc.get(&k)).is_some())
+        }
+        _ => {
+            let mut b = MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT);
+            if what == "cache_ttl" {
+                b = b.time_to_live(Duration::from_secs(3600));
+            }
+            let mc = b.build().expect("a cache");
+            for k in 1..=RESIDENT {
+                mc.insert(k, k);
+            }
+            measured(&trace, n, &mut |k| black_box(mc.get(&k)).is_some())
+        }
+    };
+    println!("{what}: {hits} hits of {n}");
+}
+
+fn limiter(what: &str, n: usize) {
+    let trace: Vec<u64> = if what.ends_with("_first") {
+        plain_zipf(1_000_000, 11)
+    } else if what.ends_with("_one") {
+        vec![7; TRACE]
+    } else {
+        levee_benches::Zipf::new(LIMIT_KEYS as usize, 1.0).trace(TRACE, 5)
+    };
+    let resident = !what.ends_with("_first");
+    let allowed = if what.starts_with("governor") {
+        let gov = governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(
+            NonZeroU32::new(LIMIT).expect("non-zero"),
+        ));
+        if resident {
+            for k in 0..LIMIT_KEYS {
+                let _ = gov.check_key(&levee_benches::scramble(k));
+            }
+            let _ = gov.check_key(&7);
+        }
+        measured(&trace, n, &mut |k| black_box(gov.check_key(&k)).is_ok())
+    } else {
+        let quota = Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"));
+        let sw = SlidingWindow::<u64>::builder(quota)
+            .build()
+            .expect("a limiter");
+        if resident {
+            for k in 0..LIMIT_KEYS {
+                let _ = sw.check(&levee_benches::scramble(k));
+            }
+            let _ = sw.check(&7);
+        }
+        measured(&trace, n, &mut |k| black_box(sw.check(&k)).allowed)
+    };
+    println!("{what}: {allowed} allowed of {n}");
+}
