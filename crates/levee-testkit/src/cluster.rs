@@ -257,8 +257,9 @@ impl RedisCluster {
         ))
     }
 
-    /// Moves `slot` to master `to` in one go: [`begin_slot_migration`]
-    /// (Self::begin_slot_migration), [`move_slot_keys`](Self::move_slot_keys),
+    /// Moves `slot` to master `to` in one go:
+    /// [`begin_slot_migration`](Self::begin_slot_migration),
+    /// [`move_slot_keys`](Self::move_slot_keys),
     /// [`finish_slot_migration`](Self::finish_slot_migration).
     pub fn migrate_slot(&self, slot: u16, to: usize) -> Result<(), TestkitError> {
         let from = self.begin_slot_migration(slot, to)?;

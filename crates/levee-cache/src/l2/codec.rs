@@ -39,6 +39,7 @@ pub(crate) enum DecodeError {
     UnknownVersion,
 }
 
+#[cfg(feature = "cbor")]
 const BINARY_MAGIC: u8 = b'L';
 #[cfg(feature = "cbor")]
 const BINARY_HEADER: usize = 31;
