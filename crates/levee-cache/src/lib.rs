@@ -89,5 +89,6 @@ pub use memory::{
     MemoryCacheStats, MemoryEntry,
 };
 pub use tiered::{
-    CacheError, Cached, Freshness, Loaded, Source, TieredCache, TieredCacheBuilder, TieredStats,
+    BatchLoaded, CacheError, Cached, Freshness, Loaded, Source, TieredCache, TieredCacheBuilder,
+    TieredStats,
 };

@@ -363,9 +363,7 @@ impl RedisL2 {
         let _ = self.note(first_err.map_or(Ok(()), Err));
         replies
             .into_iter()
-            .map(|r| {
-                r.ok().inspect(|_| each(&self.inner.stats))
-            })
+            .map(|r| r.ok().inspect(|_| each(&self.inner.stats)))
             .collect()
     }
 

@@ -3,6 +3,8 @@
 //! stale tiers that serve old values while the upstream fails.
 
 mod backoff;
+mod batch;
+mod batch_flight;
 mod builder;
 mod cached;
 mod error;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use levee_core::SharedClock;
 
+pub use batch::BatchLoaded;
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
 pub use error::CacheError;
