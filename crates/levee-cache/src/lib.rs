@@ -89,6 +89,6 @@ pub use memory::{
     MemoryCacheStats, MemoryEntry,
 };
 pub use tiered::{
-    BatchLoaded, CacheError, Cached, Freshness, Loaded, Source, TieredCache, TieredCacheBuilder,
-    TieredStats,
+    BatchLoaded, Batching, CacheError, Cached, Freshness, Loaded, Source, TieredCache,
+    TieredCacheBuilder, TieredStats,
 };

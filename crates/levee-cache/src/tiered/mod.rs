@@ -5,6 +5,7 @@
 mod backoff;
 mod batch;
 mod batch_flight;
+mod batching;
 mod builder;
 mod cached;
 mod error;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use levee_core::SharedClock;
 
 pub use batch::BatchLoaded;
+pub use batching::Batching;
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
 pub use error::CacheError;
