@@ -15,6 +15,9 @@ use super::slot::Slot;
 use super::tasks::AbortOnDrop;
 use super::{CacheError, InL1, Shared};
 
+/// A member whose load gave a value (or an absence) to keep.
+type Kept<K, V, E> = (Member<K, V, E>, Slot<V>);
+
 impl<K, V> Shared<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -202,7 +205,7 @@ where
 
     /// Stores loaded slots in L1, then in L2 with one pipeline, fenced
     /// against `invalidate` as a single load's are.
-    async fn keep_many<E>(&self, kept: &[(Member<K, V, E>, Slot<V>)]) {
+    async fn keep_many<E>(&self, kept: &[Kept<K, V, E>]) {
         let invalidated = |m: &Member<K, V, E>| m.flight.token.load(Ordering::SeqCst);
         let mut written: Vec<&Member<K, V, E>> = Vec::with_capacity(kept.len());
         let mut write: Vec<(&K, &Slot<V>)> = Vec::with_capacity(kept.len());
