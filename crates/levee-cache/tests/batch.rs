@@ -92,6 +92,19 @@ fn value(got: &Got) -> (&str, Source, &Freshness) {
     (c.value.as_str(), c.source, &c.freshness)
 }
 
+/// Waits until `cache` has written `n` envelopes to L2 in all (a batch
+/// answers before its write-back pipeline is done; callers that join its
+/// keys meanwhile get its answer). At once without L2.
+async fn until_written(cache: &Cache, n: u64) {
+    for _ in 0..400 {
+        if cache.stats().l2.is_none_or(|l2| l2.writes >= n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{n} L2 writes never happened: {:?}", cache.stats().l2);
+}
+
 fn in_process(clock: &ManualClock) -> Cache {
     TieredCache::builder("t")
         .ttl(Duration::from_secs(60))
@@ -162,6 +175,7 @@ async fn stale_for_failed_keys_fresh_for_the_others(cache: &Cache, clock: &Manua
     let up = Upstream::new();
     let ks = keys(0..10);
     cache.get_or_load_many(ks.clone(), up.loader()).await;
+    until_written(cache, 10).await;
     clock.advance(Duration::from_secs(120));
     up.fail.lock().unwrap().extend(ks[..3].iter().cloned());
     let got = cache.get_or_load_many(ks.clone(), up.loader()).await;

@@ -109,7 +109,9 @@ where
     /// per tier the batch goes together: L1 lookups, then one `MGET` for
     /// the keys L1 could not answer, then one call of `load` with the keys
     /// still missing (and those due for a refresh), then one pipeline of L2
-    /// write-backs. A key whose load is already running (a `get_or_load`,
+    /// write-backs (which the answer does not wait for: another replica may
+    /// miss a value on L2 for that round trip; with the load lock it waits
+    /// for it instead, the lock being released after the write). A key whose load is already running (a `get_or_load`,
     /// another batch) joins it; keys this batch loads are registered as
     /// loads, so single-key callers arriving meanwhile join the batch.
     /// Duplicate keys are loaded once.

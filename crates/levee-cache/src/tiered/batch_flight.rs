@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use super::batch::{DynBatchLoader, Member};
 use super::flight::FlightResult;
 use super::slot::Slot;
-use super::tasks::AbortOnDrop;
 use super::{CacheError, InL1, Shared};
 
 /// A member whose load gave a value (or an absence) to keep.
@@ -155,9 +156,12 @@ where
             self.stats.load();
         }
         let started = self.clock.now();
-        // On a task of its own, so that a panic is caught here and becomes
-        // an error for every key.
-        let outcome = AbortOnDrop(tokio::spawn(load(keys))).join().await;
+        // A panic is caught here and becomes an error for every key. (On
+        // this task, which is already the batch's own: no spawn and no
+        // cross-task wake-up more.)
+        let outcome = std::panic::AssertUnwindSafe(load(keys))
+            .catch_unwind()
+            .await;
         let load_time = self.clock.now().saturating_duration_since(started);
         let mut found = match outcome {
             Ok(Ok(found)) => found,
@@ -198,13 +202,18 @@ where
         }
         tracing::trace!(cache = %self.name, ?load_time, keys = kept.len(), "batch load finished");
         self.keep_many(&kept).await;
-        for (m, slot) in kept {
-            self.answer(m, Ok(slot.loaded()));
+        for (m, _) in kept {
+            self.flights.finish(&m.key, &m.flight.token);
         }
     }
 
-    /// Stores loaded slots in L1, then in L2 with one pipeline, fenced
-    /// against `invalidate` as a single load's are.
+    /// Stores loaded slots in L1, gives them to their waiters, then writes
+    /// them to L2 with one pipeline, fenced against `invalidate` as a
+    /// single load's are: the flights stay registered until the write is
+    /// done (an `invalidate` meanwhile marks them, and the write is undone),
+    /// but their waiters need not wait for the write. A caller that joins a
+    /// key during the write gets this answer: a value loaded moments ago
+    /// (the write is bounded by the L2 timeout).
     async fn keep_many<E>(&self, kept: &[Kept<K, V, E>]) {
         let invalidated = |m: &Member<K, V, E>| m.flight.token.load(Ordering::SeqCst);
         let mut written: Vec<&Member<K, V, E>> = Vec::with_capacity(kept.len());
@@ -221,6 +230,9 @@ where
             written.push(m);
             write.push((&m.key, slot));
         }
+        for (m, slot) in kept {
+            m.flight.tx.send_replace(Some(Ok(slot.loaded())));
+        }
         self.put_l2_many(&write).await;
         if let Some(l2) = &self.l2 {
             // An `invalidate` that landed during the write: undo it (rare,
@@ -235,6 +247,6 @@ where
     /// Ends the flight of `m` and gives its waiters `result`.
     fn answer<E>(&self, m: Member<K, V, E>, result: FlightResult<V, E>) {
         self.flights.finish(&m.key, &m.flight.token);
-        let _ = m.flight.tx.send(Some(result));
+        m.flight.tx.send_replace(Some(result));
     }
 }

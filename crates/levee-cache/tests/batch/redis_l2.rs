@@ -95,6 +95,7 @@ async fn hundred_keys_take_one_mget_and_one_load(
     let sent_before = l2a.client().stats().attempts;
     let up = Upstream::new();
     let got = a.get_or_load_many(ks.clone(), up.loader()).await;
+    until_written(&a, 50 + 20).await;
     let sent = l2a.client().stats().attempts - sent_before;
 
     for (i, (k, g)) in ks.iter().zip(&got).enumerate() {
@@ -184,6 +185,7 @@ async fn a_stale_l2_value_serves_a_failed_key_of_a_fresh_replica_as_l2() {
     let a = replica(l2(&urls, &clock), &clock);
     let up = Upstream::new();
     a.get_or_load_many(keys(0..2), up.loader()).await;
+    until_written(&a, 2).await;
     clock.advance(Duration::from_secs(90));
     let b = replica(l2(&urls, &clock), &clock);
     up.fail_all.store(true, Ordering::SeqCst);
@@ -269,6 +271,7 @@ async fn signed_envelopes_written_by_a_batch_are_read_by_a_batch() {
     let (a, b) = (signed(), signed());
     let up = Upstream::new();
     a.get_or_load_many(keys(0..5), up.loader()).await;
+    until_written(&a, 5).await;
     let got = b.get_or_load_many(keys(0..5), up.loader()).await;
     assert!(got.iter().all(|g| value(g).1 == Source::L2), "{got:?}");
     assert_eq!(up.calls().len(), 1);
@@ -304,5 +307,34 @@ mod cluster {
         let cluster = levee_testkit::RedisCluster::start(3).unwrap();
         let clock = ManualClock::new();
         mixed_callers_load_no_key_twice(&replica(l2(&cluster.urls(), &clock), &clock)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidate_right_after_a_batch_keeps_its_value_out_of_l2() {
+    let server = RedisServer::start().unwrap();
+    let urls = [server.url()];
+    let clock = ManualClock::new();
+    let (a, b) = (
+        replica(l2(&urls, &clock), &clock),
+        replica(l2(&urls, &clock), &clock),
+    );
+    let up = Upstream::new();
+    for round in 0..20 {
+        let ks = keys(round * 10..round * 10 + 10);
+        a.get_or_load_many(ks.clone(), up.loader()).await;
+        // The batch answered; its write-back may still be on its way.
+        for k in &ks {
+            a.invalidate(k).await;
+        }
+        let mut left = b.get_many(&ks).await;
+        for _ in 0..200 {
+            if left.iter().all(Option::is_none) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            left = b.get_many(&ks).await;
+        }
+        assert!(left.iter().all(Option::is_none), "round {round}: {left:?}");
     }
 }
