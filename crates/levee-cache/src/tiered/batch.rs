@@ -180,7 +180,7 @@ where
             .map(|key| self.step(key, &mut members))
             .collect();
         if !members.is_empty() {
-            self.spawn_batch(members, load.clone());
+            self.lead_batch(members, load).await;
         }
         let waits = steps.into_iter().zip(&uniq).map(|(step, key)| async move {
             let (rx, held) = match step {
@@ -268,18 +268,92 @@ where
         }
     }
 
+    /// Leads the loads of `members`: reads L2 on the caller's task (a task
+    /// spawn and a wake-up less when L2 answers), then runs the rest on a
+    /// task of its own. A caller dropped during the read hands the whole
+    /// batch to a task, so that callers that joined its keys still get
+    /// their answers.
+    async fn lead_batch<E>(&self, members: Vec<Member<K, V, E>>, load: &DynBatchLoader<K, V, E>)
+    where
+        E: Send + Sync + 'static,
+    {
+        let sh = &*self.shared;
+        let members = sh.recheck_l1(members);
+        let Some(l2) = sh.l2.as_ref().filter(|_| !members.is_empty()) else {
+            return self.spawn_batch(members, load.clone(), true);
+        };
+        let mut handoff = Handoff {
+            cache: self,
+            members: Some(members),
+            load,
+        };
+        let reads = {
+            let keys: Vec<&K> = handoff.members.iter().flatten().map(|m| &m.key).collect();
+            l2.read_many(&keys).await
+        };
+        let members = handoff.members.take().unwrap_or_default();
+        let left = sh.answer_reads(members, reads);
+        self.spawn_batch(left, load.clone(), true);
+    }
+
     /// Runs the loads of `members` on a task of their own (owned by the
     /// cache), so that a caller dropped meanwhile strands nobody.
-    pub(crate) fn spawn_batch<E>(
+    /// `l2_asked`: L1 and L2 were read for them already.
+    fn spawn_batch<E>(
         &self,
         members: Vec<Member<K, V, E>>,
         load: DynBatchLoader<K, V, E>,
+        l2_asked: bool,
     ) where
         E: Send + Sync + 'static,
     {
+        if members.is_empty() {
+            return;
+        }
         let shared = self.shared.clone();
-        let task = tokio::spawn(async move { shared.fly_batch(members, load).await });
+        let task = tokio::spawn(async move {
+            if l2_asked {
+                shared.fly_rest(members, &load).await;
+            } else {
+                shared.fly_batch(members, load).await;
+            }
+        });
         self.guard.track(task.abort_handle());
+    }
+}
+
+/// A batch's flights while its caller reads L2: if the caller is dropped
+/// before taking them back, they go on on a task.
+struct Handoff<'a, K, V, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    cache: &'a TieredCache<K, V>,
+    members: Option<Vec<Member<K, V, E>>>,
+    load: &'a DynBatchLoader<K, V, E>,
+}
+
+impl<K, V, E> Drop for Handoff<'_, K, V, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        let Some(members) = self.members.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cache.spawn_batch(members, self.load.clone(), false);
+        } else {
+            // No runtime to load on: end the flights; their waiters see
+            // them ended and get an error.
+            for m in members {
+                self.cache.shared.flights.finish(&m.key, &m.flight.token);
+            }
+        }
     }
 }
 

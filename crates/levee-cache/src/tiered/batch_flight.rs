@@ -15,6 +15,7 @@ use super::batch::{DynBatchLoader, Member};
 use super::flight::FlightResult;
 use super::slot::Slot;
 use super::{CacheError, InL1, Shared};
+use crate::l2::L2Read;
 
 /// A member whose load gave a value (or an absence) to keep.
 type Kept<K, V, E> = (Member<K, V, E>, Slot<V>);
@@ -24,6 +25,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// The whole batch: L1 again, one `MGET`, then [`fly_rest`](Self::fly_rest).
     pub(crate) async fn fly_batch<E>(
         &self,
         members: Vec<Member<K, V, E>>,
@@ -31,10 +33,17 @@ where
     ) where
         E: Send + Sync + 'static,
     {
+        let open = self.recheck_l1(members);
+        let open = self.answer_from_l2(open).await;
+        self.fly_rest(open, &load).await;
+    }
+
+    /// Answers the members whose key a load that finished between the
+    /// caller's look at L1 and its registration has put there (no second
+    /// load); returns the others.
+    pub(crate) fn recheck_l1<E>(&self, members: Vec<Member<K, V, E>>) -> Vec<Member<K, V, E>> {
         let mut open = Vec::with_capacity(members.len());
         for m in members {
-            // A load that finished between the caller's look at L1 and its
-            // registration has put its value there: no second load.
             if m.newer_than.is_none()
                 && let InL1::Fresh(cached, _) = self.look_in_l1(&m.key)
             {
@@ -43,12 +52,24 @@ where
                 open.push(m);
             }
         }
+        open
+    }
+
+    /// After L2 was asked: the load locks, one batch loader call for the
+    /// keys this replica may load, the wait for those another replica
+    /// loads.
+    pub(crate) async fn fly_rest<E>(
+        &self,
+        open: Vec<Member<K, V, E>>,
+        load: &DynBatchLoader<K, V, E>,
+    ) where
+        E: Send + Sync + 'static,
+    {
         let Some(l2) = self.l2.clone() else {
-            return self.load_members(open, &load).await;
+            return self.load_members(open, load).await;
         };
-        let open = self.answer_from_l2(open).await;
         let Some(wait) = self.cfg.load_lock.filter(|_| !open.is_empty()) else {
-            return self.load_members(open, &load).await;
+            return self.load_members(open, load).await;
         };
         let id = self.rng.next_u64();
         let taken = {
@@ -65,11 +86,11 @@ where
         }
         let mut locked: Vec<K> = mine.iter().map(|m| m.key.clone()).collect();
         let (_, later) = tokio::join!(
-            self.load_members(mine, &load),
+            self.load_members(mine, load),
             self.await_other_replicas(theirs, id, wait)
         );
         locked.extend(later.iter().map(|m| m.key.clone()));
-        self.load_members(later, &load).await;
+        self.load_members(later, load).await;
         let keys: Vec<&K> = locked.iter().collect();
         l2.unlock_many(&keys, id).await;
     }
@@ -88,6 +109,16 @@ where
             let keys: Vec<&K> = open.iter().map(|m| &m.key).collect();
             l2.read_many(&keys).await
         };
+        self.answer_reads(open, reads)
+    }
+
+    /// Answers the members whose L2 read (`reads`, in order) holds a fresh
+    /// value; returns the others.
+    pub(crate) fn answer_reads<E>(
+        &self,
+        open: Vec<Member<K, V, E>>,
+        reads: Vec<L2Read<V>>,
+    ) -> Vec<Member<K, V, E>> {
         let mut left = Vec::with_capacity(open.len());
         for (m, read) in open.into_iter().zip(reads) {
             match self.take_l2_read(&m.key, read, m.newer_than, &m.flight.token) {

@@ -338,3 +338,40 @@ async fn an_invalidate_right_after_a_batch_keeps_its_value_out_of_l2() {
         assert!(left.iter().all(Option::is_none), "round {round}: {left:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_caller_dropped_during_its_mget_hands_its_keys_to_a_task() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = replica(l2(&[server.url()], &clock), &clock);
+    let up = Upstream::new();
+    // Connect first, then stop Redis: the batch's MGET hangs on the
+    // caller's task.
+    a.get_many(&keys(100..101)).await;
+    server.pause();
+    let batch = tokio::spawn({
+        let (a, up) = (a.clone(), up.clone());
+        async move { a.get_or_load_many(keys(0..3), up.loader()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let joiner = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.get_or_load("user-1".to_string(), || async {
+                Ok::<_, String>(Loaded::Value("single".to_string()))
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    batch.abort();
+    assert!(batch.await.unwrap_err().is_cancelled());
+    assert!(up.calls().is_empty(), "still reading L2 when dropped");
+    server.resume();
+    let got = tokio::time::timeout(Duration::from_secs(5), joiner)
+        .await
+        .expect("the joiner was not stranded")
+        .unwrap();
+    assert_eq!(value(&got), ("v-user-1", Source::Loader, &Freshness::Fresh));
+    assert_eq!(up.calls().len(), 1, "the batch went on on a task");
+}
