@@ -180,7 +180,16 @@ async fn a_failed_batch_call_is_retried_as_one_call() {
         .unwrap();
     let up = Upstream::default();
     *up.failures.lock().unwrap() = 2;
-    let got = p.get_many(keys(&["a", "b"]), up.loader()).await;
-    assert!(got.iter().all(|g| g.as_ref().unwrap().is_some()), "{got:?}");
+    let got = p.get_many(keys(&["a", "b", "a"]), up.loader()).await;
+    let values: Vec<_> = got
+        .iter()
+        .map(|g| g.as_ref().unwrap().as_ref().unwrap().value.as_str())
+        .collect();
+    assert_eq!(values, ["v-a", "v-b", "v-a"]);
     assert_eq!(up.calls().len(), 3, "two failures, then the answer");
+    assert_eq!(
+        up.calls()[2],
+        keys(&["a", "b"]),
+        "a duplicate is sent once, without a cache too"
+    );
 }

@@ -83,12 +83,21 @@ where
     {
         let inner = &self.inner;
         let Some(cache) = &inner.cache else {
-            let mut answer = inner.load_batch(keys.clone(), &loader).await;
+            // No cache to coalesce duplicates: the loader gets each key once.
+            let mut distinct = Vec::with_capacity(keys.len());
+            let mut seen = std::collections::HashSet::with_capacity(keys.len());
+            for k in &keys {
+                if seen.insert(k) {
+                    distinct.push(k.clone());
+                }
+            }
+            let answer = inner.load_batch(distinct, &loader).await;
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let got = match &mut answer {
+                let got = match &answer {
                     Ok(found) => found
-                        .remove(&key)
+                        .get(&key)
+                        .cloned()
                         .unwrap_or(Err(Error::Cache(levee_cache::CacheError::MissingFromBatch))),
                     Err(e) => Err(e.clone()),
                 };
