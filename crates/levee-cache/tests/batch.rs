@@ -236,6 +236,43 @@ async fn a_failed_batch_serves_stale_where_it_can_and_backs_off() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_one_background_batch() {
+    let clock = ManualClock::new();
+    let cache: Cache = TieredCache::builder("t")
+        .ttl(Duration::from_secs(60))
+        .stale_while_revalidate(Duration::from_secs(30))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let up = Upstream::new();
+    cache.get_or_load_many(keys(0..3), up.loader()).await;
+    clock.advance(Duration::from_secs(70));
+    // The upstream hangs: the answers cannot have waited for it.
+    up.gate.send_replace(false);
+    let got = cache.get_or_load_many(keys(0..3), up.loader()).await;
+    for g in &got {
+        let (_, source, freshness) = value(g);
+        assert_eq!(source, Source::L1);
+        assert!(freshness.is_stale(), "{freshness:?}");
+    }
+    while up.calls().len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(up.calls()[1], keys(0..3), "one call refreshes the three");
+    up.gate.send_replace(true);
+    for _ in 0..200 {
+        if keys(0..3).iter().all(|k| cache.get(k).is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        keys(0..3).iter().all(|k| cache.get(k).is_some()),
+        "refreshed"
+    );
+}
+
 async fn panic_fails_every_key_then_loads_again(cache: &Cache) {
     let up = Upstream::new();
     up.panic.store(true, Ordering::SeqCst);

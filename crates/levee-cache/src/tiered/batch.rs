@@ -43,6 +43,8 @@ pub(crate) struct Member<K, V, E> {
     pub(crate) flight: NewFlight<V, E>,
     /// Unix ms: an early refresh takes an L2 value only if written after.
     pub(crate) newer_than: Option<u64>,
+    /// A background refresh: the caller has its answer already.
+    pub(crate) refresh: bool,
 }
 
 /// One distinct key of a call: answered at once, or waiting for a flight.
@@ -239,6 +241,7 @@ where
                     key: key.clone(),
                     flight,
                     newer_than: None,
+                    refresh: false,
                 });
                 Step::Wait { rx, held }
             }
@@ -264,6 +267,7 @@ where
                 key: key.clone(),
                 flight,
                 newer_than,
+                refresh: true,
             });
         }
     }
@@ -278,6 +282,10 @@ where
         E: Send + Sync + 'static,
     {
         let sh = &*self.shared;
+        if members.iter().all(|m| m.refresh) {
+            // Nothing the caller waits for: all of it in the background.
+            return self.spawn_batch(members, load.clone(), false);
+        }
         let members = sh.recheck_l1(members);
         let Some(l2) = sh.l2.as_ref().filter(|_| !members.is_empty()) else {
             return self.spawn_batch(members, load.clone(), true);
