@@ -261,6 +261,16 @@ where
             written.push(m);
             write.push((&m.key, slot));
         }
+        if self.l2.is_none() || write.is_empty() {
+            // Nothing to write: end the flights before answering (as a
+            // single load does), so a caller answered can start the next
+            // load of its key (a refresh) at once.
+            for (m, slot) in kept {
+                self.flights.finish(&m.key, &m.flight.token);
+                m.flight.tx.send_replace(Some(Ok(slot.loaded())));
+            }
+            return;
+        }
         for (m, slot) in kept {
             m.flight.tx.send_replace(Some(Ok(slot.loaded())));
         }
