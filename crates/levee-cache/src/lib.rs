@@ -10,7 +10,11 @@
 //!   `stale_while_revalidate` while refreshing in the background, refreshes
 //!   hot keys early (XFetch), and while the upstream fails serves stale
 //!   values labelled with the stale tier that covers their age. Every value
-//!   says where it came from and how fresh it is ([`Cached`]).
+//!   says where it came from and how fresh it is ([`Cached`]). Batches:
+//!   `get_many` and `get_or_load_many(keys, batch_loader)` take one `MGET`
+//!   and one batch loader call ([`BatchLoaded`]) per batch, each key still
+//!   its own single-flight; `batching` gives a [`Batching`] handle that
+//!   collects single-key loads into batches (DataLoader's window).
 //! - `RedisL2` (feature `redis`): the shared tier. Values are stored in a
 //!   versioned envelope whose times (not Redis's expiry) decide freshness,
 //!   encoded by a [`Codec`] (JSON or compact binary), optionally signed;
@@ -89,5 +93,6 @@ pub use memory::{
     MemoryCacheStats, MemoryEntry,
 };
 pub use tiered::{
-    CacheError, Cached, Freshness, Loaded, Source, TieredCache, TieredCacheBuilder, TieredStats,
+    BatchLoaded, Batching, CacheError, Cached, Freshness, Loaded, Source, TieredCache,
+    TieredCacheBuilder, TieredStats,
 };

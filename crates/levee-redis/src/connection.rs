@@ -66,12 +66,27 @@ impl Conn {
             r => r,
         }
     }
+
+    /// Sends the commands of `pipe` in one write; their replies come back
+    /// as one array, error replies among them as values.
+    async fn req_pipe(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<Value> {
+        let n = pipe.len();
+        let replies = match self {
+            Conn::Single(c) => c.req_packed_commands(pipe, 0, n).await,
+            Conn::Manager(c) => c.req_packed_commands(pipe, 0, n).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(pipe, 0, n).await,
+        };
+        replies.map(Value::Array)
+    }
 }
 
 /// What one call sends: a command, or a script by its SHA with the full
 /// script to send when the server does not have it (`NOSCRIPT`).
 pub(crate) enum Request<'a> {
     Cmd(&'a Cmd),
+    /// Commands sent together (on a Cluster, all of one slot).
+    Pipe(&'a redis::Pipeline),
     Script {
         evalsha: &'a Cmd,
         call: &'a ScriptCall<'a>,
@@ -82,6 +97,7 @@ impl Request<'_> {
     async fn run(&self, conn: &mut Conn) -> redis::RedisResult<Value> {
         match self {
             Request::Cmd(cmd) => conn.req(cmd).await,
+            Request::Pipe(pipe) => conn.req_pipe(pipe).await,
             Request::Script { evalsha, call } => match conn.req(evalsha).await {
                 // EVAL (not SCRIPT LOAD): routed by key on a Cluster, and it
                 // caches the script on the node that runs it.

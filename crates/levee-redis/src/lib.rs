@@ -66,6 +66,7 @@ mod guard;
 mod keys;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod pipeline;
 mod pubsub;
 mod script;
 mod stats;
@@ -75,6 +76,7 @@ pub use client::RedisClient;
 pub use command::{Arg, Command, Reply};
 pub use error::{Cause, RedisError};
 pub use keys::Keyspace;
+pub use pipeline::Pipeline;
 pub use pubsub::Subscriber;
 /// The driver's connection types a user may hand in (re-exported so that
 /// the versions match).

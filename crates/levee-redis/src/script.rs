@@ -87,6 +87,11 @@ impl ScriptCall<'_> {
         self
     }
 
+    /// The call's first key, which routes it on a Cluster.
+    pub(crate) fn first_key(&self) -> Option<&[u8]> {
+        self.keys.first().map(Vec::as_slice)
+    }
+
     /// How many keys the call has.
     pub fn key_count(&self) -> usize {
         self.keys.len()

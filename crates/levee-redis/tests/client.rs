@@ -420,3 +420,59 @@ async fn a_probe_that_times_out_replaces_the_connection() {
     assert_eq!(c.breaker().state(), State::Closed);
     assert_eq!(c.stats().connects, 2);
 }
+
+/// `MGET` answers in key order; a pipeline answers each command in order,
+/// its server errors apart; both count as one call each.
+async fn mget_and_pipeline_answer_in_order(c: &RedisClient) {
+    let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("batch:{i}").into_bytes()).collect();
+    let mut pipe = levee_redis::Pipeline::new();
+    for k in keys.iter().step_by(2) {
+        pipe.set_px(k, k, Duration::from_secs(60));
+    }
+    pipe.set_nx_px(&keys[0], b"again", Duration::from_secs(60));
+    pipe.set_nx_px(&keys[1], b"first", Duration::from_secs(60));
+    let before = c.stats().attempts;
+    let replies = c.pipeline(&pipe).await;
+    assert_eq!(replies.len(), 22);
+    assert!(
+        replies[..20]
+            .iter()
+            .all(|r| r.as_ref().unwrap() == &Reply::Status("OK".into()))
+    );
+    assert!(
+        replies[20].as_ref().unwrap().is_nil(),
+        "NX: the key existed"
+    );
+    assert!(!replies[21].as_ref().unwrap().is_nil(), "NX: set");
+    if !c.is_cluster() {
+        assert_eq!(c.stats().attempts - before, 1, "one round trip");
+    }
+    let values = c.mget(&keys).await.unwrap();
+    for (i, (k, v)) in keys.iter().zip(&values).enumerate() {
+        let want = match i {
+            1 => Some(b"first".to_vec()),
+            _ if i % 2 == 0 => Some(k.clone()),
+            _ => None,
+        };
+        assert_eq!(v, &want, "key {i}");
+    }
+    assert!(c.mget(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn mget_and_pipeline_answer_in_order_standalone() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    mget_and_pipeline_answer_in_order(&client(RedisClient::standalone(server.url()), &clock)).await;
+}
+
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mget_and_pipeline_answer_in_order_across_cluster_slots() {
+    let cluster = tokio::task::spawn_blocking(|| levee_testkit::RedisCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap();
+    let clock = ManualClock::new();
+    mget_and_pipeline_answer_in_order(&client(RedisClient::cluster(cluster.urls()), &clock)).await;
+}

@@ -88,8 +88,8 @@ pub mod http {
 
 #[cfg(feature = "pipeline")]
 pub use pipeline::{
-    ConfigError, Error, Levee, LeveeBuilder, LeveeStats, PipelineKey, RetryBudget, RetryPolicy,
-    UpstreamQuotaPort, Verdict,
+    BatchCost, ConfigError, Error, Levee, LeveeBuilder, LeveeStats, PipelineKey, RetryBudget,
+    RetryPolicy, UpstreamQuotaPort, Verdict,
 };
 
 #[cfg(feature = "breaker")]

@@ -28,3 +28,34 @@ pub(super) async fn release(l2: &RedisL2, key: &[u8], token: u64) {
     let call = RELEASE.call().key(key).arg(token.to_string());
     let _ = l2.note(l2.client().eval(&call).await);
 }
+
+/// The locks of `keys` with one pipeline (one per slot on a Cluster): per
+/// key as [`acquire`].
+pub(super) async fn acquire_many(
+    l2: &RedisL2,
+    keys: &[Vec<u8>],
+    token: u64,
+    hold: Duration,
+) -> Vec<Option<bool>> {
+    let token = token.to_string();
+    let mut pipe = levee_redis::Pipeline::new();
+    for k in keys {
+        pipe.set_nx_px(k, token.as_bytes(), hold);
+    }
+    let replies = l2.client().pipeline(&pipe).await;
+    l2.note_many(replies, |_| {})
+        .into_iter()
+        .map(|r| r.map(|reply| !reply.is_nil()))
+        .collect()
+}
+
+/// Releases the locks of `keys` that `token` still holds, in one pipeline.
+pub(super) async fn release_many(l2: &RedisL2, keys: &[Vec<u8>], token: u64) {
+    let token = token.to_string();
+    let mut pipe = levee_redis::Pipeline::new();
+    for k in keys {
+        pipe.eval(&RELEASE.call().key(k.as_slice()).arg(token.as_str()));
+    }
+    let replies = l2.client().pipeline(&pipe).await;
+    l2.note_many(replies, |_| {});
+}

@@ -70,6 +70,22 @@ pub(crate) trait L2Port<K, V>: Send + Sync + 'static {
     fn unlock<'a>(&'a self, key: &'a K, token: u64) -> BoxFuture<'a, ()>;
     /// Publishes `payload` on the cache's backplane channel.
     fn publish(&self, payload: Vec<u8>) -> BoxFuture<'_, bool>;
+    /// Reads the envelopes of `keys` in one round trip (`MGET`), in order.
+    fn read_many<'a>(&'a self, keys: &'a [&'a K]) -> BoxFuture<'a, Vec<L2Read<V>>>;
+    /// Writes each `(key, envelope, expire)` in one pipeline (one per slot
+    /// on a Cluster).
+    fn write_many<'a>(&'a self, items: &'a [(&'a K, Envelope<V>, Duration)]) -> BoxFuture<'a, ()>;
+    /// Tries to take the load locks of `keys` in one pipeline: per key as
+    /// [`lock`](Self::lock).
+    fn lock_many<'a>(
+        &'a self,
+        keys: &'a [&'a K],
+        token: u64,
+        hold: Duration,
+    ) -> BoxFuture<'a, Vec<Option<bool>>>;
+    /// Releases the locks of `keys` that `token` still holds, in one
+    /// pipeline.
+    fn unlock_many<'a>(&'a self, keys: &'a [&'a K], token: u64) -> BoxFuture<'a, ()>;
     /// The L2's counters.
     fn stats(&self) -> RedisL2Stats;
 }
@@ -179,6 +195,45 @@ mod bound {
 
         fn stats(&self) -> RedisL2Stats {
             self.l2.stats()
+        }
+
+        fn read_many<'a>(&'a self, keys: &'a [&'a K]) -> BoxFuture<'a, Vec<L2Read<V>>> {
+            Box::pin(async move {
+                let ks: Vec<Vec<u8>> = keys.iter().map(|k| self.values.key(*k)).collect();
+                self.l2.read_many(&ks).await
+            })
+        }
+
+        fn write_many<'a>(
+            &'a self,
+            items: &'a [(&'a K, Envelope<V>, Duration)],
+        ) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                let items: Vec<_> = items
+                    .iter()
+                    .map(|(k, env, expire)| (self.values.key(*k), env, *expire))
+                    .collect();
+                self.l2.write_many(&items, self.codec).await;
+            })
+        }
+
+        fn lock_many<'a>(
+            &'a self,
+            keys: &'a [&'a K],
+            token: u64,
+            hold: Duration,
+        ) -> BoxFuture<'a, Vec<Option<bool>>> {
+            Box::pin(async move {
+                let ks: Vec<Vec<u8>> = keys.iter().map(|k| self.locks.key(*k)).collect();
+                lock::acquire_many(&self.l2, &ks, token, hold).await
+            })
+        }
+
+        fn unlock_many<'a>(&'a self, keys: &'a [&'a K], token: u64) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                let ks: Vec<Vec<u8>> = keys.iter().map(|k| self.locks.key(*k)).collect();
+                lock::release_many(&self.l2, &ks, token).await;
+            })
         }
     }
 }

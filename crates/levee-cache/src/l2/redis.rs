@@ -154,7 +154,7 @@ impl RedisL2Builder {
 /// The L2's counters; with the `metrics` feature each event is also counted
 /// as `levee_cache_l2_events_total{l2, event}`.
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     /// The L2's name (`RedisL2Builder::name`).
     l2: Arc<str>,
     attempts: AtomicU64,
@@ -255,10 +255,29 @@ impl RedisL2 {
 
     /// Reads and decodes the envelope under `key`.
     pub(crate) async fn read<V: DeserializeOwned>(&self, key: &[u8]) -> L2Read<V> {
-        let stored = match self.note(self.inner.client.get(key).await) {
-            Ok(v) => v,
-            Err(Unavailable) => return L2Read::Unavailable,
-        };
+        match self.note(self.inner.client.get(key).await) {
+            Ok(stored) => self.decode(key, stored),
+            Err(Unavailable) => L2Read::Unavailable,
+        }
+    }
+
+    /// Reads and decodes the envelopes under `keys` with one `MGET`.
+    pub(crate) async fn read_many<V: DeserializeOwned>(&self, keys: &[Vec<u8>]) -> Vec<L2Read<V>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        match self.note(self.inner.client.mget(keys).await) {
+            Ok(stored) => keys
+                .iter()
+                .zip(stored)
+                .map(|(k, v)| self.decode(k, v))
+                .collect(),
+            Err(Unavailable) => keys.iter().map(|_| L2Read::Unavailable).collect(),
+        }
+    }
+
+    /// What the bytes stored under `key` hold.
+    fn decode<V: DeserializeOwned>(&self, key: &[u8], stored: Option<Vec<u8>>) -> L2Read<V> {
         let s = &self.inner.stats;
         let Some(stored) = stored else {
             s.bump(&s.misses, "miss");
@@ -304,12 +323,59 @@ impl RedisL2 {
         codec: Codec,
         expire: Duration,
     ) -> Result<(), Unavailable> {
+        let Some(bytes) = self.encode(key, env, codec) else {
+            return Ok(());
+        };
+        self.note(self.inner.client.set_px(key, &bytes, expire).await)?;
+        let s = &self.inner.stats;
+        s.bump(&s.writes, "write");
+        Ok(())
+    }
+
+    /// Writes each `(key, envelope, expire)` like [`write`](Self::write),
+    /// all in one pipeline (one per slot on a Cluster).
+    pub(crate) async fn write_many<V: Serialize>(
+        &self,
+        items: &[(Vec<u8>, &Envelope<V>, Duration)],
+        codec: Codec,
+    ) {
+        let mut pipe = levee_redis::Pipeline::new();
+        for (key, env, expire) in items {
+            if let Some(bytes) = self.encode(key, env, codec) {
+                pipe.set_px(key, &bytes, *expire);
+            }
+        }
+        let replies = self.inner.client.pipeline(&pipe).await;
+        self.note_many(replies, |s| s.bump(&s.writes, "write"));
+    }
+
+    /// Counts the replies of a pipeline as one call (its first error, if
+    /// any), and `each` success; the replies, or `None` per failed command.
+    pub(crate) fn note_many(
+        &self,
+        replies: Vec<Result<levee_redis::Reply, RedisError>>,
+        each: impl Fn(&Counters),
+    ) -> Vec<Option<levee_redis::Reply>> {
+        if replies.is_empty() {
+            return Vec::new();
+        }
+        let first_err = replies.iter().find_map(|r| r.as_ref().err()).cloned();
+        let _ = self.note(first_err.map_or(Ok(()), Err));
+        replies
+            .into_iter()
+            .map(|r| r.ok().inspect(|_| each(&self.inner.stats)))
+            .collect()
+    }
+
+    /// `env` encoded and signed for `key`; `None` (and counted) when it
+    /// cannot be encoded or is too large to store.
+    fn encode<V: Serialize>(&self, key: &[u8], env: &Envelope<V>, codec: Codec) -> Option<Vec<u8>> {
         let s = &self.inner.stats;
         let mut bytes = match codec.encode(env) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "a value could not be encoded for L2; not stored");
-                return Ok(());
+                return None;
             }
         };
         if let Some(signer) = &self.inner.signer {
@@ -317,11 +383,9 @@ impl RedisL2 {
         }
         if bytes.len() > self.inner.max_value_bytes {
             s.bump(&s.oversized, "oversized");
-            return Ok(());
+            return None;
         }
-        self.note(self.inner.client.set_px(key, &bytes, expire).await)?;
-        s.bump(&s.writes, "write");
-        Ok(())
+        Some(bytes)
     }
 
     /// Deletes `key`.

@@ -25,6 +25,12 @@ pub enum CacheError<E> {
         /// Time left in the failure backoff.
         retry_after: Duration,
     },
+    /// The batch loader's answer had no entry for this key (neither a value,
+    /// an absence nor an error), and no stale value fits any tier. Counted
+    /// as a failed load (the failure backoff starts); return
+    /// `Loaded::Absent` for keys the upstream does not know.
+    #[error("the batch loader returned nothing for this key; no stale value fits any tier")]
+    MissingFromBatch,
 }
 
 impl<E> Clone for CacheError<E> {
@@ -36,6 +42,7 @@ impl<E> Clone for CacheError<E> {
             CacheError::Backoff { retry_after } => CacheError::Backoff {
                 retry_after: *retry_after,
             },
+            CacheError::MissingFromBatch => CacheError::MissingFromBatch,
         }
     }
 }
@@ -50,6 +57,7 @@ impl<E> CacheError<E> {
             CacheError::LoaderPanicked => Ok(CacheError::LoaderPanicked),
             CacheError::Timeout(d) => Ok(CacheError::Timeout(d)),
             CacheError::Backoff { retry_after } => Ok(CacheError::Backoff { retry_after }),
+            CacheError::MissingFromBatch => Ok(CacheError::MissingFromBatch),
         }
     }
 

@@ -254,7 +254,7 @@ where
         }
     }
 
-    fn failed<E>(&self, key: &K, err: CacheError<E>) -> CacheError<E> {
+    pub(super) fn failed<E>(&self, key: &K, err: CacheError<E>) -> CacheError<E> {
         self.stats.load_failed();
         self.backoff.start(key, self.clock.now());
         err

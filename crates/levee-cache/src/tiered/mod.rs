@@ -3,6 +3,9 @@
 //! stale tiers that serve old values while the upstream fails.
 
 mod backoff;
+mod batch;
+mod batch_flight;
+mod batching;
 mod builder;
 mod cached;
 mod error;
@@ -24,6 +27,8 @@ use std::time::Duration;
 
 use levee_core::SharedClock;
 
+pub use batch::BatchLoaded;
+pub use batching::Batching;
 pub use builder::TieredCacheBuilder;
 pub use cached::{Cached, Freshness, Loaded, Source};
 pub use error::CacheError;

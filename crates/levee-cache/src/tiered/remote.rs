@@ -84,6 +84,17 @@ where
     ) -> Option<Option<Cached<V>>> {
         let l2 = self.l2.as_ref()?;
         let read = l2.read(key).await;
+        self.take_l2_read(key, read, newer_than, token)
+    }
+
+    /// What an L2 read of `key` gives (see [`ask_l2`](Self::ask_l2)).
+    pub(crate) fn take_l2_read(
+        &self,
+        key: &K,
+        read: L2Read<V>,
+        newer_than: Option<u64>,
+        token: &AtomicBool,
+    ) -> Option<Option<Cached<V>>> {
         let now = Now::of(&*self.clock);
         match read {
             L2Read::Hit(env) => {
@@ -134,15 +145,25 @@ where
     /// Writes `slot` to L2, expiring when its last stale tier ends.
     pub(crate) async fn put_l2(&self, key: &K, slot: &Slot<V>) {
         let Some(l2) = &self.l2 else { return };
-        let env = Envelope {
-            written_at: slot.written_at_ms,
-            fresh_until: slot.fresh_until_ms,
-            stale_until: slot.stale_until_ms,
-            load_ms: u32::try_from(slot.load_time.as_millis()).unwrap_or(u32::MAX),
-            value: slot.value.clone(),
-        };
-        let expire = Duration::from_millis(slot.stale_until_ms.saturating_sub(slot.written_at_ms));
+        let (env, expire) = envelope_of(slot);
         l2.write(key, &env, expire).await;
+    }
+
+    /// Writes each slot to L2 like [`put_l2`](Self::put_l2), in one
+    /// pipeline.
+    pub(crate) async fn put_l2_many(&self, items: &[(&K, &Slot<V>)]) {
+        let Some(l2) = &self.l2 else { return };
+        if items.is_empty() {
+            return;
+        }
+        let envs: Vec<_> = items
+            .iter()
+            .map(|(k, slot)| {
+                let (env, expire) = envelope_of(slot);
+                (*k, env, expire)
+            })
+            .collect();
+        l2.write_many(&envs).await;
     }
 
     /// With `load_lock` set: takes the lock, or waits (bounded) for the
@@ -183,6 +204,19 @@ where
             }
         }
     }
+}
+
+/// The envelope `slot` is stored in on L2, and its Redis expiry.
+fn envelope_of<V: Clone>(slot: &Slot<V>) -> (Envelope<V>, Duration) {
+    let env = Envelope {
+        written_at: slot.written_at_ms,
+        fresh_until: slot.fresh_until_ms,
+        stale_until: slot.stale_until_ms,
+        load_ms: u32::try_from(slot.load_time.as_millis()).unwrap_or(u32::MAX),
+        value: slot.value.clone(),
+    };
+    let expire = Duration::from_millis(slot.stale_until_ms.saturating_sub(slot.written_at_ms));
+    (env, expire)
 }
 
 fn slot_of<V>(env: Envelope<V>, now: Now) -> Slot<V> {

@@ -46,6 +46,7 @@ pub(super) struct Parts<K, V, E> {
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) fallback: Option<Fallback<K, V, E>>,
     pub(super) clock: Option<SharedClock>,
+    pub(super) batch_cost: super::BatchCost,
 }
 
 impl<K, V, E, T> std::fmt::Debug for LeveeBuilder<K, V, E, T> {
@@ -78,6 +79,7 @@ where
                 attempt_timeout: None,
                 fallback: None,
                 clock: None,
+                batch_cost: super::BatchCost::PerKey,
             },
             classify: Arc::new(Verdict::of::<V, E>),
             headers_of: None,
@@ -92,6 +94,16 @@ where
     E: Send + Sync + 'static,
     T: Send + 'static,
 {
+    /// How [`Levee::get_many`] spends the rate limiter: a permit per key
+    /// loaded ([`BatchCost::PerKey`](super::BatchCost::PerKey), the
+    /// default) or one per batch call
+    /// ([`BatchCost::PerBatch`](super::BatchCost::PerBatch), for an
+    /// upstream that counts a batch as one call).
+    pub fn batch_cost(mut self, cost: super::BatchCost) -> Self {
+        self.parts.batch_cost = cost;
+        self
+    }
+
     /// The cache at the top: single-flight per key, L1/L2, stale tiers.
     /// Without one, nothing is cached and no stale value can serve.
     pub fn cache(mut self, cache: TieredCache<K, V>) -> Self {
@@ -280,6 +292,7 @@ where
                 breakers: self.parts.breakers,
                 attempt_timeout: self.parts.attempt_timeout,
                 fallback: self.parts.fallback,
+                batch_cost: self.parts.batch_cost,
                 classify: self.classify,
                 headers_of: self.headers_of,
                 map: self.map,

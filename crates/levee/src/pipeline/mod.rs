@@ -2,6 +2,7 @@
 //! circuit breaker and fallback in one pipeline.
 
 mod attempt;
+mod batch;
 mod builder;
 mod error;
 #[cfg(feature = "http")]
@@ -23,6 +24,7 @@ use levee_core::SharedClock;
 use levee_limit::{ConcurrencyLimit, RateLimiter};
 use tracing::Instrument;
 
+pub use batch::BatchCost;
 pub use builder::LeveeBuilder;
 pub use error::Error;
 pub use observe::LeveeStats;
@@ -132,6 +134,7 @@ pub(crate) struct Inner<K, V, E, T> {
     breakers: Option<Breakers<K>>,
     attempt_timeout: Option<Duration>,
     fallback: Option<Fallback<K, V, E>>,
+    batch_cost: BatchCost,
     classify: Classifier<T, E>,
     headers_of: Option<HeadersOf<T, E>>,
     map: Mapper<T, V>,
