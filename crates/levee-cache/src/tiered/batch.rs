@@ -95,6 +95,7 @@ where
         };
         let asked: Vec<&K> = ask.iter().map(|&i| &keys[i]).collect();
         let reads = l2.read_many(&asked).await;
+        self.resend_pending();
         let token = AtomicBool::new(false);
         for (&i, read) in ask.iter().zip(reads) {
             out[i] = sh.take_l2_read(&keys[i], read, None, &token).flatten();
@@ -299,6 +300,7 @@ where
             let keys: Vec<&K> = handoff.members.iter().flatten().map(|m| &m.key).collect();
             l2.read_many(&keys).await
         };
+        self.resend_pending();
         let members = handoff.members.take().unwrap_or_default();
         let left = sh.answer_reads(members, reads);
         self.spawn_batch(left, load.clone(), true);
