@@ -48,17 +48,7 @@ return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 const COUNTER_TEMPLATE: &str = r#"
 local W = __WINDOW__
 local L = __LIMIT__
-local key = KEYS[1]
-local a = ARGV[1]
-local now
-if a and a ~= 's' then
-  now = tonumber(a)
-else
-  local t = redis.call('TIME')
-  now = t[1] * 1000000 + t[2]
-end
-local n = 1
-if ARGV[2] then n = tonumber(ARGV[2]) end
+__NOW_AND_COST__
 local idx = math.floor(now / W)
 local s = redis.call('HMGET', key, 'w', 'c', 'p')
 local w = tonumber(s[1])
@@ -101,12 +91,28 @@ end
 return {0, math.max(0, math.floor(L - est)), retry, 2 * W - into}
 "#;
 
+/// The counter's and the GCRA's first lines: the key, `now` (µs: `ARGV[1]`,
+/// or the server's `TIME` when it is absent or `s`) and the cost `n`
+/// (`ARGV[2]`, absent for 1).
+const NOW_AND_COST: &str = r#"local key = KEYS[1]
+local a = ARGV[1]
+local now
+if a and a ~= 's' then
+  now = tonumber(a)
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+end
+local n = 1
+if ARGV[2] then n = tonumber(ARGV[2]) end"#;
+
 /// An admission's one-integer answer: `remaining << PACK | reset_ms`.
 pub(crate) const PACK: u32 = 28;
 
 /// The counter script for a window of `window_us` µs and `limit`.
 pub(crate) fn counter(window_us: i64, limit: u32) -> String {
     COUNTER_TEMPLATE
+        .replace("__NOW_AND_COST__", NOW_AND_COST)
         .replace("__WINDOW__", &window_us.to_string())
         .replace("__LIMIT__", &limit.to_string())
 }
@@ -122,17 +128,7 @@ pub(crate) fn counter(window_us: i64, limit: u32) -> String {
 const GCRA_TEMPLATE: &str = r#"
 local T = __T__
 local TAU = __TAU__
-local key = KEYS[1]
-local a = ARGV[1]
-local now
-if a and a ~= 's' then
-  now = tonumber(a)
-else
-  local t = redis.call('TIME')
-  now = t[1] * 1000000 + t[2]
-end
-local n = 1
-if ARGV[2] then n = tonumber(ARGV[2]) end
+__NOW_AND_COST__
 local tat = tonumber(redis.call('GET', key)) or now
 if tat < now then
   tat = now
@@ -155,6 +151,7 @@ return {1, rem, 0, new_tat - now}
 /// `emission_us` µs.
 pub(crate) fn gcra(emission_us: i64, burst: u32) -> String {
     GCRA_TEMPLATE
+        .replace("__NOW_AND_COST__", NOW_AND_COST)
         .replace("__T__", &emission_us.to_string())
         .replace(
             "__TAU__",
