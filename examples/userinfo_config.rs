@@ -20,7 +20,10 @@ use levee::cache::Loaded;
 use levee::core::{KeyHasher, ManualClock};
 use levee_testkit::{MockIdp, TestkitError};
 
-type Response = http::Response<String>;
+#[path = "story/mod.rs"]
+mod story;
+
+use story::Response;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,61 +85,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .http()
         .build()?;
 
-    let fetch = |user: &'static str| {
-        let (userinfo, idp) = (userinfo.clone(), idp.clone());
-        let token = format!("token-{user}");
-        let key = hasher.key(&token); // the raw token never becomes a key
-        async move {
-            userinfo
-                .get(key, move || {
-                    let (idp, token) = (idp.clone(), token.clone());
-                    async move {
-                        let (status, headers, body) = idp.userinfo(&token).await?;
-                        let mut r = http::Response::new(body);
-                        *r.status_mut() = status;
-                        *r.headers_mut() = headers;
-                        Ok(r)
-                    }
-                })
-                .await
-        }
-    };
-
-    println!("\n1. alice's page load fires 5 requests at once:");
-    let page: Vec<_> = (0..5).map(|_| tokio::spawn(fetch("alice"))).collect();
-    for request in page {
-        let got = request.await??.ok_or("alice is unknown")?;
-        println!("   {:?} from {:?}", got.freshness, got.source);
-    }
-    println!(
-        "   IdP calls for alice: {} (5 requests)",
-        idp.calls("alice")
-    );
-
-    println!("\n2. alice comes back every 6 minutes for an hour:");
-    for _ in 0..10 {
-        clock.advance(Duration::from_secs(360));
-        fetch("alice").await?;
-    }
-    println!(
-        "   IdP calls for alice: {}, 429s: {}",
-        idp.calls("alice"),
-        idp.rate_limited("alice")
-    );
-
-    println!("\n3. the IdP is down:");
-    idp.set_outage(true);
-    clock.advance(Duration::from_secs(360));
-    for i in 1..=7 {
-        match fetch("alice").await {
-            Ok(Some(got)) => println!(
-                "   request {i}: {:?} from {:?}: no error shown to the user",
-                got.freshness, got.source
-            ),
-            other => println!("   request {i}: {other:?}"),
-        }
-        clock.advance(Duration::from_secs(31)); // past the failure backoff
-    }
+    println!();
+    story::tell(&userinfo, &idp, &hasher, &clock, Duration::from_secs(31)).await?;
     println!("   breaker: {:?}", parts.breaker("idp")?.state());
     let stats = userinfo.stats();
     println!(
