@@ -8,7 +8,9 @@ use std::time::Duration;
 use levee_core::{RedisKey, SharedClock, SystemClock};
 use levee_redis::{Keyspace, RedisClient, RedisError, Reply, Script};
 
-use crate::redis_window::{array_decision, on_redis_error, packed_admission, scripts, wall_micros};
+use crate::redis_window::{
+    array_decision, on_redis_error, packed_admission, redis_limiter_setters, scripts, time_and_cost,
+};
 use crate::{Decision, Gcra, LimitError, OnRedisError, RateLimiter, TimeSource};
 
 /// A keyed GCRA limiter whose state lives in Redis: `burst` calls at once,
@@ -106,36 +108,7 @@ impl RedisGcra {
 }
 
 impl RedisGcraBuilder {
-    /// Key prefix. Default: `"levee:gcra"`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Where "now" comes from. Default: [`TimeSource::Server`].
-    pub fn time_source(mut self, t: TimeSource) -> Self {
-        self.time = t;
-        self
-    }
-
-    /// What to do when Redis fails. Default: [`OnRedisError::FailOpen`].
-    pub fn on_redis_error(mut self, e: OnRedisError) -> Self {
-        self.on_error = e;
-        self
-    }
-
-    /// The budget for one decision's round trip. Default: 50 ms.
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
-        self
-    }
-
-    /// The clock for [`TimeSource::Clock`] and the local fallback.
-    /// Default: [`SystemClock`].
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
+    redis_limiter_setters!("levee:gcra");
 
     /// Checks the settings and builds the limiter.
     pub fn build(self) -> Result<RedisGcra, LimitError> {
@@ -188,12 +161,7 @@ impl RedisGcraBuilder {
 impl RedisGcra {
     async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Decision, RedisError> {
         let call = self.script.call().key(key);
-        let call = match (self.time, n) {
-            (TimeSource::Server, 1) => call,
-            (TimeSource::Server, n) => call.arg("s").arg(n),
-            (TimeSource::Clock, 1) => call.arg(wall_micros(&self.clock)),
-            (TimeSource::Clock, n) => call.arg(wall_micros(&self.clock)).arg(n),
-        };
+        let call = time_and_cost(call, self.time, &self.clock, n);
         match self.client.eval(&call).await? {
             Reply::Int(packed) => Ok(packed_admission(packed, self.burst)),
             other => Ok(array_decision(&other.into_ints()?, self.burst)),

@@ -107,42 +107,52 @@ pub struct RedisSlidingWindowBuilder {
     clock: Option<SharedClock>,
 }
 
+/// The settings every Redis limiter's builder has, with the same docs:
+/// `prefix` (its default given), `time_source`, `on_redis_error`,
+/// `timeout` and `clock`. Used inside the builder's `impl`.
+macro_rules! redis_limiter_setters {
+    ($default_prefix:literal) => {
+        #[doc = concat!("Key prefix. Default: `\"", $default_prefix, "\"`.")]
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.prefix = prefix.into();
+            self
+        }
+
+        /// Where "now" comes from. Default: [`TimeSource::Server`].
+        pub fn time_source(mut self, t: TimeSource) -> Self {
+            self.time = t;
+            self
+        }
+
+        /// What to do when Redis fails. Default: [`OnRedisError::FailOpen`].
+        pub fn on_redis_error(mut self, e: OnRedisError) -> Self {
+            self.on_error = e;
+            self
+        }
+
+        /// The budget for one decision's round trip (a handle on the client
+        /// with this timeout). Default: 50 ms.
+        pub fn timeout(mut self, d: Duration) -> Self {
+            self.timeout = d;
+            self
+        }
+
+        /// The clock for [`TimeSource::Clock`] and the local fallback.
+        /// Default: [`SystemClock`].
+        pub fn clock(mut self, clock: SharedClock) -> Self {
+            self.clock = Some(clock);
+            self
+        }
+    };
+}
+pub(crate) use redis_limiter_setters;
+
 impl RedisSlidingWindowBuilder {
-    /// Key prefix. Default: `"levee:rl"`.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+    redis_limiter_setters!("levee:rl");
 
     /// The algorithm. Default: [`WindowMode::Counter`].
     pub fn mode(mut self, mode: WindowMode) -> Self {
         self.mode = mode;
-        self
-    }
-
-    /// Where "now" comes from. Default: [`TimeSource::Server`].
-    pub fn time_source(mut self, t: TimeSource) -> Self {
-        self.time = t;
-        self
-    }
-
-    /// What to do when Redis fails. Default: [`OnRedisError::FailOpen`].
-    pub fn on_redis_error(mut self, e: OnRedisError) -> Self {
-        self.on_error = e;
-        self
-    }
-
-    /// The budget for one decision's round trip (a handle on the client
-    /// with this timeout). Default: 50 ms.
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
-        self
-    }
-
-    /// The clock for [`TimeSource::Clock`] and the local fallback.
-    /// Default: [`SystemClock`].
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
         self
     }
 
@@ -242,12 +252,7 @@ impl RedisSlidingWindow {
             }
             // The counter script carries its quota; it reads `now` and the
             // cost only when given (see `scripts::counter`).
-            WindowMode::Counter => match (self.time, n) {
-                (TimeSource::Server, 1) => call,
-                (TimeSource::Server, n) => call.arg("s").arg(n),
-                (TimeSource::Clock, 1) => call.arg(self.now_micros()),
-                (TimeSource::Clock, n) => call.arg(self.now_micros()).arg(n),
-            },
+            WindowMode::Counter => time_and_cost(call, self.time, &self.clock, n),
         };
         match self.client.eval(&call).await? {
             Reply::Int(packed) => Ok(packed_admission(packed, self.quota.limit())),
@@ -263,6 +268,23 @@ impl RedisSlidingWindow {
     ) -> Result<Decision, LimitError> {
         let local = || self.fallback.as_ref().map(|l| l.check_n(&key, n));
         on_redis_error(self.on_error, self.quota.limit(), n, local, err)
+    }
+}
+
+/// A counter or GCRA script call's arguments: `now` only with
+/// [`TimeSource::Clock`] (`s` stands for the server's time when a cost
+/// follows), the cost only when above 1 (see `scripts::counter`).
+pub(crate) fn time_and_cost<'a>(
+    call: levee_redis::ScriptCall<'a>,
+    time: TimeSource,
+    clock: &SharedClock,
+    n: u32,
+) -> levee_redis::ScriptCall<'a> {
+    match (time, n) {
+        (TimeSource::Server, 1) => call,
+        (TimeSource::Server, n) => call.arg("s").arg(n),
+        (TimeSource::Clock, 1) => call.arg(wall_micros(clock)),
+        (TimeSource::Clock, n) => call.arg(wall_micros(clock)).arg(n),
     }
 }
 
