@@ -143,7 +143,6 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        let max = self.retry.as_ref().map_or(1, |r| r.max_attempts);
         if let Some(b) = &self.budget {
             b.deposit(start);
         }
@@ -166,28 +165,38 @@ where
                 ),
                 Attempt::TimedOut(d) => (Error::Timeout(d), Verdict::Failure),
             };
-            let wait = match (verdict, &self.retry) {
-                (Verdict::DoNotRetry | Verdict::Success, _) => return Err(err),
-                (_, None) => return Err(rate_limited_or(err, verdict)),
-                (_, Some(_)) if n >= max => return Err(rate_limited_or(err, verdict)),
-                (Verdict::RateLimited { retry_after }, Some(p)) => match retry_after {
-                    Some(ra) if ra > p.max_retry_after => {
-                        return Err(rate_limited_or(err, verdict));
-                    }
-                    Some(ra) => ra.max(p.backoff(n)),
-                    None => p.backoff(n),
-                },
-                (_, Some(p)) => p.backoff(n),
-            };
-            if let Some(b) = &self.budget
-                && !b.withdraw(self.clock.now())
-            {
-                self.stats.budget_exhausted();
-                return Err(rate_limited_or(err, verdict));
+            match self.next_wait(verdict, n) {
+                Some(wait) => self.clock.sleep(wait).await,
+                None => return Err(rate_limited_or(err, verdict)),
             }
-            self.stats.retry();
-            self.clock.sleep(wait).await;
         }
+    }
+
+    /// After attempt `n` ended with `verdict`: how long to wait before the
+    /// next one (a retry is counted and its budget withdrawn), or `None`
+    /// to give up (a verdict not to retry, no retry policy, attempts spent,
+    /// a `Retry-After` past `max_retry_after`, the retry budget spent).
+    pub(super) fn next_wait(&self, verdict: Verdict, n: u32) -> Option<std::time::Duration> {
+        let p = self.retry.as_ref()?;
+        let wait = match verdict {
+            Verdict::DoNotRetry | Verdict::Success => return None,
+            _ if n >= p.max_attempts => return None,
+            Verdict::RateLimited {
+                retry_after: Some(ra),
+            } if ra > p.max_retry_after => return None,
+            Verdict::RateLimited {
+                retry_after: Some(ra),
+            } => ra.max(p.backoff(n)),
+            _ => p.backoff(n),
+        };
+        if let Some(b) = &self.budget
+            && !b.withdraw(self.clock.now())
+        {
+            self.stats.budget_exhausted();
+            return None;
+        }
+        self.stats.retry();
+        Some(wait)
     }
 
     /// One attempt under the breaker and the attempt timeout.

@@ -240,7 +240,6 @@ where
         F: Fn(Vec<K>) -> Fut + Send + Sync,
         Fut: Future<Output = Result<BatchLoaded<K, V, E>, E>> + Send,
     {
-        let max = self.retry.as_ref().map_or(1, |r| r.max_attempts);
         if let Some(b) = &self.budget {
             b.deposit(start);
         }
@@ -253,24 +252,10 @@ where
                 Ok(found) => return Ok(found),
                 Err(failed) => failed,
             };
-            let wait = match (verdict, &self.retry) {
-                (Verdict::DoNotRetry | Verdict::Success, _) | (_, None) => return Err(err),
-                (_, Some(_)) if n >= max => return Err(err),
-                (Verdict::RateLimited { retry_after }, Some(p)) => match retry_after {
-                    Some(ra) if ra > p.max_retry_after => return Err(err),
-                    Some(ra) => ra.max(p.backoff(n)),
-                    None => p.backoff(n),
-                },
-                (_, Some(p)) => p.backoff(n),
-            };
-            if let Some(b) = &self.budget
-                && !b.withdraw(self.clock.now())
-            {
-                self.stats.budget_exhausted();
-                return Err(err);
+            match self.next_wait(verdict, n) {
+                Some(wait) => self.clock.sleep(wait).await,
+                None => return Err(err),
             }
-            self.stats.retry();
-            self.clock.sleep(wait).await;
         }
     }
 
