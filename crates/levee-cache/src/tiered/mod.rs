@@ -358,9 +358,7 @@ where
     /// Starts sending the invalidations that could not reach Redis, on a
     /// task of the cache's (one at a time), if any wait.
     pub(crate) fn resend_pending(&self) {
-        if !self.shared.pending.waiting() {
-            return;
-        }
+        // `start` reads the waiting flag first: one atomic load when nothing waits.
         if let Some(batch) = self.shared.pending.start() {
             let shared = self.shared.clone();
             let task = tokio::spawn(async move {
