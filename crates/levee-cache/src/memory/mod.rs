@@ -158,11 +158,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let time = &self.inner.time;
-        self.find(key, |slot, freshness| MemoryEntry {
+        self.find(key, |slot, stale_until, freshness| MemoryEntry {
             value: slot.value.clone(),
             expiry: Expiry {
                 fresh_until: time.nanos_to_instant(slot.fresh_until),
-                stale_until: time.nanos_to_instant(slot.stale_until),
+                stale_until: time.nanos_to_instant(stale_until),
             },
             freshness,
         })
@@ -176,10 +176,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.find(key, |slot, freshness| f(&slot.value, freshness))
+        self.find(key, |slot, _, freshness| f(&slot.value, freshness))
     }
 
-    fn find<Q, R>(&self, key: &Q, f: impl FnOnce(&shard::Slot<V>, EntryFreshness) -> R) -> Option<R>
+    /// `f` of the slot of `key`, its stale time and its freshness, if it is
+    /// fresh or stale within its retention.
+    fn find<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&shard::Slot<V>, u64, EntryFreshness) -> R,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -190,9 +196,9 @@ where
         let shard = &inner.shards[self.shard_of(hash)];
         let guard = shard.read();
         let found = guard
-            .get(hash, key)
-            .filter(|s| s.stale_until > now)
-            .map(|slot| {
+            .get_with_stale(hash, key)
+            .filter(|&(_, stale_until)| stale_until > now)
+            .map(|(slot, stale_until)| {
                 slot.touch();
                 let freshness = if slot.fresh_until > now {
                     EntryFreshness::Fresh
@@ -202,7 +208,7 @@ where
                     }
                 };
                 let fresh = freshness == EntryFreshness::Fresh;
-                (f(slot, freshness), fresh)
+                (f(slot, stale_until, freshness), fresh)
             });
         drop(guard);
         if found.is_some() && inner.policy == EvictionPolicy::Lru {
@@ -268,8 +274,8 @@ where
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
-            if let Some(old) = inner.shards[i].write().remove(&key) {
-                removed.push((key.clone(), old.value, EvictionCause::Replaced));
+            if let Some((_, old)) = inner.shards[i].write().remove(hash, &key) {
+                removed.push((key.clone(), old, EvictionCause::Replaced));
             }
             removed.push((key, value, EvictionCause::Evicted));
         } else {
@@ -307,16 +313,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let mut shard = self.inner.shards[self.shard_of(hash)].write();
-        let owned = shard.key_of(hash, key)?.clone();
-        let slot = shard.remove(&owned)?;
-        drop(shard);
-        self.report(vec![(
-            owned,
-            slot.value.clone(),
-            EvictionCause::Invalidated,
-        )]);
-        Some(slot.value)
+        let (owned, value) = self.inner.shards[self.shard_of(hash)]
+            .write()
+            .remove(hash, key)?;
+        self.report(vec![(owned, value.clone(), EvictionCause::Invalidated)]);
+        Some(value)
     }
 
     /// Removes every entry.
@@ -333,7 +334,7 @@ where
 
     /// Entries held, stale ones and expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().map.len()).sum()
+        self.inner.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no entry is held.

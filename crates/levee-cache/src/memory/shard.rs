@@ -1,12 +1,19 @@
-//! One shard: a hash table plus the S3-FIFO queues, under one lock.
+//! One shard: a dense slab of entries, a hash table of indices into it, and
+//! the S3-FIFO queues threaded through the slab, under one lock.
+//!
+//! - The table holds `u32` indices, not entries: at most about 10 bytes per
+//!   entry at any load factor, against the entry's own size for a table
+//!   holding entries inline (whose buckets are half empty after a resize).
+//! - The slab stays dense: a removal moves the last entry into the hole and
+//!   re-points its table index and its queue neighbours.
+//! - The small and main queues are circular doubly linked lists through the
+//!   entries' `prev`/`next` indices: a queue costs 8 bytes an entry, a
+//!   removal unlinks at once, and no dead queue slot is left behind.
 //!
 //! The table is looked up with the hash the cache computed to choose the
-//! shard, so a get hashes its key once.
-//!
-//! Reads take the shard's read lock and bump the entry's 2-bit frequency
-//! with a relaxed atomic; inserts and evictions take the write lock. Queue
-//! slots carry the entry's insertion id, so slots left behind by
-//! invalidations or replacements are skipped when they reach the head.
+//! shard, so a get hashes its key once. Reads take the shard's read lock and
+//! bump the entry's 2-bit frequency with a relaxed atomic; inserts and
+//! evictions take the write lock.
 
 use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
@@ -19,15 +26,27 @@ use super::entry::{EvictionCause, EvictionPolicy};
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
+/// No entry: an empty queue's head.
+const NIL: u32 = u32::MAX;
+/// Entries a shard holds at most, whatever its capacity: indices are `u32`
+/// and `NIL` is reserved.
+const MAX_ENTRIES: usize = NIL as usize;
+
+/// An entry after its key: what a get reads (the value, the fresh time, the
+/// frequency), then its queue and weight. Kept apart from the entry's links
+/// ([`Links`]) so that for small keys and values the whole of it is one
+/// aligned 32-byte block (`u64` keys and values), never split across two
+/// cache lines.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Slot<V> {
     pub(crate) value: V,
     pub(crate) fresh_until: u64,
-    pub(crate) stale_until: u64,
-    pub(crate) weight: u32,
     freq: AtomicU8,
-    id: u64,
+    /// In the main queue (else the small one). With `weight`, it fills what
+    /// would otherwise be padding.
     in_main: bool,
+    weight: u32,
 }
 
 impl<V> Slot<V> {
@@ -42,45 +61,80 @@ impl<V> Slot<V> {
     }
 }
 
+#[derive(Debug)]
+#[repr(C, align(32))]
+struct Entry<K, V> {
+    key: K,
+    slot: Slot<V>,
+}
+
+/// The part of an entry that gets do not read (16 bytes): its stale time
+/// and its neighbours in its queue (itself when alone in it).
+#[derive(Debug, Clone, Copy)]
+struct Links {
+    stale_until: u64,
+    prev: u32,
+    next: u32,
+}
+
+#[repr(C)]
 pub(crate) struct Shard<K, V> {
-    /// Entries, keyed by the cache's hash of `K` (the same `hasher`).
-    pub(crate) map: HashTable<(K, Slot<V>)>,
+    /// Indices into `entries` (and `links`), hashed by the cache's hash of
+    /// the key.
+    table: HashTable<u32>,
+    entries: Vec<Entry<K, V>>,
+    /// `links[i]` belongs to `entries[i]`.
+    links: Vec<Links>,
     hasher: Hasher,
-    small: VecDeque<(K, u64)>,
-    main: VecDeque<(K, u64)>,
+    /// Heads of the circular queues (`NIL` when empty); a tail is its
+    /// head's `prev`.
+    small: u32,
+    main: u32,
     ghost: VecDeque<u64>,
     ghost_set: HashSet<u64, Hasher>,
     small_weight: u64,
     pub(crate) weight: u64,
-    next_id: u64,
 }
 
 /// What an insert displaced, for the eviction listener.
 pub(crate) type Removed<K, V> = Vec<(K, V, EvictionCause)>;
 
-/// The slot of `key` (hashed to `hash`) in `map`.
-#[inline]
-fn find<'a, K, V, Q>(map: &'a HashTable<(K, Slot<V>)>, hash: u64, key: &Q) -> Option<&'a Slot<V>>
-where
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    map.find(hash, |(k, _)| k.borrow() == key).map(|(_, s)| s)
-}
-
-impl<K: Hash + Eq + Clone, V> Shard<K, V> {
+impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn new(hasher: Hasher) -> Self {
         Shard {
-            map: HashTable::new(),
+            table: HashTable::new(),
+            entries: Vec::new(),
+            links: Vec::new(),
             hasher: hasher.clone(),
-            small: VecDeque::new(),
-            main: VecDeque::new(),
+            small: NIL,
+            main: NIL,
             ghost: VecDeque::new(),
             ghost_set: HashSet::with_hasher(hasher),
             small_weight: 0,
             weight: 0,
-            next_id: 0,
         }
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The index of `key`, whose hash (by the cache's hasher) is `hash`.
+    #[inline]
+    fn index_of<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.table
+            .find(hash, |&i| {
+                entries
+                    .get(i as usize)
+                    .is_some_and(|e| e.key.borrow() == key)
+            })
+            .copied()
     }
 
     /// The slot of `key`, whose hash (by the cache's hasher) is `hash`.
@@ -90,28 +144,36 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        find(&self.map, hash, key)
+        // The slot is kept as the probe matches it: no second index into
+        // the slab.
+        let entries = &self.entries;
+        let mut hit = None;
+        self.table.find(hash, |&i| match entries.get(i as usize) {
+            Some(e) if e.key.borrow() == key => {
+                hit = Some(&e.slot);
+                true
+            }
+            _ => false,
+        })?;
+        hit
     }
 
-    /// The stored key equal to `key`.
-    pub(crate) fn key_of<Q>(&self, hash: u64, key: &Q) -> Option<&K>
+    /// The slot of `key` and its stale time.
+    pub(crate) fn get_with_stale<Q>(&self, hash: u64, key: &Q) -> Option<(&Slot<V>, u64)>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.map
-            .find(hash, |(k, _)| k.borrow() == key)
-            .map(|(k, _)| k)
+        let i = self.index_of(hash, key)? as usize;
+        Some((&self.entries.get(i)?.slot, self.links.get(i)?.stale_until))
     }
 
-    fn slot(&self, key: &K) -> Option<&Slot<V>> {
-        find(&self.map, self.hasher.hash_one(key), key)
+    fn link(&self, i: u32) -> &Links {
+        &self.links[i as usize]
     }
 
-    fn slot_mut(&mut self, key: &K) -> Option<&mut Slot<V>> {
-        self.map
-            .find_mut(self.hasher.hash_one(key), |(k, _)| k == key)
-            .map(|(_, s)| s)
+    fn link_mut(&mut self, i: u32) -> &mut Links {
+        &mut self.links[i as usize]
     }
 
     /// Inserts or replaces `key` (whose hash is `hash`), then evicts until
@@ -130,45 +192,137 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         now: u64,
         removed: &mut Removed<K, V>,
     ) {
-        if let Some((_, slot)) = self.map.find_mut(hash, |(k, _)| *k == key) {
+        if let Some(i) = self.index_of(hash, &key) {
+            let slot = &mut self.entries[i as usize].slot;
             let old = std::mem::replace(&mut slot.value, value);
-            self.weight = self.weight - u64::from(slot.weight) + u64::from(weight);
-            if !slot.in_main {
-                self.small_weight = self.small_weight - u64::from(slot.weight) + u64::from(weight);
-            }
-            slot.weight = weight;
             slot.fresh_until = fresh_until;
-            slot.stale_until = stale_until;
+            let old_weight = u64::from(std::mem::replace(&mut slot.weight, weight));
+            let in_main = slot.in_main;
+            self.links[i as usize].stale_until = stale_until;
+            self.weight = self.weight - old_weight + u64::from(weight);
+            if !in_main {
+                self.small_weight = self.small_weight - old_weight + u64::from(weight);
+            }
             removed.push((key, old, EvictionCause::Replaced));
         } else {
-            let id = self.next_id;
-            self.next_id += 1;
             let to_main = policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&hash);
-            if to_main {
-                self.main.push_back((key.clone(), id));
-            } else {
-                self.small.push_back((key.clone(), id));
-                self.small_weight += u64::from(weight);
-            }
-            self.weight += u64::from(weight);
-            let freq = AtomicU8::new(0);
-            let slot = Slot {
-                value,
-                fresh_until,
+            let i = self.entries.len() as u32;
+            self.entries.push(Entry {
+                key,
+                slot: Slot {
+                    value,
+                    fresh_until,
+                    freq: AtomicU8::new(0),
+                    in_main: to_main,
+                    weight,
+                },
+            });
+            self.links.push(Links {
                 stale_until,
-                weight,
-                freq,
-                id,
-                in_main: to_main,
-            };
-            let hasher = &self.hasher;
-            self.map
-                .insert_unique(hash, (key, slot), |(k, _)| hasher.hash_one(k));
+                prev: i,
+                next: i,
+            });
+            let (entries, hasher) = (&self.entries, &self.hasher);
+            self.table
+                .insert_unique(hash, i, |&j| hasher.hash_one(&entries[j as usize].key));
+            self.link_back(i, to_main);
+            self.weight += u64::from(weight);
         }
-        while self.weight > capacity && !self.map.is_empty() {
+        while (self.weight > capacity || self.entries.len() >= MAX_ENTRIES)
+            && !self.entries.is_empty()
+        {
             self.evict_one(capacity, policy, now, removed);
         }
-        self.compact_queues();
+    }
+
+    /// Appends entry `i` (in no queue) to the back of the main or the small
+    /// queue.
+    fn link_back(&mut self, i: u32, main: bool) {
+        let head = if main { self.main } else { self.small };
+        if head == NIL {
+            let l = self.link_mut(i);
+            (l.prev, l.next) = (i, i);
+            if main {
+                self.main = i;
+            } else {
+                self.small = i;
+            }
+        } else {
+            let tail = self.link(head).prev;
+            let l = self.link_mut(i);
+            (l.prev, l.next) = (tail, head);
+            self.link_mut(tail).next = i;
+            self.link_mut(head).prev = i;
+        }
+        let s = &mut self.entries[i as usize].slot;
+        s.in_main = main;
+        if !main {
+            self.small_weight += u64::from(s.weight);
+        }
+    }
+
+    /// Takes entry `i` out of its queue.
+    fn unlink(&mut self, i: u32) {
+        let Links { prev, next, .. } = *self.link(i);
+        let Slot {
+            in_main, weight, ..
+        } = self.entries[i as usize].slot;
+        if !in_main {
+            self.small_weight -= u64::from(weight);
+        }
+        let head = if in_main {
+            &mut self.main
+        } else {
+            &mut self.small
+        };
+        if next == i {
+            *head = NIL;
+        } else {
+            if *head == i {
+                *head = next;
+            }
+            self.link_mut(prev).next = next;
+            self.link_mut(next).prev = prev;
+        }
+    }
+
+    /// Removes entry `i` (hashed to `hash`) from its queue, the table and
+    /// the slab, moving the slab's last entry into its place.
+    fn take(&mut self, i: u32, hash: u64) -> (K, V) {
+        self.unlink(i);
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
+            found.remove();
+        }
+        let last = (self.entries.len() - 1) as u32;
+        let Entry { key, slot } = self.entries.swap_remove(i as usize);
+        self.links.swap_remove(i as usize);
+        self.weight -= u64::from(slot.weight);
+        if i != last {
+            // The entry that was last now sits at `i`: re-point the table
+            // and its queue neighbours (itself, when alone in its queue).
+            let moved_hash = self.hasher.hash_one(&self.entries[i as usize].key);
+            if let Some(j) = self.table.find_mut(moved_hash, |&j| j == last) {
+                *j = i;
+            }
+            let Links { prev, next, .. } = *self.link(i);
+            let in_main = self.entries[i as usize].slot.in_main;
+            if prev == last {
+                let l = self.link_mut(i);
+                (l.prev, l.next) = (i, i);
+            } else {
+                self.link_mut(prev).next = i;
+                self.link_mut(next).prev = i;
+            }
+            let head = if in_main {
+                &mut self.main
+            } else {
+                &mut self.small
+            };
+            if *head == last {
+                *head = i;
+            }
+        }
+        (key, slot.value)
     }
 
     fn evict_one(
@@ -179,52 +333,47 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         removed: &mut Removed<K, V>,
     ) {
         let small_target = (capacity / 10).max(1);
-        let from_small = policy == EvictionPolicy::Fifo
-            || self.small_weight >= small_target
-            || self.main.is_empty();
-        if from_small && let Some((key, id)) = self.small.pop_front() {
-            self.evict_from_small(key, id, policy, now, removed);
-            return;
-        }
-        if let Some((key, id)) = self.main.pop_front() {
-            let Some(slot) = self.slot(&key).filter(|s| s.id == id) else {
-                return;
-            };
-            let expired = slot.stale_until <= now;
-            let f = slot.freq.load(Ordering::Relaxed);
+        let from_small =
+            policy == EvictionPolicy::Fifo || self.small_weight >= small_target || self.main == NIL;
+        if from_small && self.small != NIL {
+            self.evict_from_small(self.small, policy, now, removed);
+        } else if self.main != NIL {
+            let i = self.main;
+            let links = *self.link(i);
+            let expired = links.stale_until <= now;
+            let freq = &self.entries[i as usize].slot.freq;
+            let f = freq.load(Ordering::Relaxed);
             if f > 0 && !expired {
-                slot.freq.store(f - 1, Ordering::Relaxed);
-                self.main.push_back((key, id));
+                // Seen again: back of the queue, one read forgotten (the
+                // head of a circular queue moving on makes it the tail).
+                freq.store(f - 1, Ordering::Relaxed);
+                self.main = links.next;
             } else {
-                self.remove_evicted(key, expired, removed);
+                self.remove_evicted(i, expired, removed);
             }
-        } else if let Some((key, id)) = self.small.pop_front() {
-            self.evict_from_small(key, id, policy, now, removed);
+        } else if self.small != NIL {
+            self.evict_from_small(self.small, policy, now, removed);
         }
     }
 
     fn evict_from_small(
         &mut self,
-        key: K,
-        id: u64,
+        i: u32,
         policy: EvictionPolicy,
         now: u64,
         removed: &mut Removed<K, V>,
     ) {
-        let Some(slot) = self.slot_mut(&key).filter(|s| s.id == id) else {
-            return;
-        };
-        let expired = slot.stale_until <= now;
-        if policy == EvictionPolicy::S3Fifo && !expired && slot.freq.load(Ordering::Relaxed) > 0 {
+        let expired = self.link(i).stale_until <= now;
+        let freq = &self.entries[i as usize].slot.freq;
+        if policy == EvictionPolicy::S3Fifo && !expired && freq.load(Ordering::Relaxed) > 0 {
             // Seen again while in the small queue: promote to main.
-            slot.freq.store(0, Ordering::Relaxed);
-            slot.in_main = true;
-            self.small_weight -= u64::from(slot.weight);
-            self.main.push_back((key, id));
+            freq.store(0, Ordering::Relaxed);
+            self.unlink(i);
+            self.link_back(i, true);
             return;
         }
         if policy == EvictionPolicy::S3Fifo && !expired {
-            let tag = self.hasher.hash_one(&key);
+            let tag = self.hasher.hash_one(&self.entries[i as usize].key);
             if self.ghost_set.insert(tag) {
                 self.ghost.push_back(tag);
             }
@@ -232,93 +381,139 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             // holds entries (the paper sizes it like the main queue). Not
             // `capacity`: with a weigher that is a weight, and 64 MiB of
             // 1 KiB values would let it grow to 67 M hashes.
-            // (`key` is still in the map: it leaves right below.)
-            let entries = self.map.len().saturating_sub(1).max(1);
+            // (Entry `i` is still held: it leaves right below.)
+            let entries = self.entries.len().saturating_sub(1).max(1);
             while self.ghost.len() > entries {
                 if let Some(old) = self.ghost.pop_front() {
                     self.ghost_set.remove(&old);
                 }
             }
         }
-        self.remove_evicted(key, expired, removed);
+        self.remove_evicted(i, expired, removed);
     }
 
-    /// Removes `key` to make room: `Expired` if it was past its stale
+    /// Removes entry `i` to make room: `Expired` if it was past its stale
     /// time, else `Evicted`.
-    fn remove_evicted(&mut self, key: K, expired: bool, removed: &mut Removed<K, V>) {
+    fn remove_evicted(&mut self, i: u32, expired: bool, removed: &mut Removed<K, V>) {
         let cause = if expired {
             EvictionCause::Expired
         } else {
             EvictionCause::Evicted
         };
-        if let Some(slot) = self.take(&key) {
-            removed.push((key, slot.value, cause));
-        }
+        let hash = self.hasher.hash_one(&self.entries[i as usize].key);
+        let (key, value) = self.take(i, hash);
+        removed.push((key, value, cause));
     }
 
-    /// Removes `key` from the map and its weight from the totals.
-    fn take(&mut self, key: &K) -> Option<Slot<V>> {
-        let hash = self.hasher.hash_one(key);
-        let ((_, slot), _) = self.map.find_entry(hash, |(k, _)| k == key).ok()?.remove();
-        self.weight -= u64::from(slot.weight);
-        if !slot.in_main {
-            self.small_weight -= u64::from(slot.weight);
-        }
-        Some(slot)
-    }
-
-    /// LRU: moves `key` to the back of the queue (its older queue slot is
-    /// skipped later, as its stamp no longer matches).
+    /// LRU: moves `key` to the back of the queue.
     pub(crate) fn record_access<Q>(&mut self, hash: u64, key: &Q)
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let stamp = self.next_id;
-        let Some((k, slot)) = self.map.find_mut(hash, |(k, _)| k.borrow() == key) else {
-            return;
-        };
-        slot.id = stamp;
-        let k = k.clone();
-        self.next_id += 1;
-        self.small.push_back((k, stamp));
-        self.compact_queues();
+        if let Some(i) = self.index_of(hash, key) {
+            self.unlink(i);
+            self.link_back(i, false);
+        }
     }
 
-    /// Removes `key`; its queue slot is skipped later.
-    pub(crate) fn remove(&mut self, key: &K) -> Option<Slot<V>> {
-        let slot = self.take(key)?;
-        self.compact_queues();
-        Some(slot)
+    /// Removes `key` (hashed to `hash`); returns the stored key and value.
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let i = self.index_of(hash, key)?;
+        Some(self.take(i, hash))
     }
 
     pub(crate) fn clear(&mut self) -> impl Iterator<Item = (K, V)> + use<K, V> {
-        self.small.clear();
-        self.main.clear();
+        self.table.clear();
+        self.links.clear();
+        self.small = NIL;
+        self.main = NIL;
         self.small_weight = 0;
         self.weight = 0;
-        std::mem::take(&mut self.map)
+        std::mem::take(&mut self.entries)
             .into_iter()
-            .map(|(k, s)| (k, s.value))
-    }
-
-    /// Drops dead queue slots once they outnumber live entries, so queues
-    /// stay within twice the map's size.
-    fn compact_queues(&mut self) {
-        if self.small.len() + self.main.len() > 2 * self.map.len() + 32 {
-            let (map, hasher) = (&self.map, &self.hasher);
-            let live = |k: &K| find(map, hasher.hash_one(k), k);
-            self.small
-                .retain(|(k, id)| live(k).is_some_and(|s| s.id == *id && !s.in_main));
-            self.main
-                .retain(|(k, id)| live(k).is_some_and(|s| s.id == *id && s.in_main));
-        }
+            .map(|e| (e.key, e.slot.value))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use super::{NIL, Shard};
     use crate::MemoryCache;
+
+    /// Every entry is in exactly one queue, the queues' links agree both
+    /// ways, the table points at every entry, and the weights add up.
+    fn check_invariants<V>(shard: &Shard<u64, V>) {
+        let mut seen = HashSet::new();
+        let mut small_weight = 0;
+        for (head, main) in [(shard.small, false), (shard.main, true)] {
+            if head == NIL {
+                continue;
+            }
+            let mut i = head;
+            loop {
+                let s = &shard.entries[i as usize].slot;
+                let l = shard.link(i);
+                assert_eq!(s.in_main, main, "entry {i} is in the other queue");
+                assert_eq!(shard.link(l.next).prev, i, "links of {i} disagree");
+                assert!(seen.insert(i), "entry {i} is queued twice");
+                if !main {
+                    small_weight += u64::from(s.weight);
+                }
+                i = l.next;
+                if i == head {
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen.len(), shard.entries.len(), "an entry is in no queue");
+        assert_eq!(shard.small_weight, small_weight);
+        let weight: u64 = shard.entries.iter().map(|e| u64::from(e.slot.weight)).sum();
+        assert_eq!(shard.links.len(), shard.entries.len());
+        assert_eq!(shard.weight, weight);
+        assert_eq!(shard.table.len(), shard.entries.len());
+        for (i, e) in shard.entries.iter().enumerate() {
+            let hash = std::hash::BuildHasher::hash_one(&shard.hasher, e.key);
+            assert_eq!(shard.index_of(hash, &e.key), Some(i as u32));
+        }
+    }
+
+    #[test]
+    fn queues_table_and_weights_stay_consistent_through_churn() {
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(64)
+            .shards(1)
+            .build()
+            .unwrap();
+        let mut x = 7u64;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % 200;
+            match x % 10 {
+                0..=4 => {
+                    cache.get(&k);
+                }
+                5..=7 => cache.insert(k, step),
+                _ => {
+                    cache.invalidate(&k);
+                }
+            }
+            if step % 97 == 0 {
+                check_invariants(&cache.inner.shards[0].read());
+            }
+        }
+        let shard = cache.inner.shards[0].read();
+        check_invariants(&shard);
+        assert!(shard.len() <= 64);
+    }
 
     #[test]
     fn ghost_queue_is_bounded_by_entries_not_by_weight() {
@@ -333,12 +528,12 @@ mod tests {
             cache.insert(k, k);
         }
         let shard = cache.inner.shards[0].read();
-        assert!(shard.map.len() <= 1024);
+        assert!(shard.len() <= 1024);
         assert!(
-            shard.ghost.len() <= shard.map.len() && shard.ghost_set.len() == shard.ghost.len(),
+            shard.ghost.len() <= shard.len() && shard.ghost_set.len() == shard.ghost.len(),
             "{} ghosts for {} entries",
             shard.ghost.len(),
-            shard.map.len()
+            shard.len()
         );
     }
 }

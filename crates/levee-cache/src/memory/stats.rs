@@ -61,6 +61,9 @@ static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// The next never-used owned stripe index.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// No stripe claimed yet.
+const UNCLAIMED: usize = usize::MAX;
+
 /// This thread's claim on a stripe index (the same index in every cache),
 /// given back when the thread ends so a later thread can own it.
 struct Owner(Cell<usize>);
@@ -81,6 +84,10 @@ impl Owner {
 impl Drop for Owner {
     fn drop(&mut self) {
         let i = self.0.get();
+        // Bumps made later by this thread (other thread-locals' destructors
+        // may still read a cache) go to the shared stripe, not to the index
+        // another thread may own next.
+        INDEX.with(|x| x.set(SHARED));
         if i < STRIPES {
             // The mutex orders this thread's last bumps before the next
             // owner's first load of the same counters.
@@ -90,24 +97,39 @@ impl Drop for Owner {
 }
 
 thread_local! {
-    static OWNER: Owner = const { Owner(Cell::new(usize::MAX)) };
+    /// This thread's stripe index. Constant-initialised and without a
+    /// destructor, so reading it is one thread-local load, with no
+    /// registration check on the hit path.
+    static INDEX: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Gives the index back when the thread ends; touched once, at the claim.
+    static OWNER: Owner = const { Owner(Cell::new(UNCLAIMED)) };
 }
 
 /// This thread's stripe: an owned one, or `SHARED` (also while the thread's
 /// locals are being torn down).
 #[inline]
 fn stripe_index() -> usize {
+    let i = INDEX.with(Cell::get);
+    if i != UNCLAIMED {
+        return i;
+    }
+    claim_stripe()
+}
+
+#[cold]
+#[inline(never)]
+fn claim_stripe() -> usize {
     OWNER
         .try_with(|o| {
-            let i = o.0.get();
-            if i != usize::MAX {
-                return i;
-            }
             let i = Owner::claim();
             o.0.set(i);
+            INDEX.with(|x| x.set(i));
             i
         })
-        .unwrap_or(SHARED)
+        .unwrap_or_else(|_| {
+            INDEX.with(|x| x.set(SHARED));
+            SHARED
+        })
 }
 
 /// Adds one to `counter` of stripe `i`.
