@@ -5,6 +5,7 @@ mod builder;
 mod entry;
 mod shard;
 mod stats;
+mod ticker;
 mod time;
 
 use std::borrow::Borrow;
@@ -33,7 +34,10 @@ struct Inner<K, V> {
     /// Capacity (entries, or weight with a weigher) of each shard.
     shard_capacity: Box<[u64]>,
     hasher: Hasher,
+    /// A key's shard is `(hash >> shift) & shard_mask`: its high bits (the
+    /// shard's table uses the low ones); `shift` < 64 even for one shard.
     shift: u32,
+    shard_mask: usize,
     time: TimeSource,
     ttl: Option<Duration>,
     stale_retention: Duration,
@@ -119,7 +123,7 @@ where
 
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
-        hash.checked_shr(self.inner.shift).unwrap_or(0) as usize
+        (hash >> self.inner.shift) as usize & self.inner.shard_mask
     }
 
     /// The value for `key` if it is fresh.
@@ -140,7 +144,7 @@ where
             let v = slot.value.clone();
             drop(guard);
             if inner.policy == EvictionPolicy::Lru {
-                shard.write().record_access(hash, key);
+                self.record_access(hash, key);
             }
             inner.stats.hit();
             return Some(v);
@@ -148,6 +152,20 @@ where
         drop(guard);
         inner.stats.miss();
         None
+    }
+
+    /// LRU: a hit moves `key` to the back of its shard's queue, under the
+    /// write lock. Out of line: the default policy's hit path never runs it.
+    #[cold]
+    #[inline(never)]
+    fn record_access<Q>(&self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.inner.shards[self.shard_of(hash)]
+            .write()
+            .record_access(hash, key);
     }
 
     /// The value for `key`, fresh or stale (within its stale retention),
@@ -212,7 +230,7 @@ where
             });
         drop(guard);
         if found.is_some() && inner.policy == EvictionPolicy::Lru {
-            shard.write().record_access(hash, key);
+            self.record_access(hash, key);
         }
         match found {
             Some((r, true)) => {

@@ -1,0 +1,128 @@
+//! A process-wide coarse clock kept in one atomic: while at least one
+//! [`MemoryCache`](super::MemoryCache) on the default time source lives, one
+//! thread stores the coarse monotonic time into it every [`TICK`], so a get
+//! that checks a TTL reads the time with one load instead of a clock call.
+//!
+//! The thread starts with the first such cache and stops when the last one
+//! is dropped. Where it cannot be started, or between a stop and the next
+//! start, the atomic holds 0 and readers read the clock themselves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// How often the ticker stores the time: about the coarse clock's own
+/// resolution (1 to 4 ms), so readings lag the clock by at most a tick more.
+pub(crate) const TICK: Duration = Duration::from_millis(2);
+
+/// The latest reading, or 0 while no ticker runs.
+static NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Live tickets, and the stop flag of the running thread.
+static STATE: Mutex<(usize, Option<Arc<AtomicBool>>)> = Mutex::new((0, None));
+
+/// The ticker's latest reading of `read`'s clock, if a ticker runs.
+#[inline]
+pub(crate) fn recent() -> Option<u64> {
+    match NOW.load(Ordering::Relaxed) {
+        0 => None,
+        t => Some(t),
+    }
+}
+
+/// Keeps the ticker running while held.
+#[derive(Debug)]
+pub(crate) struct Ticket(());
+
+impl Ticket {
+    /// A ticket, starting the ticker (which stores `read()`) if none runs;
+    /// `None` if its thread could not be started.
+    pub(crate) fn acquire(read: fn() -> u64) -> Option<Ticket> {
+        let mut state = STATE.lock();
+        if state.0 == 0 {
+            let stop = Arc::new(AtomicBool::new(false));
+            let first = read().max(1);
+            NOW.store(first, Ordering::Relaxed);
+            let flag = stop.clone();
+            let spawned = std::thread::Builder::new()
+                .name("levee-cache-clock".into())
+                .spawn(move || run(read, first, &flag));
+            if spawned.is_err() {
+                NOW.store(0, Ordering::Relaxed);
+                return None;
+            }
+            state.1 = Some(stop);
+        }
+        state.0 += 1;
+        Some(Ticket(()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut state = STATE.lock();
+        state.0 -= 1;
+        if state.0 == 0 {
+            if let Some(stop) = state.1.take() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            // A stopping thread's last store fails against this 0 (it only
+            // replaces the value it wrote itself), so no stale reading stays.
+            NOW.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run(read: fn() -> u64, mut last: u64, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TICK);
+        let now = read().max(last).max(1);
+        // Only over its own last value: a ticker stopped (the value reset
+        // to 0) or replaced by a newer one (its own first value) stops here.
+        if NOW
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock() -> u64 {
+        std::time::UNIX_EPOCH
+            .elapsed()
+            .map_or(1, |d| d.as_nanos() as u64)
+    }
+
+    /// One test for the process-wide state: the tests of this crate build
+    /// caches on other threads, so counts are compared, not absolute.
+    #[test]
+    fn the_ticker_runs_while_a_ticket_is_held_and_leaves_no_reading_after() {
+        let ticket = Ticket::acquire(clock).expect("a thread starts");
+        let first = recent().expect("a reading at once");
+        std::thread::sleep(TICK * 10);
+        let later = recent().expect("still running");
+        assert!(later > first, "the ticker moved the reading on");
+        let second = Ticket::acquire(clock).expect("a second ticket");
+        drop(ticket);
+        assert!(recent().is_some(), "one ticket still holds it");
+        drop(second);
+        // Other tests may hold tickets of their own (caches built on other
+        // threads); without any, the reading is gone and readers use the
+        // clock. The state's lock keeps new tickets out meanwhile.
+        let state = STATE.lock();
+        if state.0 == 0 {
+            assert_eq!(recent(), None);
+            std::thread::sleep(TICK * 5);
+            assert_eq!(recent(), None, "a stopped ticker wrote nothing after");
+        }
+        drop(state);
+    }
+}
