@@ -63,6 +63,15 @@ fn caches(capacity: u64) -> Vec<(&'static str, Box<dyn Cache>)> {
             ),
         ),
         (
+            "levee_no_ttl",
+            Box::new(
+                MemoryCache::<u64, u64>::builder()
+                    .max_capacity(capacity)
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
             "moka",
             Box::new(
                 moka::sync::Cache::builder()
