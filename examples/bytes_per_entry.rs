@@ -1,6 +1,8 @@
 //! Memory per entry for u64 -> u64 in MemoryCache, moka and quick_cache:
 //! the resident-set growth of a fresh process inserting 1M entries, each
-//! cache measured in its own child process.
+//! cache measured in its own child process; then the same caches after
+//! 3M distinct keys went through a capacity of 1M (steady state under
+//! eviction: what each keeps about evicted keys counts too).
 //!
 //! Run: `cargo run --release --example bytes_per_entry`
 
@@ -18,7 +20,12 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-fn measure(which: &str) -> u64 {
+/// Distinct keys inserted: `N`, or `3 N` in the eviction (churn) rounds.
+fn keys(churn: bool) -> u64 {
+    if churn { 3 * N } else { N }
+}
+
+fn measure(which: &str, churn: bool) -> u64 {
     let before = rss_bytes();
     match which {
         "levee" => {
@@ -27,7 +34,7 @@ fn measure(which: &str) -> u64 {
                 .time_to_live(Duration::from_secs(3600))
                 .build()
                 .expect("valid settings");
-            (0..N).for_each(|k| c.insert(k, k));
+            (0..keys(churn)).for_each(|k| c.insert(k, k));
             assert!(c.len() as u64 >= N * 99 / 100);
             let after = rss_bytes();
             std::hint::black_box(&c);
@@ -38,7 +45,7 @@ fn measure(which: &str) -> u64 {
                 .max_capacity(N)
                 .time_to_live(Duration::from_secs(3600))
                 .build();
-            (0..N).for_each(|k| c.insert(k, k));
+            (0..keys(churn)).for_each(|k| c.insert(k, k));
             c.run_pending_tasks();
             let after = rss_bytes();
             std::hint::black_box(&c);
@@ -46,7 +53,7 @@ fn measure(which: &str) -> u64 {
         }
         "quick_cache" => {
             let c = quick_cache::sync::Cache::<u64, u64>::new(N as usize);
-            (0..N).for_each(|k| c.insert(k, k));
+            (0..keys(churn)).for_each(|k| c.insert(k, k));
             let after = rss_bytes();
             std::hint::black_box(&c);
             after - before
@@ -56,21 +63,35 @@ fn measure(which: &str) -> u64 {
 }
 
 fn main() {
-    if let Some(which) = std::env::args().nth(1) {
-        println!("{}", measure(&which));
+    let mut args = std::env::args().skip(1);
+    if let Some(which) = args.next() {
+        let churn = args.next().is_some_and(|a| a == "churn");
+        println!("{}", measure(&which, churn));
         return;
     }
     let exe = std::env::current_exe().expect("own path");
-    println!("resident memory per entry, u64 -> u64, {N} entries (RSS growth of a fresh process)");
-    for which in ["levee", "moka", "quick_cache"] {
-        let out = std::process::Command::new(&exe)
-            .arg(which)
-            .output()
-            .expect("child runs");
-        let bytes: u64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        println!("{which:<12} {:>7.1} bytes/entry", bytes as f64 / N as f64);
+    for churn in [false, true] {
+        if churn {
+            println!(
+                "after {} distinct keys through a capacity of {N}",
+                keys(true)
+            );
+        } else {
+            println!(
+                "resident memory per entry, u64 -> u64, {N} entries (RSS growth of a fresh process)"
+            );
+        }
+        for which in ["levee", "moka", "quick_cache"] {
+            let out = std::process::Command::new(&exe)
+                .arg(which)
+                .arg(if churn { "churn" } else { "fill" })
+                .output()
+                .expect("child runs");
+            let bytes: u64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            println!("{which:<12} {:>7.1} bytes/entry", bytes as f64 / N as f64);
+        }
     }
 }

@@ -90,10 +90,20 @@ pub(crate) struct Shard<K, V> {
     /// head's `prev`.
     small: u32,
     main: u32,
-    ghost: VecDeque<u64>,
-    ghost_set: HashSet<u64, Hasher>,
+    /// Fingerprints (the low 32 bits of the hash) of recently evicted keys,
+    /// oldest first, and the same as a set. A fingerprint, not the whole
+    /// hash: half the memory, and a false match (one in 2^32 per ghost)
+    /// only promotes one new key straight to the main queue.
+    ghost: VecDeque<u32>,
+    ghost_set: HashSet<u32, Hasher>,
     small_weight: u64,
     pub(crate) weight: u64,
+}
+
+/// A key's ghost fingerprint: the low half of its hash (the shard was
+/// chosen by the high bits, so these still tell its keys apart).
+fn fingerprint(hash: u64) -> u32 {
+    hash as u32
 }
 
 /// What an insert displaced, for the eviction listener.
@@ -205,7 +215,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             removed.push((key, old, EvictionCause::Replaced));
         } else {
-            let to_main = policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&hash);
+            let to_main =
+                policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&fingerprint(hash));
             let i = self.entries.len() as u32;
             self.entries.push(Entry {
                 key,
@@ -373,7 +384,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             return;
         }
         if policy == EvictionPolicy::S3Fifo && !expired {
-            let tag = self.hasher.hash_one(&self.entries[i as usize].key);
+            let tag = fingerprint(self.hasher.hash_one(&self.entries[i as usize].key));
             if self.ghost_set.insert(tag) {
                 self.ghost.push_back(tag);
             }
