@@ -13,6 +13,13 @@
 //!   measured loop.
 //! - `window_one` / `governor_one`: one hot key.
 //!
+//! An optional third argument runs the case on that many threads (default
+//! 1), all on one limiter or cache, each making `N` calls from its own
+//! offset in the trace (thread `t` starts at `t * TRACE / THREADS`, as the
+//! criterion benches do); the printed time is then per round of one call
+//! on every thread, as criterion's `2t` rows report it. With two threads
+//! and a `_first` case both threads meet new keys from the start.
+//!
 //! The `N` calls run inside one function, `measured`, and callgrind counts
 //! only there (setup, such as the TSC clock's calibration, varies from run
 //! to run), so instructions per call are `Ir / N` (the indirect call into
@@ -25,6 +32,7 @@
 //!     --callgrind-out-file=/tmp/cg.$what target/release/examples/hot_path_cost $what 200000 \
 //!     2>&1 | grep refs
 //! done
+//! # wall clock, two threads: hot_path_cost window_first 2000000 2
 //! ```
 
 use std::hint::black_box;
@@ -50,24 +58,55 @@ fn main() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let threads: usize = args
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     match what.as_str() {
-        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n),
+        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"
-        | "governor_one" => limiter(&what, n),
+        | "governor_one" => limiter(&what, n, threads),
         other => eprintln!("unknown case {other}"),
     }
 }
 
-/// The measured loop: `op` on `n` keys of `trace`; how many returned true.
-/// Outside valgrind it also prints the wall time per call, for interleaved
-/// A/B runs of two builds (noisy on a shared machine: take the minimum).
+/// The measured loop: `op` on `n` keys of `trace` from `offset`; how many
+/// returned true.
 #[inline(never)]
-fn measured(trace: &[u64], n: usize, op: &mut dyn FnMut(u64) -> bool) -> usize {
-    let start = std::time::Instant::now();
-    let count = (0..n).filter(|i| op(trace[i & (TRACE - 1)])).count();
+fn measured(trace: &[u64], offset: usize, n: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> usize {
+    (0..n)
+        .filter(|i| op(trace[(offset + i) & (TRACE - 1)]))
+        .count()
+}
+
+/// Runs `measured` on `threads` threads at once, each from its own offset.
+/// Outside valgrind it also prints the wall time per round (one call on
+/// every thread), for interleaved A/B runs of two builds (noisy on a shared
+/// machine: take the minimum and the median of several runs).
+fn run(trace: &[u64], n: usize, threads: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> usize {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let (count, elapsed) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    measured(trace, t * TRACE / threads, n, op)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = std::time::Instant::now();
+        let count: usize = handles
+            .into_iter()
+            .map(|h| h.join().expect("a measuring thread"))
+            .sum();
+        (count, start.elapsed())
+    });
     if n > 0 {
-        let ns = start.elapsed().as_nanos() as f64 / n as f64;
-        println!("{ns:.1} ns per call");
+        let ns = elapsed.as_nanos() as f64 / n as f64;
+        println!("{ns:.1} ns per call ({threads} thread(s))");
     }
     count
 }
@@ -78,7 +117,7 @@ fn plain_zipf(ranks: u64, seed: u64) -> Vec<u64> {
     (0..TRACE).map(|_| zipf.sample(&mut rng) as u64).collect()
 }
 
-fn cache(what: &str, n: usize) {
+fn cache(what: &str, n: usize, threads: usize) {
     let trace = plain_zipf(RESIDENT, 7);
     let hits = match what {
         "quick_cache" => {
@@ -86,7 +125,7 @@ fn cache(what: &str, n: usize) {
             for k in 1..=RESIDENT {
                 qc.insert(k, k);
             }
-            measured(&trace, n, &mut |k| black_box(qc.get(&k)).is_some())
+            run(&trace, n, threads, &|k| black_box(qc.get(&k)).is_some())
         }
         _ => {
             let mut b = MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT);
@@ -97,13 +136,13 @@ fn cache(what: &str, n: usize) {
             for k in 1..=RESIDENT {
                 mc.insert(k, k);
             }
-            measured(&trace, n, &mut |k| black_box(mc.get(&k)).is_some())
+            run(&trace, n, threads, &|k| black_box(mc.get(&k)).is_some())
         }
     };
-    println!("{what}: {hits} hits of {n}");
+    println!("{what}: {hits} hits of {}", n * threads);
 }
 
-fn limiter(what: &str, n: usize) {
+fn limiter(what: &str, n: usize, threads: usize) {
     let trace: Vec<u64> = if what.ends_with("_first") {
         plain_zipf(1_000_000, 11)
     } else if what.ends_with("_one") {
@@ -122,7 +161,7 @@ fn limiter(what: &str, n: usize) {
             }
             let _ = gov.check_key(&7);
         }
-        measured(&trace, n, &mut |k| black_box(gov.check_key(&k)).is_ok())
+        run(&trace, n, threads, &|k| black_box(gov.check_key(&k)).is_ok())
     } else {
         let quota = Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"));
         let sw = SlidingWindow::<u64>::builder(quota)
@@ -134,7 +173,7 @@ fn limiter(what: &str, n: usize) {
             }
             let _ = sw.check(&7);
         }
-        measured(&trace, n, &mut |k| black_box(sw.check(&k)).allowed)
+        run(&trace, n, threads, &|k| black_box(sw.check(&k)).allowed)
     };
-    println!("{what}: {allowed} allowed of {n}");
+    println!("{what}: {allowed} allowed of {}", n * threads);
 }
