@@ -58,11 +58,7 @@ fn main() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let threads: usize = args
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
     match what.as_str() {
         "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"
@@ -161,7 +157,9 @@ fn limiter(what: &str, n: usize, threads: usize) {
             }
             let _ = gov.check_key(&7);
         }
-        run(&trace, n, threads, &|k| black_box(gov.check_key(&k)).is_ok())
+        run(&trace, n, threads, &|k| {
+            black_box(gov.check_key(&k)).is_ok()
+        })
     } else {
         let quota = Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"));
         let sw = SlidingWindow::<u64>::builder(quota)

@@ -181,8 +181,8 @@ fn counter_decision(
 /// on the hot path. Layout: window index (low 16 bits of `now / w`: only
 /// "same window" and "the next one" matter, and a key idle for two windows
 /// is swept long before the index wraps), previous count, current count
-/// (24 bits each), so it serves limits below 2^24;
-/// [`PackedCounter::check`] returns `None` for larger ones.
+/// (24 bits each), so it serves limits below 2^24
+/// ([`PackedCounter::fits`]); larger ones take the locked [`KeyState`].
 #[derive(Debug, Default)]
 pub(crate) struct PackedCounter(AtomicU64);
 
@@ -194,14 +194,19 @@ const INDEX_MASK: u64 = (1 << 16) - 1;
 pub(crate) const PACKED_MAX_LIMIT: u32 = COUNT_MASK as u32;
 
 impl PackedCounter {
-    /// Admits `n` at `now` if the quota allows (as [`KeyState`]'s counter
-    /// would); `None` when the limit does not fit the packed counts.
+    /// Whether `rule`'s limit fits the packed counts.
     #[inline]
-    pub(crate) fn check(&self, rule: Rule, now: u64, n: u32) -> Option<Decision> {
+    pub(crate) fn fits(rule: Rule) -> bool {
+        rule.limit <= PACKED_MAX_LIMIT
+    }
+
+    /// Admits `n` at `now` if the quota allows, deciding as [`KeyState`]'s
+    /// counter would; for a `rule` that [`fits`](Self::fits) (and `n` up to
+    /// its limit).
+    #[inline]
+    pub(crate) fn check(&self, rule: Rule, now: u64, n: u32) -> Decision {
         let Rule { limit, window: w } = rule;
-        if limit > PACKED_MAX_LIMIT {
-            return None;
-        }
+        debug_assert!(Self::fits(rule) && n <= limit);
         let index = (now / w) & INDEX_MASK;
         let into = now % w;
         let mut seen = self.0.load(Ordering::Relaxed);
@@ -218,7 +223,7 @@ impl PackedCounter {
             let next = pack(index, prev, admitted);
             // The decision's floating point comes after the swap, off its
             // path.
-            let decided = || Some(counter_decision(w, limit, into, n, prev, curr, allowed));
+            let decided = || counter_decision(w, limit, into, n, prev, curr, allowed);
             if next == seen {
                 return decided();
             }
@@ -365,7 +370,7 @@ mod tests {
                 now += gap / 7;
                 let n = n.min(limit);
                 let a = locked.check(quota(limit), now, n);
-                let b = packed.check(quota(limit), now, n).expect("fits");
+                let b = packed.check(quota(limit), now, n);
                 proptest::prop_assert_eq!(a, b);
             }
         }
@@ -373,15 +378,12 @@ mod tests {
 
     #[test]
     fn packed_counter_declines_limits_it_cannot_hold() {
-        let big = quota(PACKED_MAX_LIMIT + 1);
-        assert!(PackedCounter::default().check(big, S, 1).is_none());
+        assert!(!PackedCounter::fits(quota(PACKED_MAX_LIMIT + 1)));
         let max = quota(PACKED_MAX_LIMIT);
+        assert!(PackedCounter::fits(max));
         let packed = PackedCounter::default();
-        assert!(packed.check(max, S, PACKED_MAX_LIMIT).unwrap().allowed);
-        assert!(
-            !packed.check(max, S, 1).unwrap().allowed,
-            "full, no overflow"
-        );
+        assert!(packed.check(max, S, PACKED_MAX_LIMIT).allowed);
+        assert!(!packed.check(max, S, 1).allowed, "full, no overflow");
     }
 
     #[test]
