@@ -14,7 +14,7 @@ use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
 pub use state::WindowMode;
-use state::{KeyState, PackedCounter, Rule};
+use state::{KeyState, PackedCounter, Rule, WindowAt};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
@@ -73,6 +73,9 @@ struct Inner<K> {
     /// The default quota's limit and window, readable without a lock.
     default_limit: std::sync::atomic::AtomicU32,
     default_window: AtomicU64,
+    /// The default window's index at a recent check (see
+    /// [`WindowAt::with_hint`]): saves the check a division.
+    window_hint: AtomicU64,
     /// The idle timeout in ns, recomputed when quotas change.
     idle_nanos: AtomicU64,
     classes: RwLock<HashMap<String, Quota>>,
@@ -214,6 +217,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
                 default_window: AtomicU64::new(Rule::from(self.quota).window),
+                window_hint: AtomicU64::new(0),
                 idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
                 keys: DashMap::with_hasher(Hasher::default()),
@@ -259,12 +263,19 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: quota.limit(),
             });
         }
-        Ok(self.decide_within_limit(key, quota.into(), n.get()))
+        Ok(self.decide_within_limit(key, quota.into(), n.get(), None))
     }
 
-    /// [`decide`](Self::decide) for an `n` known to be within the limit.
+    /// [`decide`](Self::decide) for an `n` known to be within the limit;
+    /// `hint`, the window hint of the default quota when `rule` is it.
     #[inline]
-    fn decide_within_limit(&self, key: &K, rule: Rule, n: u32) -> Decision {
+    fn decide_within_limit(
+        &self,
+        key: &K,
+        rule: Rule,
+        n: u32,
+        hint: Option<&AtomicU64>,
+    ) -> Decision {
         let now = self.now();
         let idle = self.idle_nanos_cached();
         // The periodic sweep; the growth sweep is decided where keys are
@@ -274,11 +285,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
             self.sweep_once(last, now);
         }
         if self.inner.mode == WindowMode::Counter && PackedCounter::fits(rule) {
+            let at = match hint {
+                Some(hint) => WindowAt::with_hint(now, rule.window, hint),
+                None => WindowAt::of(now, rule.window),
+            };
             if let Some(slot) = self.inner.keys.get(key) {
                 note_seen(&slot.last_seen, now, idle);
-                return slot.packed.check(rule, now, n);
+                return slot.packed.check(rule, at, n);
             }
-            return self.first_sight(key, rule, now, n);
+            return self.first_sight(key, rule, now, at, n);
         }
         self.check_locked(key, rule, now, n)
     }
@@ -286,7 +301,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// A check of a counter-mode key not held: adds it, then
     /// [`after_insert`](Self::after_insert).
     #[inline(never)]
-    fn first_sight(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
+    fn first_sight(&self, key: &K, rule: Rule, now: u64, at: WindowAt, n: u32) -> Decision {
         let inserts = self.count_insert();
         let decision = self
             .inner
@@ -297,7 +312,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 last_seen: AtomicU64::new(now),
             })
             .packed
-            .check(rule, now, n);
+            .check(rule, at, n);
         // The entry's shard lock is released: the sweep locks every shard.
         self.after_insert(inserts, now);
         decision
@@ -379,7 +394,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
         // n = 1 never exceeds a non-zero limit.
-        self.decide_within_limit(key, self.default_rule(), 1)
+        self.decide_within_limit(key, self.default_rule(), 1, Some(&self.inner.window_hint))
     }
 
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
@@ -392,7 +407,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: rule.limit,
             });
         }
-        Ok(self.decide_within_limit(key, rule, n.get()))
+        Ok(self.decide_within_limit(key, rule, n.get(), Some(&self.inner.window_hint)))
     }
 
     /// Spends one permit for `key` under the quota of `class`.

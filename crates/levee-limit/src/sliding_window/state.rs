@@ -177,6 +177,46 @@ fn counter_decision(
     }
 }
 
+/// Where a time falls among a rule's fixed windows: the window's index
+/// (`now / w`) and how far into it, in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowAt {
+    pub(crate) index: u64,
+    pub(crate) into: u64,
+}
+
+impl WindowAt {
+    /// `now` in windows of `w` ns.
+    #[inline]
+    pub(crate) fn of(now: u64, w: u64) -> Self {
+        WindowAt {
+            index: now / w,
+            into: now % w,
+        }
+    }
+
+    /// [`of`](Self::of), without its 64-bit division (tens of cycles, the
+    /// check's slowest instruction) while `now` is still in the window
+    /// whose index `hint` holds; the hint moves on when the window does.
+    /// Any index `i` with `i * w <= now < i * w + w` is `now / w`, so a
+    /// stale hint, or one another thread wrote for another time or another
+    /// window length, is never wrong, only slower.
+    #[inline]
+    pub(crate) fn with_hint(now: u64, w: u64, hint: &AtomicU64) -> Self {
+        let index = hint.load(Ordering::Relaxed);
+        if let Some(into) = index
+            .checked_mul(w)
+            .and_then(|start| now.checked_sub(start))
+            && into < w
+        {
+            return WindowAt { index, into };
+        }
+        let at = Self::of(now, w);
+        hint.store(at.index, Ordering::Relaxed);
+        at
+    }
+}
+
 /// The counter in one atomic word, updated with a compare-and-swap: no lock
 /// on the hot path. Layout: window index (low 16 bits of `now / w`: only
 /// "same window" and "the next one" matter, and a key idle for two windows
@@ -200,15 +240,15 @@ impl PackedCounter {
         rule.limit <= PACKED_MAX_LIMIT
     }
 
-    /// Admits `n` at `now` if the quota allows, deciding as [`KeyState`]'s
+    /// Admits `n` at `at` if the quota allows, deciding as [`KeyState`]'s
     /// counter would; for a `rule` that [`fits`](Self::fits) (and `n` up to
-    /// its limit).
+    /// its limit), and `at` in `rule`'s windows.
     #[inline]
-    pub(crate) fn check(&self, rule: Rule, now: u64, n: u32) -> Decision {
+    pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> Decision {
         let Rule { limit, window: w } = rule;
-        debug_assert!(Self::fits(rule) && n <= limit);
-        let index = (now / w) & INDEX_MASK;
-        let into = now % w;
+        debug_assert!(Self::fits(rule) && n <= limit && at.into < w);
+        let index = at.index & INDEX_MASK;
+        let into = at.into;
         let mut seen = self.0.load(Ordering::Relaxed);
         loop {
             let (was, prev, curr) = unpack(seen);
@@ -370,7 +410,8 @@ mod tests {
                 now += gap / 7;
                 let n = n.min(limit);
                 let a = locked.check(quota(limit), now, n);
-                let b = packed.check(quota(limit), now, n);
+                let at = WindowAt::of(now, quota(limit).window);
+                let b = packed.check(quota(limit), at, n);
                 proptest::prop_assert_eq!(a, b);
             }
         }
@@ -382,8 +423,27 @@ mod tests {
         let max = quota(PACKED_MAX_LIMIT);
         assert!(PackedCounter::fits(max));
         let packed = PackedCounter::default();
-        assert!(packed.check(max, S, PACKED_MAX_LIMIT).allowed);
-        assert!(!packed.check(max, S, 1).allowed, "full, no overflow");
+        let at = WindowAt::of(S, max.window);
+        assert!(packed.check(max, at, PACKED_MAX_LIMIT).allowed);
+        assert!(!packed.check(max, at, 1).allowed, "full, no overflow");
+    }
+
+    proptest::proptest! {
+        /// A hint left by any earlier time, or by another window length,
+        /// never changes where a time falls.
+        #[test]
+        fn a_window_hint_never_changes_the_answer(
+            times in proptest::collection::vec((0u64..u64::MAX / 2, 0usize..3), 1..50),
+        ) {
+            let windows = [S, 7, 60 * S];
+            let hint = AtomicU64::new(0);
+            for (now, w) in times {
+                let w = windows[w];
+                proptest::prop_assert_eq!(WindowAt::with_hint(now, w, &hint), WindowAt::of(now, w));
+                let near = now.saturating_add(w / 3);
+                proptest::prop_assert_eq!(WindowAt::with_hint(near, w, &hint), WindowAt::of(near, w));
+            }
+        }
     }
 
     #[test]
