@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
@@ -87,8 +88,11 @@ struct Inner<K> {
     /// served in arrival order.
     waiters: DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>,
     idle_timeout: Option<Duration>,
-    /// Keys inserted since the last sweep.
-    inserts_since_sweep: AtomicU64,
+    /// Keys inserted since the last sweep. Written on every first sight,
+    /// so on a cache line of its own: beside the fields every check reads
+    /// (quota, sweep time, window hint), each insert on one core made the
+    /// other core's next check miss.
+    inserts_since_sweep: CachePadded<AtomicU64>,
     /// Keys kept by the last sweep (at least 1024): a sweep is due once as
     /// many new keys have arrived. Read instead of the map's length, which
     /// would lock every shard on every check.
@@ -224,7 +228,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 locked: DashMap::with_hasher(Hasher::default()),
                 waiters: DashMap::with_hasher(Hasher::default()),
                 idle_timeout: self.idle_timeout,
-                inserts_since_sweep: AtomicU64::new(0),
+                inserts_since_sweep: CachePadded::new(AtomicU64::new(0)),
                 kept_at_sweep: AtomicU64::new(MIN_SWEEP_KEYS),
                 last_sweep: AtomicU64::new(0),
                 oldest_kept: AtomicU64::new(u64::MAX),
