@@ -189,6 +189,40 @@ fn log_mode_and_large_limit_keys_are_evicted_and_decide_as_before() {
 }
 
 #[test]
+fn a_key_checked_in_every_window_keeps_its_counts_through_sweeps() {
+    // Window 1 s, idle timeout 2 s. A hot key is checked three times every
+    // 300 ms (over its limit of 5 a second) while sweeps run all along
+    // (explicit ones, and growth sweeps from a churn of new keys); its
+    // decisions must match a limiter that never evicts (idle timeout of a
+    // day, no churn). Were the hot key evicted as idle, its spent permits
+    // would be forgotten and checks admitted that the reference refuses.
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(nz(5));
+    let l = SlidingWindow::<u64>::builder(quota)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let reference = SlidingWindow::<u64>::builder(quota)
+        .clock(clock.shared())
+        .idle_timeout(Duration::from_secs(86_400))
+        .build()
+        .unwrap();
+    let hot = u64::MAX;
+    let mut churn = 0u64;
+    for step in 0..60 {
+        for _ in 0..3 {
+            assert_eq!(l.check(&hot), reference.check(&hot), "step {step}");
+        }
+        for _ in 0..1_500 {
+            let _ = l.check(&churn);
+            churn += 1;
+        }
+        l.evict_idle();
+        clock.advance(Duration::from_millis(300));
+    }
+}
+
+#[test]
 fn growth_sweeps_still_evict_keys_that_became_idle() {
     // A window of 1 s: keys idle for 2 s are dropped. Growth sweeps that
     // could evict nothing are skipped; this checks that one which can is

@@ -29,7 +29,27 @@ const MIN_SWEEP_KEYS: u64 = 1024;
 /// enough for the CPU's caches (growing it on first sights moves less).
 struct Slot {
     packed: PackedCounter,
+    /// The key's first check in the latest window it was checked in.
     last_seen: AtomicU64,
+}
+
+impl Slot {
+    /// The packed counter's check, noting the key as seen when it is the
+    /// key's first check in a window: a store once a window, and no load
+    /// of `last_seen` on every check. Eviction stays safe: a key evicted
+    /// once `now - last_seen >= idle` (at least two windows) was last
+    /// checked two windows ago or earlier, so its counts no longer weigh
+    /// on any decision; a key checked in every window is never evicted.
+    #[inline]
+    fn check(&self, rule: Rule, at: WindowAt, now: u64, n: u32) -> Decision {
+        let (decision, moved) = self.packed.check(rule, at, n);
+        if moved {
+            // A maximum, not a store: a thread delayed between its swap and
+            // this line must not move the note back past a later window's.
+            self.last_seen.fetch_max(now, Ordering::Relaxed);
+        }
+        decision
+    }
 }
 
 /// A key under the exact log, or a counter whose limit does not fit the
@@ -294,8 +314,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 None => WindowAt::of(now, rule.window),
             };
             if let Some(slot) = self.inner.keys.get(key) {
-                note_seen(&slot.last_seen, now, idle);
-                return slot.packed.check(rule, at, n);
+                return slot.check(rule, at, now, n);
             }
             return self.first_sight(key, rule, now, at, n);
         }
@@ -315,8 +334,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 packed: PackedCounter::default(),
                 last_seen: AtomicU64::new(now),
             })
+            // Noted as seen at `now` already (or by the thread that added it).
             .packed
-            .check(rule, at, n);
+            .check(rule, at, n)
+            .0;
         // The entry's shard lock is released: the sweep locks every shard.
         self.after_insert(inserts, now);
         decision

@@ -242,9 +242,11 @@ impl PackedCounter {
 
     /// Admits `n` at `at` if the quota allows, deciding as [`KeyState`]'s
     /// counter would; for a `rule` that [`fits`](Self::fits) (and `n` up to
-    /// its limit), and `at` in `rule`'s windows.
+    /// its limit), and `at` in `rule`'s windows. Also says whether this
+    /// call moved the counter into `at`'s window (the key's first check in
+    /// it), which is when the limiter notes the key as seen.
     #[inline]
-    pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> Decision {
+    pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> (Decision, bool) {
         let Rule { limit, window: w } = rule;
         debug_assert!(Self::fits(rule) && n <= limit && at.into < w);
         let index = at.index & INDEX_MASK;
@@ -265,13 +267,13 @@ impl PackedCounter {
             // path.
             let decided = || counter_decision(w, limit, into, n, prev, curr, allowed);
             if next == seen {
-                return decided();
+                return (decided(), false);
             }
             match self
                 .0
                 .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return decided(),
+                Ok(_) => return (decided(), was != index),
                 Err(now_seen) => seen = now_seen,
             }
         }
@@ -411,7 +413,7 @@ mod tests {
                 let n = n.min(limit);
                 let a = locked.check(quota(limit), now, n);
                 let at = WindowAt::of(now, quota(limit).window);
-                let b = packed.check(quota(limit), at, n);
+                let (b, _) = packed.check(quota(limit), at, n);
                 proptest::prop_assert_eq!(a, b);
             }
         }
@@ -424,8 +426,8 @@ mod tests {
         assert!(PackedCounter::fits(max));
         let packed = PackedCounter::default();
         let at = WindowAt::of(S, max.window);
-        assert!(packed.check(max, at, PACKED_MAX_LIMIT).allowed);
-        assert!(!packed.check(max, at, 1).allowed, "full, no overflow");
+        assert!(packed.check(max, at, PACKED_MAX_LIMIT).0.allowed);
+        assert!(!packed.check(max, at, 1).0.allowed, "full, no overflow");
     }
 
     proptest::proptest! {
