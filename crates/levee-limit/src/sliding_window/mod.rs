@@ -21,6 +21,12 @@ use crate::{Decision, LimitError, Quota, RateLimiter};
 
 type Hasher = foldhash::fast::RandomState;
 
+/// Shards of the counter-mode key map (dashmap's default is four per
+/// core): a shard is write-locked while a first sight grows its table,
+/// and with more, smaller shards a growth stalls fewer concurrent checks
+/// for less time.
+const KEY_SHARDS: usize = 64;
+
 /// Below this many keys, growth alone never triggers a sweep.
 const MIN_SWEEP_KEYS: u64 = 1024;
 
@@ -244,7 +250,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 window_hint: AtomicU64::new(0),
                 idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
-                keys: DashMap::with_hasher(Hasher::default()),
+                keys: DashMap::with_hasher_and_shard_amount(Hasher::default(), KEY_SHARDS),
                 locked: DashMap::with_hasher(Hasher::default()),
                 waiters: DashMap::with_hasher(Hasher::default()),
                 idle_timeout: self.idle_timeout,
