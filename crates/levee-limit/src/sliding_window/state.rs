@@ -157,10 +157,16 @@ fn counter_decision(
     } else {
         (curr, Some(counter_wait(w, into, limit, n, prev, curr)))
     };
-    // Times are below 2^63 ns, so the signed conversion (one instruction)
-    // is exact where the unsigned one takes several.
-    let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
-    let used = f64::from(prev) * prev_weight + f64::from(curr);
+    let used = if prev == 0 {
+        // A key new in this window, or idle in the last (every first
+        // sight): the same value without the division.
+        curr
+    } else {
+        // Times are below 2^63 ns, so the signed conversion (one
+        // instruction) is exact where the unsigned one takes several.
+        let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
+        ceil_u32(f64::from(prev) * prev_weight + f64::from(curr))
+    };
     let reset_after = if curr > 0 {
         w.saturating_mul(2).saturating_sub(into)
     } else if prev > 0 {
@@ -171,7 +177,7 @@ fn counter_decision(
     Decision {
         allowed,
         limit,
-        remaining: limit.saturating_sub(ceil_u32(used)),
+        remaining: limit.saturating_sub(used),
         retry_after,
         reset_after: dur(reset_after),
     }
