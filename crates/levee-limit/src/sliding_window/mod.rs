@@ -216,7 +216,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
 
     /// How long a key may go unchecked before its state is dropped.
     /// Default: twice the longest window; must be at least that long, so
-    /// eviction never changes a decision.
+    /// eviction never changes a decision. In counter mode a key's idle time
+    /// runs from its first check in the last window it was checked in
+    /// (noting every check would cost each check a load), so a key may go
+    /// up to one window sooner; its counts weigh on no decision by then.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = Some(d);
         self
