@@ -13,6 +13,13 @@
 //!   measured loop.
 //! - `window_one` / `governor_one`: one hot key.
 //!
+//! An optional third argument runs the case on that many threads (default
+//! 1), all on one limiter or cache, each making `N` calls from its own
+//! offset in the trace (thread `t` starts at `t * TRACE / THREADS`, as the
+//! criterion benches do); the printed time is then per round of one call
+//! on every thread, as criterion's `2t` rows report it. With two threads
+//! and a `_first` case both threads meet new keys from the start.
+//!
 //! The `N` calls run inside one function, `measured`, and callgrind counts
 //! only there (setup, such as the TSC clock's calibration, varies from run
 //! to run), so instructions per call are `Ir / N` (the indirect call into
@@ -25,6 +32,9 @@
 //!     --callgrind-out-file=/tmp/cg.$what target/release/examples/hot_path_cost $what 200000 \
 //!     2>&1 | grep refs
 //! done
+//! # wall clock, two threads: hot_path_cost window_first 2000000 2
+//! # resident keys measured in the window after their first checks:
+//! HOT_PATH_NEXT_WINDOW=1 target/release/examples/hot_path_cost window 2000000
 //! ```
 
 use std::hint::black_box;
@@ -50,30 +60,59 @@ fn main() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
     match what.as_str() {
-        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n),
+        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"
-        | "governor_one" => limiter(&what, n),
+        | "governor_one" => limiter(&what, n, threads),
         other => eprintln!("unknown case {other}"),
     }
 }
 
-/// The measured loop: `op` on `n` keys of `trace`; how many returned true.
-/// Outside valgrind it also prints the wall time per call, for interleaved
-/// A/B runs of two builds (noisy on a shared machine: take the minimum).
-///
-/// It also prints the thread's CPU time per call, which a busy machine
-/// inflates less than the wall time (time spent descheduled is not counted;
-/// a sibling core's load on shared caches still is).
+/// The measured loop: `op` on `n` keys of `trace` from `offset`; how many
+/// returned true.
 #[inline(never)]
-fn measured(trace: &[u64], n: usize, op: &mut dyn FnMut(u64) -> bool) -> usize {
-    let cpu = thread_cpu_nanos();
-    let start = std::time::Instant::now();
-    let count = (0..n).filter(|i| op(trace[i & (TRACE - 1)])).count();
+fn measured(trace: &[u64], offset: usize, n: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> usize {
+    (0..n)
+        .filter(|i| op(trace[(offset + i) & (TRACE - 1)]))
+        .count()
+}
+
+/// Runs `measured` on `threads` threads at once, each from its own offset.
+/// Outside valgrind it also prints the wall time per round (one call on
+/// every thread), for interleaved A/B runs of two builds (noisy on a shared
+/// machine: take the minimum and the median of several runs), and each
+/// thread's CPU time per call, which a busy machine inflates less (time
+/// spent descheduled is not counted; a sibling core's load on shared
+/// caches still is).
+fn run(trace: &[u64], n: usize, threads: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> usize {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let (count, elapsed, cpu) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let cpu = thread_cpu_nanos();
+                    let count = measured(trace, t * TRACE / threads, n, op);
+                    (count, thread_cpu_nanos() - cpu)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = std::time::Instant::now();
+        let (count, cpu) = handles
+            .into_iter()
+            .map(|h| h.join().expect("a measuring thread"))
+            .fold((0, 0), |(c, t), (count, cpu)| (c + count, t + cpu));
+        (count, start.elapsed(), cpu)
+    });
     if n > 0 {
-        let ns = start.elapsed().as_nanos() as f64 / n as f64;
-        let cpu_ns = (thread_cpu_nanos() - cpu) as f64 / n as f64;
-        println!("{ns:.1} ns per call, {cpu_ns:.1} ns of thread CPU time per call");
+        let ns = elapsed.as_nanos() as f64 / n as f64;
+        let cpu_ns = cpu as f64 / (n * threads) as f64;
+        println!(
+            "{ns:.1} ns per call ({threads} thread(s)), {cpu_ns:.1} ns of thread CPU time per call"
+        );
     }
     count
 }
@@ -94,13 +133,25 @@ fn thread_cpu_nanos() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// With `HOT_PATH_NEXT_WINDOW=1`, waits 1.1 s after the resident keys'
+/// first checks, so that the measured run is in the limiter's next 1 s
+/// window and each resident key's previous window is not empty (the steady
+/// state of a key in constant use; without it a short run sits in the
+/// first window, where `SlidingWindow` skips the previous window's
+/// weighting). Governor's cases wait alike.
+fn next_window() {
+    if std::env::var_os("HOT_PATH_NEXT_WINDOW").is_some_and(|v| v == "1") {
+        std::thread::sleep(Duration::from_millis(1_100));
+    }
+}
+
 fn plain_zipf(ranks: u64, seed: u64) -> Vec<u64> {
     let zipf = rand_distr::Zipf::new(ranks as f64, 1.0).expect("a valid Zipf");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..TRACE).map(|_| zipf.sample(&mut rng) as u64).collect()
 }
 
-fn cache(what: &str, n: usize) {
+fn cache(what: &str, n: usize, threads: usize) {
     let trace = plain_zipf(RESIDENT, 7);
     let hits = match what {
         "quick_cache" => {
@@ -108,7 +159,7 @@ fn cache(what: &str, n: usize) {
             for k in 1..=RESIDENT {
                 qc.insert(k, k);
             }
-            measured(&trace, n, &mut |k| black_box(qc.get(&k)).is_some())
+            run(&trace, n, threads, &|k| black_box(qc.get(&k)).is_some())
         }
         _ => {
             let mut b = MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT);
@@ -119,13 +170,13 @@ fn cache(what: &str, n: usize) {
             for k in 1..=RESIDENT {
                 mc.insert(k, k);
             }
-            measured(&trace, n, &mut |k| black_box(mc.get(&k)).is_some())
+            run(&trace, n, threads, &|k| black_box(mc.get(&k)).is_some())
         }
     };
-    println!("{what}: {hits} hits of {n}");
+    println!("{what}: {hits} hits of {}", n * threads);
 }
 
-fn limiter(what: &str, n: usize) {
+fn limiter(what: &str, n: usize, threads: usize) {
     let trace: Vec<u64> = if what.ends_with("_first") {
         plain_zipf(1_000_000, 11)
     } else if what.ends_with("_one") {
@@ -143,8 +194,11 @@ fn limiter(what: &str, n: usize) {
                 let _ = gov.check_key(&levee_benches::scramble(k));
             }
             let _ = gov.check_key(&7);
+            next_window();
         }
-        measured(&trace, n, &mut |k| black_box(gov.check_key(&k)).is_ok())
+        run(&trace, n, threads, &|k| {
+            black_box(gov.check_key(&k)).is_ok()
+        })
     } else {
         let quota = Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"));
         let sw = SlidingWindow::<u64>::builder(quota)
@@ -155,8 +209,9 @@ fn limiter(what: &str, n: usize) {
                 let _ = sw.check(&levee_benches::scramble(k));
             }
             let _ = sw.check(&7);
+            next_window();
         }
-        measured(&trace, n, &mut |k| black_box(sw.check(&k)).allowed)
+        run(&trace, n, threads, &|k| black_box(sw.check(&k)).allowed)
     };
-    println!("{what}: {allowed} allowed of {n}");
+    println!("{what}: {allowed} allowed of {}", n * threads);
 }

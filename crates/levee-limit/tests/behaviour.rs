@@ -161,6 +161,68 @@ fn a_million_idle_keys_are_evicted() {
 }
 
 #[test]
+fn log_mode_and_large_limit_keys_are_evicted_and_decide_as_before() {
+    // These keys live apart from the packed counters (their own lock); the
+    // sweeps must reach them too, and a limit at 2^24 or above still counts.
+    let big = (1 << 24) + 5;
+    for (mode, limit) in [(WindowMode::Log, 5), (WindowMode::Counter, big)] {
+        let clock = ManualClock::new();
+        let l = SlidingWindow::<u64>::builder(Quota::per_second(nz(limit)))
+            .mode(mode)
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        for k in 0..5_000u64 {
+            assert!(l.check(&k).allowed);
+        }
+        assert_eq!(l.len(), 5_000, "{mode:?}");
+        assert!(l.check_n(&0, nz(limit - 1)).unwrap().allowed);
+        let full = l.check(&0);
+        assert!(!full.allowed && full.remaining == 0, "{mode:?}: {full:?}");
+        clock.advance(Duration::from_secs(3));
+        for _ in 0..10 {
+            let _ = l.check(&u64::MAX);
+        }
+        assert_eq!(l.len(), 1, "{mode:?}: idle keys left");
+        assert!(l.check(&0).allowed, "{mode:?}: a fresh window");
+    }
+}
+
+#[test]
+fn a_key_checked_in_every_window_keeps_its_counts_through_sweeps() {
+    // Window 1 s, idle timeout 2 s. A hot key is checked three times every
+    // 300 ms (over its limit of 5 a second) while sweeps run all along
+    // (explicit ones, and growth sweeps from a churn of new keys); its
+    // decisions must match a limiter that never evicts (idle timeout of a
+    // day, no churn). Were the hot key evicted as idle, its spent permits
+    // would be forgotten and checks admitted that the reference refuses.
+    let clock = ManualClock::new();
+    let quota = Quota::per_second(nz(5));
+    let l = SlidingWindow::<u64>::builder(quota)
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let reference = SlidingWindow::<u64>::builder(quota)
+        .clock(clock.shared())
+        .idle_timeout(Duration::from_secs(86_400))
+        .build()
+        .unwrap();
+    let hot = u64::MAX;
+    let mut churn = 0u64;
+    for step in 0..60 {
+        for _ in 0..3 {
+            assert_eq!(l.check(&hot), reference.check(&hot), "step {step}");
+        }
+        for _ in 0..1_500 {
+            let _ = l.check(&churn);
+            churn += 1;
+        }
+        l.evict_idle();
+        clock.advance(Duration::from_millis(300));
+    }
+}
+
+#[test]
 fn growth_sweeps_still_evict_keys_that_became_idle() {
     // A window of 1 s: keys idle for 2 s are dropped. Growth sweeps that
     // could evict nothing are skipped; this checks that one which can is

@@ -9,51 +9,87 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
 pub use state::WindowMode;
-use state::{KeyState, PackedCounter, Rule};
+use state::{KeyState, PackedCounter, Rule, WindowAt};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
 type Hasher = foldhash::fast::RandomState;
 
+/// Shards of the counter-mode key map (dashmap's default is four per
+/// core): a shard is write-locked while a first sight grows its table,
+/// and with more, smaller shards a growth stalls fewer concurrent checks
+/// for less time.
+const KEY_SHARDS: usize = 64;
+
 /// Below this many keys, growth alone never triggers a sweep.
 const MIN_SWEEP_KEYS: u64 = 1024;
 
+/// A counter-mode key whose limit fits the packed word: two words, so an
+/// entry with a `u64` key is 24 bytes and a table of many keys stays small
+/// enough for the CPU's caches (growing it on first sights moves less).
 struct Slot {
-    /// Counter mode with limits below 2^24: lock-free.
     packed: PackedCounter,
-    /// The exact log, and counters of larger limits: made on first use, so
-    /// that a counter-mode key is three words (the map stays small enough
-    /// for the CPU's caches).
-    state: std::sync::OnceLock<Box<Mutex<KeyState>>>,
+    /// The key's first check in the latest window it was checked in.
     last_seen: AtomicU64,
 }
 
 impl Slot {
+    /// The packed counter's check, noting the key as seen when it is the
+    /// key's first check in a window: a store once a window, and no load
+    /// of `last_seen` on every check. Eviction stays safe: a key evicted
+    /// once `now - last_seen >= idle` (at least two windows) was last
+    /// checked two windows ago or earlier, so its counts no longer weigh
+    /// on any decision; a key checked in every window is never evicted.
     #[inline]
-    fn check(&self, mode: WindowMode, rule: Rule, now: u64, n: u32) -> Decision {
-        if mode == WindowMode::Counter
-            && let Some(decision) = self.packed.check(rule, now, n)
-        {
-            return decision;
+    fn check(&self, rule: Rule, at: WindowAt, now: u64, n: u32) -> Decision {
+        let (decision, moved) = self.packed.check(rule, at, n);
+        if moved {
+            // A maximum, not a store: a thread delayed between its swap and
+            // this line must not move the note back past a later window's.
+            self.last_seen.fetch_max(now, Ordering::Relaxed);
         }
-        self.state
-            .get_or_init(|| Box::new(Mutex::new(KeyState::new(mode))))
-            .lock()
-            .check(rule, now, n)
+        decision
     }
+}
 
-    /// Notes a use at `now`. Skipped while the last note is recent (within
-    /// 1/64 of the idle timeout), so that threads sharing a hot key do not
-    /// all write its cache line.
-    fn seen(&self, now: u64, idle: u64) {
-        if now.saturating_sub(self.last_seen.load(Ordering::Relaxed)) > idle / 64 {
-            self.last_seen.store(now, Ordering::Relaxed);
-        }
+/// A key under the exact log, or a counter whose limit does not fit the
+/// packed word: kept in a map of its own, so that counter-mode entries do
+/// not carry a lock they never take.
+struct LockedSlot {
+    state: Mutex<KeyState>,
+    last_seen: AtomicU64,
+}
+
+/// What the idle sweep reads of a held key.
+trait Held {
+    fn last_seen(&self) -> &AtomicU64;
+}
+
+impl Held for Slot {
+    fn last_seen(&self) -> &AtomicU64 {
+        &self.last_seen
+    }
+}
+
+impl Held for LockedSlot {
+    fn last_seen(&self) -> &AtomicU64 {
+        &self.last_seen
+    }
+}
+
+/// Notes a use at `now`. Skipped while the last note is recent (within 1/64
+/// of the idle timeout), so that threads sharing a hot key do not all write
+/// its cache line.
+#[inline]
+fn note_seen(last_seen: &AtomicU64, now: u64, idle: u64) {
+    if now.saturating_sub(last_seen.load(Ordering::Relaxed)) > idle / 64 {
+        last_seen.store(now, Ordering::Relaxed);
     }
 }
 
@@ -64,16 +100,25 @@ struct Inner<K> {
     /// The default quota's limit and window, readable without a lock.
     default_limit: std::sync::atomic::AtomicU32,
     default_window: AtomicU64,
+    /// The default window's index at a recent check (see
+    /// [`WindowAt::with_hint`]): saves the check a division.
+    window_hint: AtomicU64,
     /// The idle timeout in ns, recomputed when quotas change.
     idle_nanos: AtomicU64,
     classes: RwLock<HashMap<String, Quota>>,
+    /// Counter-mode keys under limits that fit the packed word.
     keys: DashMap<K, Slot, Hasher>,
+    /// Exact-log keys, and counter-mode keys under larger limits.
+    locked: DashMap<K, LockedSlot, Hasher>,
     /// One FIFO queue per key that has waiters, so `acquire` callers are
     /// served in arrival order.
     waiters: DashMap<K, Arc<tokio::sync::Mutex<()>>, Hasher>,
     idle_timeout: Option<Duration>,
-    /// Keys inserted since the last sweep.
-    inserts_since_sweep: AtomicU64,
+    /// Keys inserted since the last sweep. Written on every first sight,
+    /// so on a cache line of its own: beside the fields every check reads
+    /// (quota, sweep time, window hint), each insert on one core made the
+    /// other core's next check miss.
+    inserts_since_sweep: CachePadded<AtomicU64>,
     /// Keys kept by the last sweep (at least 1024): a sweep is due once as
     /// many new keys have arrived. Read instead of the map's length, which
     /// would lock every shard on every check.
@@ -126,7 +171,7 @@ impl<K: Hash + Eq> std::fmt::Debug for SlidingWindow<K> {
         f.debug_struct("SlidingWindow")
             .field("mode", &self.inner.mode)
             .field("quota", &*self.inner.default_quota.read())
-            .field("keys", &self.inner.keys.len())
+            .field("keys", &(self.inner.keys.len() + self.inner.locked.len()))
             .finish()
     }
 }
@@ -171,7 +216,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
 
     /// How long a key may go unchecked before its state is dropped.
     /// Default: twice the longest window; must be at least that long, so
-    /// eviction never changes a decision.
+    /// eviction never changes a decision. In counter mode a key's idle time
+    /// runs from its first check in the last window it was checked in
+    /// (noting every check would cost each check a load), so a key may go
+    /// up to one window sooner; its counts weigh on no decision by then.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = Some(d);
         self
@@ -202,12 +250,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 default_quota: RwLock::new(self.quota),
                 default_limit: std::sync::atomic::AtomicU32::new(self.quota.limit()),
                 default_window: AtomicU64::new(Rule::from(self.quota).window),
+                window_hint: AtomicU64::new(0),
                 idle_nanos: AtomicU64::new(u64::MAX),
                 classes: RwLock::new(self.classes),
-                keys: DashMap::with_hasher(Hasher::default()),
+                keys: DashMap::with_hasher_and_shard_amount(Hasher::default(), KEY_SHARDS),
+                locked: DashMap::with_hasher(Hasher::default()),
                 waiters: DashMap::with_hasher(Hasher::default()),
                 idle_timeout: self.idle_timeout,
-                inserts_since_sweep: AtomicU64::new(0),
+                inserts_since_sweep: CachePadded::new(AtomicU64::new(0)),
                 kept_at_sweep: AtomicU64::new(MIN_SWEEP_KEYS),
                 last_sweep: AtomicU64::new(0),
                 oldest_kept: AtomicU64::new(u64::MAX),
@@ -246,12 +296,19 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: quota.limit(),
             });
         }
-        Ok(self.decide_within_limit(key, quota.into(), n.get()))
+        Ok(self.decide_within_limit(key, quota.into(), n.get(), None))
     }
 
-    /// [`decide`](Self::decide) for an `n` known to be within the limit.
+    /// [`decide`](Self::decide) for an `n` known to be within the limit;
+    /// `hint`, the window hint of the default quota when `rule` is it.
     #[inline]
-    fn decide_within_limit(&self, key: &K, rule: Rule, n: u32) -> Decision {
+    fn decide_within_limit(
+        &self,
+        key: &K,
+        rule: Rule,
+        n: u32,
+        hint: Option<&AtomicU64>,
+    ) -> Decision {
         let now = self.now();
         let idle = self.idle_nanos_cached();
         // The periodic sweep; the growth sweep is decided where keys are
@@ -260,35 +317,79 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         if now.saturating_sub(last) >= idle {
             self.sweep_once(last, now);
         }
-        if let Some(slot) = self.inner.keys.get(key) {
-            slot.seen(now, idle);
-            return slot.check(self.inner.mode, rule, now, n);
+        if self.inner.mode == WindowMode::Counter && PackedCounter::fits(rule) {
+            let at = match hint {
+                Some(hint) => WindowAt::with_hint(now, rule.window, hint),
+                None => WindowAt::of(now, rule.window),
+            };
+            if let Some(slot) = self.inner.keys.get(key) {
+                return slot.check(rule, at, now, n);
+            }
+            return self.first_sight(key, rule, now, at, n);
         }
-        self.first_sight(key, rule, now, n)
+        self.check_locked(key, rule, now, n)
     }
 
-    /// A check of a key not held: adds it, then sweeps if the keys added
-    /// since the last sweep outnumber those it kept (at least 1024), which
-    /// bounds memory at about twice the active keys at O(1) amortised cost.
-    /// The map's length is never read here (it locks every shard).
+    /// A check of a counter-mode key not held: adds it, then
+    /// [`after_insert`](Self::after_insert).
     #[inline(never)]
-    fn first_sight(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
-        let inserts = self
-            .inner
-            .inserts_since_sweep
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
+    fn first_sight(&self, key: &K, rule: Rule, now: u64, at: WindowAt, n: u32) -> Decision {
+        let inserts = self.count_insert();
         let decision = self
             .inner
             .keys
             .entry(key.clone())
             .or_insert_with(|| Slot {
                 packed: PackedCounter::default(),
-                state: std::sync::OnceLock::new(),
                 last_seen: AtomicU64::new(now),
             })
-            .check(self.inner.mode, rule, now, n);
+            // Noted as seen at `now` already (or by the thread that added it).
+            .packed
+            .check(rule, at, n)
+            .0;
         // The entry's shard lock is released: the sweep locks every shard.
+        self.after_insert(inserts, now);
+        decision
+    }
+
+    /// A check under the exact log, or of a counter whose limit does not
+    /// fit the packed word: the key's own lock.
+    #[inline(never)]
+    fn check_locked(&self, key: &K, rule: Rule, now: u64, n: u32) -> Decision {
+        if let Some(slot) = self.inner.locked.get(key) {
+            note_seen(&slot.last_seen, now, self.idle_nanos_cached());
+            return slot.state.lock().check(rule, now, n);
+        }
+        let inserts = self.count_insert();
+        let decision = self
+            .inner
+            .locked
+            .entry(key.clone())
+            .or_insert_with(|| LockedSlot {
+                state: Mutex::new(KeyState::new(self.inner.mode)),
+                last_seen: AtomicU64::new(now),
+            })
+            .state
+            .lock()
+            .check(rule, now, n);
+        self.after_insert(inserts, now);
+        decision
+    }
+
+    /// Counts a key about to be added; the count since the last sweep.
+    fn count_insert(&self) -> u64 {
+        self.inner
+            .inserts_since_sweep
+            .fetch_add(1, Ordering::Relaxed)
+            + 1
+    }
+
+    /// After a key was added (`inserts` since the last sweep, this one
+    /// included): sweeps if the keys added since the last sweep outnumber
+    /// those it kept (at least 1024), which bounds memory at about twice
+    /// the active keys at O(1) amortised cost. The maps' lengths are never
+    /// read here (they lock every shard).
+    fn after_insert(&self, inserts: u64, now: u64) {
         let kept = self.inner.kept_at_sweep.load(Ordering::Relaxed);
         if inserts >= kept {
             let last = self.inner.last_sweep.load(Ordering::Relaxed);
@@ -305,7 +406,6 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 self.sweep_once(last, now);
             }
         }
-        decision
     }
 
     /// The default quota, read from two atomics (no lock, no `Duration`).
@@ -328,7 +428,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     /// Spends one permit for `key` under the default quota.
     pub fn check(&self, key: &K) -> Decision {
         // n = 1 never exceeds a non-zero limit.
-        self.decide_within_limit(key, self.default_rule(), 1)
+        self.decide_within_limit(key, self.default_rule(), 1, Some(&self.inner.window_hint))
     }
 
     /// Spends `n` permits for `key`; `InsufficientCapacity` if `n` is above
@@ -341,7 +441,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 limit: rule.limit,
             });
         }
-        Ok(self.decide_within_limit(key, rule, n.get()))
+        Ok(self.decide_within_limit(key, rule, n.get(), Some(&self.inner.window_hint)))
     }
 
     /// Spends one permit for `key` under the quota of `class`.
@@ -405,14 +505,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner.waiters.len()
     }
 
-    /// Keys currently held.
+    /// Keys currently held. (A key checked both under a limit below 2^24
+    /// and, in counter mode, under a larger one holds a state for each, and
+    /// counts twice.)
     pub fn len(&self) -> usize {
-        self.inner.keys.len()
+        self.inner.keys.len() + self.inner.locked.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.inner.keys.is_empty()
+        self.inner.keys.is_empty() && self.inner.locked.is_empty()
     }
 
     fn idle_nanos(&self) -> u64 {
@@ -439,17 +541,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
         self.inner.inserts_since_sweep.store(0, Ordering::Relaxed);
         self.inner.last_sweep.store(now, Ordering::Relaxed);
         let idle = self.idle_nanos();
-        let before = self.inner.keys.len();
+        let before = self.len();
         let mut oldest = u64::MAX;
-        self.inner.keys.retain(|_, slot| {
-            let seen = slot.last_seen.load(Ordering::Relaxed);
-            let keep = now.saturating_sub(seen) < idle;
-            if keep {
-                oldest = oldest.min(seen);
-            }
-            keep
-        });
-        let kept = self.inner.keys.len();
+        retain_seen_within(&self.inner.keys, now, idle, &mut oldest);
+        retain_seen_within(&self.inner.locked, now, idle, &mut oldest);
+        let kept = self.len();
         self.inner.oldest_kept.store(oldest, Ordering::Relaxed);
         self.inner
             .kept_at_sweep
@@ -474,6 +570,24 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     fn idle_nanos_cached(&self) -> u64 {
         self.inner.idle_nanos.load(Ordering::Relaxed)
     }
+}
+
+/// Drops the keys of `map` idle for `idle` ns or more at `now`, lowering
+/// `oldest` to the oldest last-seen time kept.
+fn retain_seen_within<K: Hash + Eq, S: Held>(
+    map: &DashMap<K, S, Hasher>,
+    now: u64,
+    idle: u64,
+    oldest: &mut u64,
+) {
+    map.retain(|_, slot| {
+        let seen = slot.last_seen().load(Ordering::Relaxed);
+        let keep = now.saturating_sub(seen) < idle;
+        if keep {
+            *oldest = (*oldest).min(seen);
+        }
+        keep
+    });
 }
 
 #[async_trait::async_trait]

@@ -157,10 +157,16 @@ fn counter_decision(
     } else {
         (curr, Some(counter_wait(w, into, limit, n, prev, curr)))
     };
-    // Times are below 2^63 ns, so the signed conversion (one instruction)
-    // is exact where the unsigned one takes several.
-    let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
-    let used = f64::from(prev) * prev_weight + f64::from(curr);
+    let used = if prev == 0 {
+        // A key new in this window, or idle in the last (every first
+        // sight): the same value without the division.
+        curr
+    } else {
+        // Times are below 2^63 ns, so the signed conversion (one
+        // instruction) is exact where the unsigned one takes several.
+        let prev_weight = (w - into) as i64 as f64 / w as i64 as f64;
+        ceil_u32(f64::from(prev) * prev_weight + f64::from(curr))
+    };
     let reset_after = if curr > 0 {
         w.saturating_mul(2).saturating_sub(into)
     } else if prev > 0 {
@@ -171,9 +177,49 @@ fn counter_decision(
     Decision {
         allowed,
         limit,
-        remaining: limit.saturating_sub(ceil_u32(used)),
+        remaining: limit.saturating_sub(used),
         retry_after,
         reset_after: dur(reset_after),
+    }
+}
+
+/// Where a time falls among a rule's fixed windows: the window's index
+/// (`now / w`) and how far into it, in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowAt {
+    pub(crate) index: u64,
+    pub(crate) into: u64,
+}
+
+impl WindowAt {
+    /// `now` in windows of `w` ns.
+    #[inline]
+    pub(crate) fn of(now: u64, w: u64) -> Self {
+        WindowAt {
+            index: now / w,
+            into: now % w,
+        }
+    }
+
+    /// [`of`](Self::of), without its 64-bit division (tens of cycles, the
+    /// check's slowest instruction) while `now` is still in the window
+    /// whose index `hint` holds; the hint moves on when the window does.
+    /// Any index `i` with `i * w <= now < i * w + w` is `now / w`, so a
+    /// stale hint, or one another thread wrote for another time or another
+    /// window length, is never wrong, only slower.
+    #[inline]
+    pub(crate) fn with_hint(now: u64, w: u64, hint: &AtomicU64) -> Self {
+        let index = hint.load(Ordering::Relaxed);
+        if let Some(into) = index
+            .checked_mul(w)
+            .and_then(|start| now.checked_sub(start))
+            && into < w
+        {
+            return WindowAt { index, into };
+        }
+        let at = Self::of(now, w);
+        hint.store(at.index, Ordering::Relaxed);
+        at
     }
 }
 
@@ -181,8 +227,8 @@ fn counter_decision(
 /// on the hot path. Layout: window index (low 16 bits of `now / w`: only
 /// "same window" and "the next one" matter, and a key idle for two windows
 /// is swept long before the index wraps), previous count, current count
-/// (24 bits each), so it serves limits below 2^24;
-/// [`PackedCounter::check`] returns `None` for larger ones.
+/// (24 bits each), so it serves limits below 2^24
+/// ([`PackedCounter::fits`]); larger ones take the locked [`KeyState`].
 #[derive(Debug, Default)]
 pub(crate) struct PackedCounter(AtomicU64);
 
@@ -194,16 +240,23 @@ const INDEX_MASK: u64 = (1 << 16) - 1;
 pub(crate) const PACKED_MAX_LIMIT: u32 = COUNT_MASK as u32;
 
 impl PackedCounter {
-    /// Admits `n` at `now` if the quota allows (as [`KeyState`]'s counter
-    /// would); `None` when the limit does not fit the packed counts.
+    /// Whether `rule`'s limit fits the packed counts.
     #[inline]
-    pub(crate) fn check(&self, rule: Rule, now: u64, n: u32) -> Option<Decision> {
+    pub(crate) fn fits(rule: Rule) -> bool {
+        rule.limit <= PACKED_MAX_LIMIT
+    }
+
+    /// Admits `n` at `at` if the quota allows, deciding as [`KeyState`]'s
+    /// counter would; for a `rule` that [`fits`](Self::fits) (and `n` up to
+    /// its limit), and `at` in `rule`'s windows. Also says whether this
+    /// call moved the counter into `at`'s window (the key's first check in
+    /// it), which is when the limiter notes the key as seen.
+    #[inline]
+    pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> (Decision, bool) {
         let Rule { limit, window: w } = rule;
-        if limit > PACKED_MAX_LIMIT {
-            return None;
-        }
-        let index = (now / w) & INDEX_MASK;
-        let into = now % w;
+        debug_assert!(Self::fits(rule) && n <= limit && at.into < w);
+        let index = at.index & INDEX_MASK;
+        let into = at.into;
         let mut seen = self.0.load(Ordering::Relaxed);
         loop {
             let (was, prev, curr) = unpack(seen);
@@ -218,15 +271,15 @@ impl PackedCounter {
             let next = pack(index, prev, admitted);
             // The decision's floating point comes after the swap, off its
             // path.
-            let decided = || Some(counter_decision(w, limit, into, n, prev, curr, allowed));
+            let decided = || counter_decision(w, limit, into, n, prev, curr, allowed);
             if next == seen {
-                return decided();
+                return (decided(), false);
             }
             match self
                 .0
                 .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return decided(),
+                Ok(_) => return (decided(), was != index),
                 Err(now_seen) => seen = now_seen,
             }
         }
@@ -365,7 +418,8 @@ mod tests {
                 now += gap / 7;
                 let n = n.min(limit);
                 let a = locked.check(quota(limit), now, n);
-                let b = packed.check(quota(limit), now, n).expect("fits");
+                let at = WindowAt::of(now, quota(limit).window);
+                let (b, _) = packed.check(quota(limit), at, n);
                 proptest::prop_assert_eq!(a, b);
             }
         }
@@ -373,15 +427,31 @@ mod tests {
 
     #[test]
     fn packed_counter_declines_limits_it_cannot_hold() {
-        let big = quota(PACKED_MAX_LIMIT + 1);
-        assert!(PackedCounter::default().check(big, S, 1).is_none());
+        assert!(!PackedCounter::fits(quota(PACKED_MAX_LIMIT + 1)));
         let max = quota(PACKED_MAX_LIMIT);
+        assert!(PackedCounter::fits(max));
         let packed = PackedCounter::default();
-        assert!(packed.check(max, S, PACKED_MAX_LIMIT).unwrap().allowed);
-        assert!(
-            !packed.check(max, S, 1).unwrap().allowed,
-            "full, no overflow"
-        );
+        let at = WindowAt::of(S, max.window);
+        assert!(packed.check(max, at, PACKED_MAX_LIMIT).0.allowed);
+        assert!(!packed.check(max, at, 1).0.allowed, "full, no overflow");
+    }
+
+    proptest::proptest! {
+        /// A hint left by any earlier time, or by another window length,
+        /// never changes where a time falls.
+        #[test]
+        fn a_window_hint_never_changes_the_answer(
+            times in proptest::collection::vec((0u64..u64::MAX / 2, 0usize..3), 1..50),
+        ) {
+            let windows = [S, 7, 60 * S];
+            let hint = AtomicU64::new(0);
+            for (now, w) in times {
+                let w = windows[w];
+                proptest::prop_assert_eq!(WindowAt::with_hint(now, w, &hint), WindowAt::of(now, w));
+                let near = now.saturating_add(w / 3);
+                proptest::prop_assert_eq!(WindowAt::with_hint(near, w, &hint), WindowAt::of(near, w));
+            }
+        }
     }
 
     #[test]
