@@ -46,13 +46,22 @@ pub(super) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<Envelope<V>> {
 /// A JSON unsigned integer at the start of `rest` (moved past it): digits
 /// with no leading zero, within `u64`.
 fn uint(rest: &mut &[u8]) -> Option<u64> {
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut n: u64 = 0;
+    let mut digits = 0;
+    while let Some(d) = rest.get(digits).map(|b| b.wrapping_sub(b'0')) {
+        if d > 9 {
+            break;
+        }
+        // Nineteen digits always fit in a u64; a twentieth may not.
+        n = if digits < 19 {
+            n * 10 + u64::from(d)
+        } else {
+            n.checked_mul(10)?.checked_add(u64::from(d))?
+        };
+        digits += 1;
+    }
     if digits == 0 || (digits > 1 && rest[0] == b'0') {
         return None;
-    }
-    let mut n: u64 = 0;
-    for &d in &rest[..digits] {
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
     *rest = &rest[digits..];
     Some(n)
