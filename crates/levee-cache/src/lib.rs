@@ -75,6 +75,7 @@
 //!   and levee-redis's command metrics).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod counted;
 mod error;
 // Without Redis the L2 plumbing is compiled (the cache is written against
 // it) but nothing builds an L2.

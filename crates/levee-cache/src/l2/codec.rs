@@ -128,6 +128,17 @@ impl Codec {
 }
 
 fn decode_json<V: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
+    match super::canonical::decode(bytes) {
+        Some(env) => Ok(env),
+        None => decode_json_general(bytes),
+    }
+}
+
+/// Any JSON envelope: other field orders, whitespace, fields this build
+/// does not know; and every error.
+pub(super) fn decode_json_general<V: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<Envelope<V>, DecodeError> {
     let parsed: JsonIn<V> = match serde_json::from_slice(bytes) {
         Ok(p) => p,
         Err(_) => {

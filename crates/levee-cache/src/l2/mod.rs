@@ -9,6 +9,8 @@
 #[cfg(feature = "redis")]
 pub(crate) mod backplane;
 #[cfg(feature = "redis")]
+mod canonical;
+#[cfg(feature = "redis")]
 mod codec;
 pub(crate) mod envelope;
 #[cfg(feature = "redis")]

@@ -2,7 +2,6 @@
 //! call under a timeout and behind the client's circuit breaker).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
@@ -15,6 +14,7 @@ use super::envelope::Envelope;
 use super::signing::Signer;
 use super::{L2Read, RedisL2Stats};
 use crate::ConfigError;
+use crate::counted::Counted;
 
 /// A Redis-backed second cache tier, shared by every replica.
 ///
@@ -142,10 +142,7 @@ impl RedisL2Builder {
                 client: self.client.with_command_timeout(self.timeout),
                 max_value_bytes: self.max_value_bytes,
                 signer: self.signer,
-                stats: Counters {
-                    l2: self.name,
-                    ..Counters::default()
-                },
+                stats: Counters::new(&self.name),
             }),
         })
     }
@@ -153,32 +150,40 @@ impl RedisL2Builder {
 
 /// The L2's counters; with the `metrics` feature each event is also counted
 /// as `levee_cache_l2_events_total{l2, event}`.
-#[derive(Default)]
 pub(crate) struct Counters {
     /// The L2's name (`RedisL2Builder::name`).
     l2: Arc<str>,
-    attempts: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    writes: AtomicU64,
-    errors: AtomicU64,
-    timeouts: AtomicU64,
-    rejected: AtomicU64,
-    corrupt: AtomicU64,
-    unknown_version: AtomicU64,
-    oversized: AtomicU64,
-    bad_signature: AtomicU64,
+    pub(crate) attempts: Counted,
+    pub(crate) hits: Counted,
+    pub(crate) misses: Counted,
+    pub(crate) writes: Counted,
+    pub(crate) errors: Counted,
+    pub(crate) timeouts: Counted,
+    pub(crate) rejected: Counted,
+    pub(crate) corrupt: Counted,
+    pub(crate) unknown_version: Counted,
+    pub(crate) oversized: Counted,
+    pub(crate) bad_signature: Counted,
 }
 
 impl Counters {
-    /// Counts one event.
-    fn bump(&self, c: &AtomicU64, event: &'static str) {
-        c.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        metrics::counter!("levee_cache_l2_events_total", "l2" => self.l2.to_string(), "event" => event)
-            .increment(1);
-        #[cfg(not(feature = "metrics"))]
-        let _ = event;
+    /// Counters at zero for the L2 named `l2`.
+    fn new(l2: &Arc<str>) -> Self {
+        let c = |event| Counted::new("levee_cache_l2_events_total", ("l2", l2), ("event", event));
+        Counters {
+            l2: Arc::clone(l2),
+            attempts: c("attempt"),
+            hits: c("hit"),
+            misses: c("miss"),
+            writes: c("write"),
+            errors: c("error"),
+            timeouts: c("timeout"),
+            rejected: c("rejected"),
+            corrupt: c("corrupt"),
+            unknown_version: c("unknown_version"),
+            oversized: c("oversized"),
+            bad_signature: c("bad_signature"),
+        }
     }
 }
 
@@ -212,19 +217,18 @@ impl RedisL2 {
     /// A snapshot of the counters.
     pub fn stats(&self) -> RedisL2Stats {
         let s = &self.inner.stats;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RedisL2Stats {
-            attempts: get(&s.attempts),
-            hits: get(&s.hits),
-            misses: get(&s.misses),
-            writes: get(&s.writes),
-            errors: get(&s.errors),
-            timeouts: get(&s.timeouts),
-            rejected: get(&s.rejected),
-            corrupt: get(&s.corrupt),
-            unknown_version: get(&s.unknown_version),
-            oversized: get(&s.oversized),
-            bad_signature: get(&s.bad_signature),
+            attempts: s.attempts.get(),
+            hits: s.hits.get(),
+            misses: s.misses.get(),
+            writes: s.writes.get(),
+            errors: s.errors.get(),
+            timeouts: s.timeouts.get(),
+            rejected: s.rejected.get(),
+            corrupt: s.corrupt.get(),
+            unknown_version: s.unknown_version.get(),
+            oversized: s.oversized.get(),
+            bad_signature: s.bad_signature.get(),
         }
     }
 
@@ -234,18 +238,18 @@ impl RedisL2 {
         let s = &self.inner.stats;
         match result {
             Ok(v) => {
-                s.bump(&s.attempts, "attempt");
+                s.attempts.bump();
                 Ok(v)
             }
             Err(e) => {
                 if e.is_breaker_open() {
-                    s.bump(&s.rejected, "rejected");
+                    s.rejected.bump();
                 } else {
-                    s.bump(&s.attempts, "attempt");
+                    s.attempts.bump();
                     if e.is_timeout() {
-                        s.bump(&s.timeouts, "timeout");
+                        s.timeouts.bump();
                     } else {
-                        s.bump(&s.errors, "error");
+                        s.errors.bump();
                     }
                 }
                 Err(Unavailable)
@@ -280,18 +284,18 @@ impl RedisL2 {
     fn decode<V: DeserializeOwned>(&self, key: &[u8], stored: Option<Vec<u8>>) -> L2Read<V> {
         let s = &self.inner.stats;
         let Some(stored) = stored else {
-            s.bump(&s.misses, "miss");
+            s.misses.bump();
             return L2Read::Miss;
         };
         if stored.len() > self.inner.max_value_bytes {
-            s.bump(&s.oversized, "oversized");
+            s.oversized.bump();
             return L2Read::Miss;
         }
         let payload = match &self.inner.signer {
             Some(signer) => match signer.verify(key, &stored) {
                 Some(p) => p,
                 None => {
-                    s.bump(&s.bad_signature, "bad_signature");
+                    s.bad_signature.bump();
                     return L2Read::Miss;
                 }
             },
@@ -299,15 +303,15 @@ impl RedisL2 {
         };
         match Codec::decode(payload) {
             Ok(env) => {
-                s.bump(&s.hits, "hit");
+                s.hits.bump();
                 L2Read::Hit(env)
             }
             Err(DecodeError::Corrupt) => {
-                s.bump(&s.corrupt, "corrupt");
+                s.corrupt.bump();
                 L2Read::Miss
             }
             Err(DecodeError::UnknownVersion) => {
-                s.bump(&s.unknown_version, "unknown_version");
+                s.unknown_version.bump();
                 L2Read::Miss
             }
         }
@@ -328,7 +332,7 @@ impl RedisL2 {
         };
         self.note(self.inner.client.set_px(key, &bytes, expire).await)?;
         let s = &self.inner.stats;
-        s.bump(&s.writes, "write");
+        s.writes.bump();
         Ok(())
     }
 
@@ -346,7 +350,7 @@ impl RedisL2 {
             }
         }
         let replies = self.inner.client.pipeline(&pipe).await;
-        self.note_many(replies, |s| s.bump(&s.writes, "write"));
+        self.note_many(replies, |s| s.writes.bump());
     }
 
     /// Counts the replies of a pipeline as one call (its first error, if
@@ -382,7 +386,7 @@ impl RedisL2 {
             signer.sign(key, &mut bytes);
         }
         if bytes.len() > self.inner.max_value_bytes {
-            s.bump(&s.oversized, "oversized");
+            s.oversized.bump();
             return None;
         }
         Some(bytes)

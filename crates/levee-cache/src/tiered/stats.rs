@@ -1,8 +1,7 @@
 //! [`TieredStats`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::RedisL2Stats;
+use crate::counted::Counted;
 
 /// A snapshot of a [`TieredCache`](super::TieredCache)'s counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,60 +42,64 @@ pub struct TieredStats {
 
 /// The counters of one cache; with the `metrics` feature each event is
 /// also counted as `levee_cache_requests_total{cache, result}`.
-#[derive(Debug, Default)]
 pub(crate) struct Counters {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    cache: std::sync::Arc<str>,
-    l2_hits: AtomicU64,
-    loads: AtomicU64,
-    load_failures: AtomicU64,
-    stale_served: AtomicU64,
-    early_refreshes: AtomicU64,
-    backplane_invalidations: AtomicU64,
-    backplane_resyncs: AtomicU64,
+    l2_hits: Counted,
+    loads: Counted,
+    load_failures: Counted,
+    stale_served: Counted,
+    early_refreshes: Counted,
+    backplane_invalidations: Counted,
+    backplane_resyncs: Counted,
 }
 
 impl Counters {
     pub(crate) fn new(cache: std::sync::Arc<str>) -> Self {
+        let c = |result| {
+            Counted::new(
+                "levee_cache_requests_total",
+                ("cache", &cache),
+                ("result", result),
+            )
+        };
         Counters {
-            cache,
-            ..Counters::default()
+            l2_hits: c("hit_l2"),
+            loads: c("miss"),
+            load_failures: c("load_failed"),
+            stale_served: c("stale"),
+            early_refreshes: c("early_refresh"),
+            backplane_invalidations: c("backplane_invalidation"),
+            backplane_resyncs: c("backplane_resync"),
         }
     }
 
     /// Counts one event (never on the L1-hit path: hits are the memory
     /// cache's own count).
-    fn bump(&self, c: &AtomicU64, result: &'static str) {
-        c.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        metrics::counter!("levee_cache_requests_total", "cache" => self.cache.to_string(), "result" => result)
-            .increment(1);
-        #[cfg(not(feature = "metrics"))]
-        let _ = result;
+    fn bump(c: &Counted) {
+        c.bump();
     }
 
     pub(crate) fn hit_l2(&self) {
-        self.bump(&self.l2_hits, "hit_l2");
+        Self::bump(&self.l2_hits);
     }
     pub(crate) fn load(&self) {
-        self.bump(&self.loads, "miss");
+        Self::bump(&self.loads);
     }
     pub(crate) fn load_failed(&self) {
-        self.bump(&self.load_failures, "load_failed");
+        Self::bump(&self.load_failures);
     }
     pub(crate) fn stale(&self) {
-        self.bump(&self.stale_served, "stale");
+        Self::bump(&self.stale_served);
     }
     pub(crate) fn early_refresh(&self) {
-        self.bump(&self.early_refreshes, "early_refresh");
+        Self::bump(&self.early_refreshes);
     }
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn backplane_invalidation(&self) {
-        self.bump(&self.backplane_invalidations, "backplane_invalidation");
+        Self::bump(&self.backplane_invalidations);
     }
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn backplane_resync(&self) {
-        self.bump(&self.backplane_resyncs, "backplane_resync");
+        Self::bump(&self.backplane_resyncs);
     }
 
     pub(crate) fn snapshot(
@@ -108,18 +111,17 @@ impl Counters {
         backplane_subscribed: bool,
         invalidations_pending: usize,
     ) -> TieredStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TieredStats {
             l1_entries,
             l1_hits,
-            l2_hits: get(&self.l2_hits),
-            loads: get(&self.loads),
-            load_failures: get(&self.load_failures),
+            l2_hits: self.l2_hits.get(),
+            loads: self.loads.get(),
+            load_failures: self.load_failures.get(),
             backoff_keys,
-            stale_served: get(&self.stale_served),
-            early_refreshes: get(&self.early_refreshes),
-            backplane_invalidations: get(&self.backplane_invalidations),
-            backplane_resyncs: get(&self.backplane_resyncs),
+            stale_served: self.stale_served.get(),
+            early_refreshes: self.early_refreshes.get(),
+            backplane_invalidations: self.backplane_invalidations.get(),
+            backplane_resyncs: self.backplane_resyncs.get(),
             backplane_subscribed,
             invalidations_pending,
             l2,
