@@ -10,23 +10,13 @@ use std::time::Duration;
 
 const N: u64 = 1_000_000;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 /// Distinct keys inserted: `N`, or `3 N` in the eviction (churn) rounds.
 fn keys(churn: bool) -> u64 {
     if churn { 3 * N } else { N }
 }
 
 fn measure(which: &str, churn: bool) -> u64 {
-    let before = rss_bytes();
+    let before = levee_benches::rss_bytes();
     match which {
         "levee" => {
             let c = levee::cache::MemoryCache::<u64, u64>::builder()
@@ -36,7 +26,7 @@ fn measure(which: &str, churn: bool) -> u64 {
                 .expect("valid settings");
             (0..keys(churn)).for_each(|k| c.insert(k, k));
             assert!(c.len() as u64 >= N * 99 / 100);
-            let after = rss_bytes();
+            let after = levee_benches::rss_bytes();
             std::hint::black_box(&c);
             after - before
         }
@@ -47,14 +37,14 @@ fn measure(which: &str, churn: bool) -> u64 {
                 .build();
             (0..keys(churn)).for_each(|k| c.insert(k, k));
             c.run_pending_tasks();
-            let after = rss_bytes();
+            let after = levee_benches::rss_bytes();
             std::hint::black_box(&c);
             after - before
         }
         "quick_cache" => {
             let c = quick_cache::sync::Cache::<u64, u64>::new(N as usize);
             (0..keys(churn)).for_each(|k| c.insert(k, k));
-            let after = rss_bytes();
+            let after = levee_benches::rss_bytes();
             std::hint::black_box(&c);
             after - before
         }

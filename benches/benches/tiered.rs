@@ -16,15 +16,6 @@ use levee_redis::RedisClient;
 
 const KEYS: u64 = 10_000;
 
-/// A `/userinfo` answer of a realistic size (about 200 bytes of JSON).
-fn userinfo(i: u64) -> String {
-    format!(
-        "{{\"sub\":\"auth0|{i:024}\",\"email\":\"user{i}@example.com\",\"email_verified\":true,\
-         \"name\":\"User Number {i}\",\"picture\":\"https://cdn.example.com/avatars/{i}.png\",\
-         \"updated_at\":\"2026-11-23T09:00:00.000Z\"}}"
-    )
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -93,7 +84,7 @@ fn l1_hit(c: &mut Criterion) {
             .build()
             .unwrap();
         for k in 0..KEYS {
-            cache.insert(k, userinfo(k)).await;
+            cache.insert(k, levee_benches::userinfo(k)).await;
         }
         cache
     });
@@ -102,7 +93,7 @@ fn l1_hit(c: &mut Criterion) {
         .build()
         .unwrap();
     for k in 0..KEYS {
-        memory.insert(k, userinfo(k));
+        memory.insert(k, levee_benches::userinfo(k));
     }
     let memory_batch = |iters: u64| {
         let start = Instant::now();
@@ -164,7 +155,9 @@ fn l2_hit(c: &mut Criterion) {
                     .build()
                     .unwrap();
                 for k in 0..HOT {
-                    cache.insert(format!("user-{k}"), userinfo(k)).await;
+                    cache
+                        .insert(format!("user-{k}"), levee_benches::userinfo(k))
+                        .await;
                 }
                 cache
             })
@@ -307,8 +300,9 @@ fn coalesced(c: &mut Criterion) {
                 time_coalesced(&rt, n, iters, &mut next, |key| {
                     let cache = tiered.clone();
                     tokio::spawn(async move {
-                        let load =
-                            move || async move { Ok::<_, String>(Loaded::Value(userinfo(key))) };
+                        let load = move || async move {
+                            Ok::<_, String>(Loaded::Value(levee_benches::userinfo(key)))
+                        };
                         cache.get_or_load(key, load).await.unwrap().unwrap().value
                     })
                 })
@@ -319,9 +313,11 @@ fn coalesced(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 time_coalesced(&rt, n, iters, &mut next, |key| {
                     let cache = moka.clone();
-                    tokio::spawn(
-                        async move { cache.get_with(key, async move { userinfo(key) }).await },
-                    )
+                    tokio::spawn(async move {
+                        cache
+                            .get_with(key, async move { levee_benches::userinfo(key) })
+                            .await
+                    })
                 })
             })
         });

@@ -23,15 +23,6 @@ use levee_redis::RedisClient;
 
 const HOT: u64 = 1_000;
 
-/// The same value as the `tiered` bench's.
-fn userinfo(i: u64) -> String {
-    format!(
-        "{{\"sub\":\"auth0|{i:024}\",\"email\":\"user{i}@example.com\",\"email_verified\":true,\
-         \"name\":\"User Number {i}\",\"picture\":\"https://cdn.example.com/avatars/{i}.png\",\
-         \"updated_at\":\"2026-11-23T09:00:00.000Z\"}}"
-    )
-}
-
 async fn never(_: u64) -> Result<Loaded<String>, String> {
     Err("the run expected a hit".into())
 }
@@ -67,7 +58,9 @@ fn main() {
             .build()
             .expect("a cache");
         for k in 0..HOT {
-            cache.insert(format!("user-{k}"), userinfo(k)).await;
+            cache
+                .insert(format!("user-{k}"), levee_benches::userinfo(k))
+                .await;
         }
         cache
     });

@@ -8,16 +8,6 @@ use std::num::NonZeroU32;
 
 const N: u64 = 1_000_000;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn measure(which: &str) -> u64 {
     let limit = NonZeroU32::new(1_000).expect("non-zero");
     match which {
@@ -26,17 +16,17 @@ fn measure(which: &str) -> u64 {
                 levee_limit::SlidingWindow::<u64>::builder(levee_limit::Quota::per_second(limit))
                     .build()
                     .expect("a limiter");
-            let before = rss_bytes();
+            let before = levee_benches::rss_bytes();
             (0..N).for_each(|k| assert!(l.check(&k).allowed));
-            let after = rss_bytes();
+            let after = levee_benches::rss_bytes();
             assert_eq!(l.len() as u64, N, "no key evicted within the run");
             after - before
         }
         "governor" => {
             let g = governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(limit));
-            let before = rss_bytes();
+            let before = levee_benches::rss_bytes();
             (0..N).for_each(|k| assert!(g.check_key(&k).is_ok()));
-            let after = rss_bytes();
+            let after = levee_benches::rss_bytes();
             assert_eq!(g.len() as u64, N);
             after - before
         }

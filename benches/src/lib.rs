@@ -94,6 +94,28 @@ pub fn run_threads<F: Fn(usize, u64) + Sync>(
     .elapsed()
 }
 
+/// This process's resident set in bytes (Linux `/proc/self/statm`; 0
+/// elsewhere): the memory examples measure its growth.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A `/userinfo` answer of a realistic size (about 200 bytes of JSON), the
+/// value the tiered benches cache for key `i`.
+pub fn userinfo(i: u64) -> String {
+    format!(
+        "{{\"sub\":\"auth0|{i:024}\",\"email\":\"user{i}@example.com\",\"email_verified\":true,\
+         \"name\":\"User Number {i}\",\"picture\":\"https://cdn.example.com/avatars/{i}.png\",\
+         \"updated_at\":\"2026-11-23T09:00:00.000Z\"}}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
