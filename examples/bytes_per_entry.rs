@@ -59,7 +59,6 @@ fn main() {
         println!("{}", measure(&which, churn));
         return;
     }
-    let exe = std::env::current_exe().expect("own path");
     for churn in [false, true] {
         if churn {
             println!(
@@ -72,15 +71,7 @@ fn main() {
             );
         }
         for which in ["levee", "moka", "quick_cache"] {
-            let out = std::process::Command::new(&exe)
-                .arg(which)
-                .arg(if churn { "churn" } else { "fill" })
-                .output()
-                .expect("child runs");
-            let bytes: u64 = String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0);
+            let bytes = levee_benches::in_child(&[which, if churn { "churn" } else { "fill" }]);
             println!("{which:<12} {:>7.1} bytes/entry", bytes as f64 / N as f64);
         }
     }

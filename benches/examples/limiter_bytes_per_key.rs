@@ -39,17 +39,9 @@ fn main() {
         println!("{}", measure(&which));
         return;
     }
-    let exe = std::env::current_exe().expect("own path");
     println!("resident memory per key, u64 keys, {N} keys (RSS growth of a fresh process)");
     for which in ["levee", "governor"] {
-        let out = std::process::Command::new(&exe)
-            .arg(which)
-            .output()
-            .expect("child runs");
-        let bytes: u64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
+        let bytes = levee_benches::in_child(&[which]);
         println!("{which:<9} {:>6.1} bytes/key", bytes as f64 / N as f64);
     }
 }

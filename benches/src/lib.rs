@@ -116,6 +116,21 @@ pub fn userinfo(i: u64) -> String {
     )
 }
 
+/// Runs this executable again with `args` and reads the number it prints:
+/// each memory measurement runs in a fresh process of its own. 0 if the
+/// child printed no number.
+pub fn in_child(args: &[&str]) -> u64 {
+    let exe = std::env::current_exe().expect("own path");
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .output()
+        .expect("child runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
