@@ -340,12 +340,7 @@ mod cluster {
             .unwrap()
             .unwrap();
         let clock = ManualClock::new();
-        // A generous timeout: this cell is about redirections (a MOVED or
-        // ASK not followed fails at once, whatever the timeout), and with
-        // the whole suite's clusters on 2 cores, `MIGRATE` under traffic
-        // has stalled a command past 500 ms (3 timeouts in one full run of
-        // `.ci/run`, none in 5 runs of the matrix alone).
-        let [a, b] = replicas(&cluster.urls(), &clock, Duration::from_secs(2));
+        let [a, b] = replicas(&cluster.urls(), &clock, Duration::from_millis(500));
         assert!(
             recover(part, &a, &b, &clock, Duration::from_secs(10))
                 .await
