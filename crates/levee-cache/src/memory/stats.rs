@@ -64,9 +64,10 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// No stripe claimed yet.
 const UNCLAIMED: usize = usize::MAX;
 
-/// This thread's claim on a stripe index (the same index in every cache),
-/// given back when the thread ends so a later thread can own it.
-struct Owner(Cell<usize>);
+/// This thread's claim on its stripe index (`INDEX`, the same index in
+/// every cache), given back when the thread ends so a later thread can own
+/// it.
+struct Owner;
 
 impl Owner {
     fn claim() -> usize {
@@ -83,11 +84,10 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let i = self.0.get();
         // Bumps made later by this thread (other thread-locals' destructors
         // may still read a cache) go to the shared stripe, not to the index
         // another thread may own next.
-        INDEX.with(|x| x.set(SHARED));
+        let i = INDEX.with(|x| x.replace(SHARED));
         if i < STRIPES {
             // The mutex orders this thread's last bumps before the next
             // owner's first load of the same counters.
@@ -102,7 +102,7 @@ thread_local! {
     /// registration check on the hit path.
     static INDEX: Cell<usize> = const { Cell::new(UNCLAIMED) };
     /// Gives the index back when the thread ends; touched once, at the claim.
-    static OWNER: Owner = const { Owner(Cell::new(UNCLAIMED)) };
+    static OWNER: Owner = const { Owner };
 }
 
 /// This thread's stripe: an owned one, or `SHARED` (also while the thread's
@@ -123,10 +123,7 @@ fn stripe_index() -> usize {
 fn bump_mine(stripes: &[CachePadded<Stripe>; STRIPES + 1], field: fn(&Stripe) -> &AtomicU64) {
     let i = INDEX.with(Cell::get);
     if i < STRIPES {
-        // Only this thread writes an owned stripe's counters, so a load and
-        // a store lose no update; readers see the count with a short delay.
-        let counter = field(&stripes[i]);
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(i, field(&stripes[i]));
     } else {
         bump_other(stripes, field);
     }
@@ -145,9 +142,9 @@ fn bump_other(stripes: &[CachePadded<Stripe>; STRIPES + 1], field: fn(&Stripe) -
 #[inline(never)]
 fn claim_stripe() -> usize {
     OWNER
-        .try_with(|o| {
+        .try_with(|_| {
+            // Touching `OWNER` registers its destructor, which gives `i` back.
             let i = Owner::claim();
-            o.0.set(i);
             INDEX.with(|x| x.set(i));
             i
         })
