@@ -237,7 +237,7 @@ where
         match sh.flights.join_or_register::<V, E>(key) {
             Ok(rx) => Step::Wait { rx, held },
             Err(flight) => {
-                let rx = flight.rx.clone();
+                let rx = flight.tx.subscribe();
                 members.push(Member {
                     key: key.clone(),
                     flight,
@@ -361,7 +361,7 @@ where
             // No runtime to load on: end the flights; their waiters see
             // them ended and get an error.
             for m in members {
-                self.cache.shared.flights.finish(&m.key, &m.flight.token);
+                self.cache.shared.flights.finish(&m.key, m.flight.token());
             }
         }
     }

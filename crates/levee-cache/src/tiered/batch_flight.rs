@@ -121,7 +121,7 @@ where
     ) -> Vec<Member<K, V, E>> {
         let mut left = Vec::with_capacity(open.len());
         for (m, read) in open.into_iter().zip(reads) {
-            match self.take_l2_read(&m.key, read, m.newer_than, &m.flight.token) {
+            match self.take_l2_read(&m.key, read, m.newer_than, m.flight.token()) {
                 Some(found) => self.answer(m, Ok(found)),
                 None => left.push(m),
             }
@@ -234,7 +234,7 @@ where
         tracing::trace!(cache = %self.name, ?load_time, keys = kept.len(), "batch load finished");
         self.keep_many(&kept).await;
         for (m, _) in kept {
-            self.flights.finish(&m.key, &m.flight.token);
+            self.flights.finish(&m.key, m.flight.token());
         }
     }
 
@@ -246,7 +246,7 @@ where
     /// key during the write gets this answer: a value loaded moments ago
     /// (the write is bounded by the L2 timeout).
     async fn keep_many<E>(&self, kept: &[Kept<K, V, E>]) {
-        let invalidated = |m: &Member<K, V, E>| m.flight.token.load(Ordering::SeqCst);
+        let invalidated = |m: &Member<K, V, E>| m.flight.token().load(Ordering::SeqCst);
         let mut written: Vec<&Member<K, V, E>> = Vec::with_capacity(kept.len());
         let mut write: Vec<(&K, &Slot<V>)> = Vec::with_capacity(kept.len());
         for (m, slot) in kept {
@@ -266,13 +266,13 @@ where
             // single load does), so a caller answered can start the next
             // load of its key (a refresh) at once.
             for (m, slot) in kept {
-                self.flights.finish(&m.key, &m.flight.token);
-                m.flight.tx.send_replace(Some(Ok(slot.loaded())));
+                self.flights.finish(&m.key, m.flight.token());
+                m.flight.tx.send(Ok(slot.loaded()));
             }
             return;
         }
         for (m, slot) in kept {
-            m.flight.tx.send_replace(Some(Ok(slot.loaded())));
+            m.flight.tx.send(Ok(slot.loaded()));
         }
         self.put_l2_many(&write).await;
         if let Some(l2) = &self.l2 {
@@ -287,7 +287,7 @@ where
 
     /// Ends the flight of `m` and gives its waiters `result`.
     fn answer<E>(&self, m: Member<K, V, E>, result: FlightResult<V, E>) {
-        self.flights.finish(&m.key, &m.flight.token);
-        m.flight.tx.send_replace(Some(result));
+        self.flights.finish(&m.key, m.flight.token());
+        m.flight.tx.send(result);
     }
 }

@@ -1,39 +1,159 @@
-//! Single-flight: one load per key at a time, on its own task, its result
-//! shared with every caller that asked meanwhile.
+//! Single-flight: one load per key at a time, its result shared with every
+//! caller that asked meanwhile.
+//!
+//! A flight is one allocation: its invalidation flag, its answer (set
+//! once) and a [`Notify`] for the callers that joined. A leader whose load
+//! nobody joined (the common case: an L2 hit) pays for that allocation,
+//! two map operations and nothing else: no channel, no waking of waiters
+//! that are not there.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::{CacheError, Cached};
 
 /// What a finished load hands its waiters: the value (`None`: absent).
 pub(crate) type FlightResult<V, E> = Result<Option<Cached<V>>, CacheError<E>>;
-pub(crate) type FlightRx<V, E> = watch::Receiver<Option<FlightResult<V, E>>>;
 
-/// A load just registered: its sender, a receiver, and its invalidation
-/// token.
-pub(crate) struct NewFlight<V, E> {
-    pub(crate) tx: watch::Sender<Option<FlightResult<V, E>>>,
-    pub(crate) rx: FlightRx<V, E>,
-    pub(crate) token: Arc<AtomicBool>,
-}
-
-pub(crate) struct Flight {
-    /// A `FlightRx<V, E>`, type-erased because `E` is chosen per call.
-    rx: Box<dyn Any + Send + Sync>,
+/// One load's shared state.
+struct State<V, E> {
     /// Set by `invalidate`: the load's result is given to its waiters but
     /// kept out of the cache.
-    pub(crate) invalidated: Arc<AtomicBool>,
+    invalidated: AtomicBool,
+    /// The answer, set once; `Some(None)`: the load ended without one (its
+    /// task was ended, e.g. the cache was dropped).
+    answer: OnceLock<Option<FlightResult<V, E>>>,
+    /// Wakes the callers that joined when `answer` is set.
+    joined: Notify,
+}
+
+/// A [`State`] with its value and error types erased, as the map of
+/// running flights holds it (`E` is chosen per call).
+trait Erased: Any + Send + Sync {
+    fn invalidated(&self) -> &AtomicBool;
+}
+
+impl<V, E> Erased for State<V, E>
+where
+    V: Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    fn invalidated(&self) -> &AtomicBool {
+        &self.invalidated
+    }
+}
+
+/// The leader's side of a flight: gives its answer once. Dropped without
+/// giving one, it tells the waiters the load ended without an answer.
+pub(crate) struct FlightTx<V, E> {
+    state: Arc<State<V, E>>,
+}
+
+impl<V, E> FlightTx<V, E> {
+    /// Gives `result` to every caller that joined, and to any that joins
+    /// from now on. Only the first answer counts.
+    pub(crate) fn send(&self, result: FlightResult<V, E>) {
+        if self.state.answer.set(Some(result)).is_ok() {
+            self.state.joined.notify_waiters();
+        }
+    }
+
+    /// Whether anyone else holds this flight: a caller that joined it, or
+    /// the running-flights map (so: call after `finish`). A leader answers
+    /// with a copy only when this is true.
+    pub(crate) fn joined(&self) -> bool {
+        Arc::strong_count(&self.state) > 1
+    }
+
+    /// A receiver for this flight's answer.
+    pub(crate) fn subscribe(&self) -> FlightRx<V, E> {
+        FlightRx {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Set when the key was invalidated during the load.
+    pub(crate) fn token(&self) -> &AtomicBool {
+        &self.state.invalidated
+    }
+
+    /// A handle on the invalidation flag that outlives this sender.
+    pub(crate) fn token_handle(&self) -> FlightToken<V, E> {
+        FlightToken(self.state.clone())
+    }
+}
+
+impl<V, E> Drop for FlightTx<V, E> {
+    fn drop(&mut self) {
+        if self.state.answer.set(None).is_ok() {
+            self.state.joined.notify_waiters();
+        }
+    }
+}
+
+/// A flight's invalidation flag, held apart from its sender.
+pub(crate) struct FlightToken<V, E>(Arc<State<V, E>>);
+
+impl<V, E> std::ops::Deref for FlightToken<V, E> {
+    type Target = AtomicBool;
+
+    fn deref(&self) -> &AtomicBool {
+        &self.0.invalidated
+    }
+}
+
+/// A caller's side of a flight: waits for its answer.
+pub(crate) struct FlightRx<V, E> {
+    state: Arc<State<V, E>>,
+}
+
+impl<V, E> Clone for FlightRx<V, E> {
+    fn clone(&self) -> Self {
+        FlightRx {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<V: Clone, E> FlightRx<V, E> {
+    /// The load's answer, once it has one; a load that ended without one
+    /// answers [`CacheError::LoaderPanicked`].
+    pub(crate) async fn wait(&self) -> FlightResult<V, E> {
+        loop {
+            let notified = self.state.joined.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the answer is read: a `send` between the
+            // read and the await still wakes this caller.
+            notified.as_mut().enable();
+            if let Some(answer) = self.state.answer.get() {
+                return answer.clone().unwrap_or(Err(CacheError::LoaderPanicked));
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A load just registered: its sender (which also holds its invalidation
+/// token).
+pub(crate) struct NewFlight<V, E> {
+    pub(crate) tx: FlightTx<V, E>,
+}
+
+impl<V, E> NewFlight<V, E> {
+    /// Set when the key was invalidated during the load.
+    pub(crate) fn token(&self) -> &AtomicBool {
+        self.tx.token()
+    }
 }
 
 pub(crate) struct Flights<K> {
-    map: Mutex<HashMap<K, Flight, foldhash::fast::RandomState>>,
+    map: Mutex<HashMap<K, Arc<dyn Erased>, foldhash::fast::RandomState>>,
 }
 
 impl<K: Hash + Eq + Clone> Flights<K> {
@@ -52,25 +172,20 @@ impl<K: Hash + Eq + Clone> Flights<K> {
         E: Send + Sync + 'static,
     {
         let mut map = self.map.lock();
-        if let Some(rx) = map
-            .get(key)
-            .and_then(|f| f.rx.downcast_ref::<FlightRx<V, E>>())
-        {
-            return Ok(rx.clone());
+        if let Some(running) = map.get(key) {
+            let any: Arc<dyn Any + Send + Sync> = running.clone();
+            if let Ok(state) = any.downcast::<State<V, E>>() {
+                return Ok(FlightRx { state });
+            }
         }
-        let (tx, rx) = watch::channel(None);
-        let invalidated = Arc::new(AtomicBool::new(false));
-        map.insert(
-            key.clone(),
-            Flight {
-                rx: Box::new(rx.clone()),
-                invalidated: invalidated.clone(),
-            },
-        );
+        let state = Arc::new(State {
+            invalidated: AtomicBool::new(false),
+            answer: OnceLock::new(),
+            joined: Notify::new(),
+        });
+        map.insert(key.clone(), state.clone());
         Err(NewFlight {
-            tx,
-            rx,
-            token: invalidated,
+            tx: FlightTx { state },
         })
     }
 
@@ -79,12 +194,12 @@ impl<K: Hash + Eq + Clone> Flights<K> {
         self.map.lock().contains_key(key)
     }
 
-    /// Removes the flight of `key` if it is the one marked by `token`.
-    pub(crate) fn finish(&self, key: &K, token: &Arc<AtomicBool>) {
+    /// Removes the flight of `key` if it is the one whose token is `token`.
+    pub(crate) fn finish(&self, key: &K, token: &AtomicBool) {
         let mut map = self.map.lock();
         if map
             .get(key)
-            .is_some_and(|f| Arc::ptr_eq(&f.invalidated, token))
+            .is_some_and(|f| std::ptr::eq(f.invalidated(), token))
         {
             map.remove(key);
         }
@@ -93,16 +208,85 @@ impl<K: Hash + Eq + Clone> Flights<K> {
     /// Marks every running load as invalidated.
     pub(crate) fn invalidate_all(&self) {
         for (_, f) in self.map.lock().drain() {
-            f.invalidated
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            f.invalidated().store(true, Ordering::SeqCst);
         }
     }
 
     /// Marks the running load of `key` (if any) as invalidated.
     pub(crate) fn invalidate(&self, key: &K) {
         if let Some(f) = self.map.lock().remove(key) {
-            f.invalidated
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            f.invalidated().store(true, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Rx = FlightRx<u32, ()>;
+
+    fn flights() -> Flights<&'static str> {
+        Flights::new()
+    }
+
+    fn join(f: &Flights<&'static str>) -> Rx {
+        match f.join_or_register(&"k") {
+            Ok(rx) => rx,
+            Err(_) => panic!("a flight of the same types runs: joined, not registered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_joiner_gets_the_leaders_answer_and_a_late_joiner_too() {
+        let f = flights();
+        let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
+        let rx = join(&f);
+        let waiting = tokio::spawn(async move { rx.wait().await });
+        tokio::task::yield_now().await;
+        let late = join(&f);
+        assert!(lead.tx.joined(), "joiners hold the flight");
+        lead.tx.send(Ok(None));
+        f.finish(&"k", lead.token());
+        assert!(matches!(waiting.await.unwrap(), Ok(None)));
+        assert!(matches!(late.wait().await, Ok(None)));
+        assert!(!f.is_running(&"k"));
+    }
+
+    #[tokio::test]
+    async fn a_leader_dropped_without_an_answer_ends_its_waiters_with_an_error() {
+        let f = flights();
+        let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
+        let rx = join(&f);
+        let waiting = tokio::spawn(async move { rx.wait().await });
+        tokio::task::yield_now().await;
+        drop(lead);
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(CacheError::LoaderPanicked)
+        ));
+    }
+
+    #[test]
+    fn nobody_joined_a_finished_flight_that_nobody_asked_for() {
+        let f = flights();
+        let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
+        assert!(lead.tx.joined(), "the map holds it while it runs");
+        f.finish(&"k", lead.token());
+        assert!(!lead.tx.joined());
+    }
+
+    #[test]
+    fn finish_with_another_flights_token_leaves_the_running_one() {
+        let f = flights();
+        let first = f.join_or_register::<u32, ()>(&"k").err().unwrap();
+        // Another error type starts its own flight, which replaces the map's.
+        let second = f.join_or_register::<u32, String>(&"k").err().unwrap();
+        f.finish(&"k", first.token());
+        assert!(f.is_running(&"k"));
+        f.invalidate(&"k");
+        assert!(second.token().load(Ordering::SeqCst));
+        assert!(!first.token().load(Ordering::SeqCst));
+        assert!(!f.is_running(&"k"));
     }
 }

@@ -56,16 +56,16 @@ where
         // between has put its value there (before ending its flight), so
         // look again rather than load the key a second time.
         if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(key) {
-            self.shared.flights.finish(key, &flight.token);
-            if flight.tx.receiver_count() > 1 {
-                let _ = flight.tx.send(Some(Ok(cached.clone())));
+            self.shared.flights.finish(key, flight.token());
+            if flight.tx.joined() {
+                flight.tx.send(Ok(cached.clone()));
             }
             return Led::Answered(cached);
         }
         if self.shared.l2.is_none() {
             return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
         }
-        let token = flight.token.clone();
+        let token = flight.tx.token_handle();
         let mut handoff = Handoff {
             cache: self,
             parts: Some((key.clone(), load, flight)),
@@ -75,11 +75,10 @@ where
         let (key, load, flight) = handoff.parts.take().expect("armed until here");
         match found {
             Some(found) => {
-                self.shared.flights.finish(&key, &flight.token);
-                // Only callers that joined meanwhile need a copy (the
-                // receiver counted here is the leader's own).
-                if flight.tx.receiver_count() > 1 {
-                    let _ = flight.tx.send(Some(Ok(found.clone())));
+                self.shared.flights.finish(&key, flight.token());
+                // Only callers that joined meanwhile need a copy.
+                if flight.tx.joined() {
+                    flight.tx.send(Ok(found.clone()));
                 }
                 Led::Answered(found)
             }
@@ -102,12 +101,15 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let NewFlight { tx, rx, token } = flight;
+        let NewFlight { tx } = flight;
+        let rx = tx.subscribe();
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
-            let result = shared.fly(&key, load, &token, newer_than, l2_asked).await;
-            shared.flights.finish(&key, &token);
-            let _ = tx.send(Some(result));
+            let result = shared
+                .fly(&key, load, tx.token(), newer_than, l2_asked)
+                .await;
+            shared.flights.finish(&key, tx.token());
+            tx.send(result);
         });
         self.guard.track(task.abort_handle());
         rx
@@ -153,7 +155,7 @@ where
         } else {
             // No runtime to run the load on: end the flight; its waiters
             // see it ended and get an error.
-            self.cache.shared.flights.finish(&key, &flight.token);
+            self.cache.shared.flights.finish(&key, flight.token());
         }
     }
 }
@@ -167,7 +169,7 @@ where
         &self,
         key: &K,
         load: F,
-        token: &Arc<AtomicBool>,
+        token: &AtomicBool,
         newer_than: Option<u64>,
         l2_asked: bool,
     ) -> FlightResult<V, E>

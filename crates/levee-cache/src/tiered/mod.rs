@@ -270,14 +270,10 @@ where
         }
     }
 
-    async fn wait<E>(&self, mut rx: FlightRx<V, E>) -> FlightResult<V, E> {
-        let waiting = async {
-            match rx.wait_for(Option::is_some).await {
-                Ok(r) => r.clone().unwrap_or(Err(CacheError::LoaderPanicked)),
-                // The load task was ended (the cache was dropped).
-                Err(_) => Err(CacheError::LoaderPanicked),
-            }
-        };
+    async fn wait<E>(&self, rx: FlightRx<V, E>) -> FlightResult<V, E> {
+        // A load task ended without an answer (the cache was dropped)
+        // answers `LoaderPanicked`.
+        let waiting = rx.wait();
         match self.shared.cfg.hard_timeout {
             Some(t) => levee_core::sleep::timeout(&*self.shared.clock, t, waiting)
                 .await
