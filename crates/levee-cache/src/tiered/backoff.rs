@@ -66,10 +66,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Backoff<K> {
         }
     }
 
-    /// Time left in `key`'s backoff, if any.
-    pub(crate) fn left(&self, key: &K, now: Instant) -> Option<Duration> {
+    /// Time left in `key`'s backoff, if any; `now` is read only when the
+    /// key has a record.
+    pub(crate) fn left(&self, key: &K, now: impl FnOnce() -> Instant) -> Option<Duration> {
         let until = self.records.as_ref()?.get(key)?;
-        until.checked_duration_since(now).filter(|d| !d.is_zero())
+        until.checked_duration_since(now()).filter(|d| !d.is_zero())
     }
 
     /// Records held now (ended ones not yet reclaimed included).

@@ -91,7 +91,9 @@ impl<V, E> FlightTx<V, E> {
 
 impl<V, E> Drop for FlightTx<V, E> {
     fn drop(&mut self) {
-        if self.state.answer.set(None).is_ok() {
+        // Held by nobody else: nobody to tell (the common case, a load
+        // nobody joined, ends here).
+        if Arc::strong_count(&self.state) > 1 && self.state.answer.set(None).is_ok() {
             self.state.joined.notify_waiters();
         }
     }

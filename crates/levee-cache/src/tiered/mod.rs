@@ -23,7 +23,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use levee_core::SharedClock;
 
@@ -455,7 +455,11 @@ where
 
     /// Puts `slot` in L1, trusted there for at most `l1_ttl`.
     pub(crate) fn put_l1(&self, key: &K, slot: Slot<V>) {
-        let now = self.clock.now();
+        self.put_l1_at(key, slot, self.clock.now());
+    }
+
+    /// [`put_l1`](Self::put_l1) with the time already read.
+    pub(crate) fn put_l1_at(&self, key: &K, slot: Slot<V>, now: Instant) {
         let expiry = crate::Expiry {
             fresh_until: slot
                 .fresh_until
@@ -477,6 +481,6 @@ where
     }
 
     fn backoff_left(&self, key: &K) -> Option<Duration> {
-        self.backoff.left(key, self.clock.now())
+        self.backoff.left(key, || self.clock.now())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::slot::{Now, Slot};
 use super::{Cached, Freshness, Shared, Source};
@@ -104,7 +104,7 @@ where
                 match age {
                     EnvelopeAge::Fresh(_) if newer => {
                         let cached = slot.cached(Freshness::Fresh, Source::L2);
-                        self.promote(key, slot, token);
+                        self.promote(key, slot, now.mono, token);
                         self.stats.hit_l2();
                         return Some(cached);
                     }
@@ -114,7 +114,7 @@ where
                             .peek(key, |held, _| held.fresh_until < slot.fresh_until)
                             .unwrap_or(true);
                         if newer_than_held {
-                            self.promote(key, slot, token);
+                            self.promote(key, slot, now.mono, token);
                         }
                     }
                     _ => {}
@@ -133,9 +133,9 @@ where
         }
     }
 
-    fn promote(&self, key: &K, slot: Slot<V>, token: &AtomicBool) {
+    fn promote(&self, key: &K, slot: Slot<V>, now: Instant, token: &AtomicBool) {
         if !token.load(Ordering::SeqCst) {
-            self.put_l1(key, slot);
+            self.put_l1_at(key, slot, now);
             if token.load(Ordering::SeqCst) {
                 self.l1.invalidate(key);
             }
