@@ -12,6 +12,8 @@
 //!   over 1M ranks, nothing resident: each key's first sight is inside the
 //!   measured loop.
 //! - `window_one` / `governor_one`: one hot key.
+//! - `window_denied` / `governor_denied`: one key over its quota (1 an
+//!   hour): every check in the loop is refused (the refusal path).
 //!
 //! An optional third argument runs the case on that many threads (default
 //! 1), all on one limiter or cache, each making `N` calls from its own
@@ -64,7 +66,7 @@ fn main() {
     match what.as_str() {
         "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"
-        | "governor_one" => limiter(&what, n, threads),
+        | "governor_one" | "window_denied" | "governor_denied" => limiter(&what, n, threads),
         other => eprintln!("unknown case {other}"),
     }
 }
@@ -179,16 +181,25 @@ fn cache(what: &str, n: usize, threads: usize) {
 fn limiter(what: &str, n: usize, threads: usize) {
     let trace: Vec<u64> = if what.ends_with("_first") {
         plain_zipf(1_000_000, 11)
-    } else if what.ends_with("_one") {
+    } else if what.ends_with("_one") || what.ends_with("_denied") {
         vec![7; TRACE]
     } else {
         levee_benches::Zipf::new(LIMIT_KEYS as usize, 1.0).trace(TRACE, 5)
     };
     let resident = !what.ends_with("_first");
+    // `_denied`: one key over its quota (1 an hour): every check is refused.
+    let limit = if what.ends_with("_denied") { 1 } else { LIMIT };
+    let per = if what.ends_with("_denied") {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_secs(1)
+    };
     let allowed = if what.starts_with("governor") {
-        let gov = governor::RateLimiter::<u64, _, _>::keyed(governor::Quota::per_second(
-            NonZeroU32::new(LIMIT).expect("non-zero"),
-        ));
+        let gov = governor::RateLimiter::<u64, _, _>::keyed(
+            governor::Quota::with_period(per / limit)
+                .expect("a non-zero period")
+                .allow_burst(NonZeroU32::new(limit).expect("non-zero")),
+        );
         if resident {
             for k in 0..LIMIT_KEYS {
                 let _ = gov.check_key(&levee_benches::scramble(k));
@@ -200,7 +211,7 @@ fn limiter(what: &str, n: usize, threads: usize) {
             black_box(gov.check_key(&k)).is_ok()
         })
     } else {
-        let quota = Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero"));
+        let quota = Quota::new(limit, per).expect("a quota");
         let sw = SlidingWindow::<u64>::builder(quota)
             .build()
             .expect("a limiter");
