@@ -11,7 +11,8 @@
 #
 # Pairs: MemoryCache get-hit without and with a TTL vs quick_cache; the
 # SlidingWindow keyed check vs governor keyed, resident keys (criterion's
-# trace), first sight of every key (plain Zipf u64), one hot key; each at 1
+# trace), first sight of every key (plain Zipf u64), one hot key, one key
+# over its quota (every check refused); each at 1
 # and 2 threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +48,5 @@ for t in 1 2; do
     pair window governor "$t"
     pair window_first governor_first "$t"
     pair window_one governor_one "$t"
+    pair window_denied governor_denied "$t"
 done
