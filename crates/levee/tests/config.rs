@@ -380,6 +380,7 @@ fn a_shared_quota_takes_its_timeout_from_its_own_entry() {
     assert_eq!(timeout("plain"), Duration::from_millis(50));
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn a_quota_timeout_is_above_zero_and_only_on_a_shared_quota() {
     let err = parse_err(
