@@ -233,3 +233,72 @@ async fn against_the_mock_idp_one_and_two_replicas_never_get_a_429() {
     );
     assert_eq!(idp.rate_limited("bob"), 0);
 }
+
+/// A hold on a Cluster slot that is being migrated, its key already moved
+/// to the importing master: the old master answers a check's `GET` with
+/// `ASK`, and the client sends `ASKING` and the `GET` again to the new one,
+/// three round trips in all. Every round trip crosses a proxy that delays
+/// each chunk by 25 ms (so at least 150 ms in all): within the quota's
+/// timeout (1 s here), the other replica is held back and nothing times
+/// out. Its default 50 ms could not cover even one such round trip.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_follows_ask_to_a_migrating_hold_within_the_quota_timeout() {
+    use levee_redis::RedisClient;
+    use levee_testkit::{FaultMode, RedisCluster};
+    let cluster = RedisCluster::start_proxied(3, 0).await.unwrap();
+    let clock = ManualClock::new();
+    let replica = || {
+        UpstreamQuota::<String>::builder()
+            .clock(clock.shared())
+            .build()
+            .redis(RedisClient::cluster(cluster.urls()).build().unwrap(), "idp")
+            .timeout(Duration::from_secs(1))
+    };
+    let (a, b) = (replica(), replica());
+    connected(&a).await;
+    connected(&b).await;
+    let user = "alice".to_string();
+    a.observe(
+        &user,
+        StatusCode::TOO_MANY_REQUESTS,
+        &h(&[("retry-after", "30".into())]),
+    )
+    .await;
+    // The hold's key (`idp:{alice}`) moves; its slot stays MIGRATING on the
+    // old master and IMPORTING on the new one.
+    let slot = cluster.slot_of(b"alice").unwrap();
+    let from = cluster.owner_of_slot(slot).unwrap();
+    let to = cluster
+        .masters()
+        .unwrap()
+        .into_iter()
+        .find(|m| *m != from)
+        .unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        assert_eq!(cluster.begin_slot_migration(slot, to).unwrap(), from);
+        assert_eq!(
+            cluster.move_slot_keys(slot, from, to).unwrap(),
+            1,
+            "the hold's key moved"
+        );
+        cluster
+    })
+    .await
+    .unwrap();
+    cluster.set_fault(FaultMode::Delay(Duration::from_millis(25)));
+    let before = b.client().stats();
+    let began = std::time::Instant::now();
+    let state = b.check(&user).await;
+    let took = began.elapsed();
+    let after = b.client().stats();
+    assert!(
+        matches!(state, QuotaState::HoldBack { .. }),
+        "the hold on the importing master holds the other replica back: {state:?} after {took:?}, {after:?}"
+    );
+    assert_eq!(after.timeouts, before.timeouts, "no command timed out");
+    assert!(
+        took >= Duration::from_millis(150),
+        "the GET went through ASK (three delayed round trips), took {took:?}"
+    );
+}

@@ -359,6 +359,47 @@ fn a_breaker_rule_the_builder_refuses_is_named_by_its_key() {
     assert_eq!(err.problems()[0].path, "breakers.b.failure_rate");
 }
 
+/// `[quotas.<name>] timeout` is the budget of a shared quota's Redis
+/// commands (50 ms without it), whatever the connection's own
+/// `command_timeout`.
+#[cfg(feature = "redis")]
+#[test]
+fn a_shared_quota_takes_its_timeout_from_its_own_entry() {
+    let config: Config =
+        "[redis.main]\nurl = \"redis://127.0.0.1:6379\"\ncommand_timeout = \"2s\"\n\
+         [quotas.idp]\nredis = \"main\"\ntimeout = \"300ms\"\n\
+         [quotas.plain]\nredis = \"main\"\n"
+            .parse()
+            .unwrap();
+    let parts = config.components();
+    let timeout = |name: &str| match parts.quota::<String>(name).unwrap() {
+        levee::config::AnyQuota::Shared(q) => q.client().command_timeout(),
+        other => panic!("{name} is not shared: {other:?}"),
+    };
+    assert_eq!(timeout("idp"), Duration::from_millis(300));
+    assert_eq!(timeout("plain"), Duration::from_millis(50));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_quota_timeout_is_above_zero_and_only_on_a_shared_quota() {
+    let err = parse_err(
+        r#"
+        [redis.main]
+        url = "redis://127.0.0.1"
+        [quotas.zero]
+        redis = "main"
+        timeout = "0s"
+        [quotas.local]
+        timeout = "100ms"
+        "#,
+    );
+    for path in ["quotas.zero.timeout", "quotas.local.timeout"] {
+        assert!(err.mentions(path), "{path} missing from:\n{err}");
+    }
+    assert_eq!(err.problems().len(), 2, "{err}");
+}
+
 #[test]
 fn the_builders_own_rules_are_checked_at_load_with_the_rest() {
     let err = parse_err(

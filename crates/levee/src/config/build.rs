@@ -230,7 +230,11 @@ impl Components {
                         .prefix
                         .clone()
                         .unwrap_or_else(|| format!("levee:quota:{name}"));
-                    Ok(AnyQuota::Shared(local.redis(self.redis(redis)?, prefix)))
+                    let mut shared = local.redis(self.redis(redis)?, prefix);
+                    if let Some(d) = c.timeout {
+                        shared = shared.timeout(d);
+                    }
+                    Ok(AnyQuota::Shared(shared))
                 }
                 #[cfg(not(feature = "redis"))]
                 Some(_) => Err(at(

@@ -472,6 +472,13 @@ pub struct QuotaConfig {
     /// With `redis`: the key prefix. Default: `levee:quota:<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// With `redis`: each Redis command's budget. Default: 50ms.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
 }
 
 /// A pipeline: `Levee::builder(name)` with the named parts.

@@ -4,7 +4,7 @@
 
 use super::build::Components;
 use super::error::{ConfigFileError, Problem};
-use super::file::{CacheConfig, Config, LimiterConfig, LimiterKind, RedisConfig};
+use super::file::{CacheConfig, Config, LimiterConfig, LimiterKind, QuotaConfig, RedisConfig};
 
 /// Every problem found; empty if the config can be built.
 pub(crate) fn check(config: &Config) -> Vec<Problem> {
@@ -41,6 +41,9 @@ pub(crate) fn check(config: &Config) -> Vec<Problem> {
                 &mut out,
             );
         }
+    }
+    for (name, q) in &config.quotas {
+        quota(&format!("quotas.{name}"), q, &mut out);
     }
     for (name, b) in &config.breakers {
         if let Err(e) = super::breaker::breaker_rules(name, b).build() {
@@ -278,6 +281,22 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     if redis && cfg!(not(feature = "redis")) {
         no_redis_feature(&format!("{path}.kind"), out);
     }
+}
+
+fn quota(path: &str, q: &QuotaConfig, out: &mut Vec<Problem>) {
+    if q.timeout.is_some_and(|d| d.is_zero()) {
+        out.push(Problem::new(
+            format!("{path}.timeout"),
+            "must be above zero",
+        ));
+    }
+    unused(
+        path,
+        "timeout",
+        q.redis.is_none() && q.timeout.is_some(),
+        "the quota is local (set `redis = \"<a [redis] entry>\"` to share it)",
+        out,
+    );
 }
 
 #[cfg(test)]

@@ -199,6 +199,7 @@ const QUOTA: &[Field] = &[
     opt("max_hold", D),
     opt("redis", Kind::Ref("redis")),
     opt("prefix", Kind::Str),
+    opt("timeout", D),
 ];
 
 const RETRY: &[Field] = &[

@@ -97,7 +97,8 @@ pub(crate) fn replica(
     let quota = UpstreamQuota::<String>::builder()
         .clock(clock.shared())
         .build()
-        .redis(client.clone(), format!("{prefix}-quota"));
+        .redis(client.clone(), format!("{prefix}-quota"))
+        .timeout(timeout);
     Replica {
         client,
         cache,
