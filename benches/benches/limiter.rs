@@ -1,6 +1,7 @@
 //! SlidingWindow and Gcra beside governor's keyed limiter: one check with
 //! keys drawn Zipf(1.0) from 10k (all far below their limit) at 1 and 2
-//! threads, and on a single key.
+//! threads, on a single key (far below its limit too), and on a single key
+//! over its limit (every check refused).
 //!
 //! Run: `cargo bench -p levee-benches --bench limiter`
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
@@ -76,11 +77,42 @@ fn check(c: &mut Criterion) {
         });
     }
     g.throughput(Throughput::Elements(1));
+    // One key checked back to back runs at 15-30 M checks a second, past
+    // `LIMIT` a second: the single key's own limiters admit `LIMIT` per
+    // 100 ms (the same rate on both sides), so that every check is admitted
+    // as the row's name says; the refused rows below measure the other path.
+    let fast = Quota::new(LIMIT, Duration::from_millis(100)).unwrap();
+    let one_counter = SlidingWindow::<u64>::builder(fast).build().unwrap();
+    let one_governor = governor::RateLimiter::<u64, _, _>::keyed(
+        governor::Quota::with_period(Duration::from_millis(100) / LIMIT)
+            .unwrap()
+            .allow_burst(NonZeroU32::new(LIMIT).unwrap()),
+    );
     g.bench_function("levee_sliding_counter/single_key", |b| {
-        b.iter(|| black_box(counter.check(&7)))
+        b.iter(|| black_box(one_counter.check(&7)))
     });
     g.bench_function("governor_keyed/single_key", |b| {
-        b.iter(|| black_box(governor.check_key(&7).is_ok()))
+        b.iter(|| black_box(one_governor.check_key(&7).is_ok()))
+    });
+    // One key over its quota (1 an hour): every check is refused. levee
+    // computes the decision's retry time with each refusal; governor's
+    // `check_key` leaves it to the caller (`NotUntil::wait_time_from`).
+    let hour = Duration::from_secs(3600);
+    let refusing = SlidingWindow::<u64>::builder(Quota::new(1, hour).unwrap())
+        .build()
+        .unwrap();
+    let governor_refusing = governor::RateLimiter::<u64, _, _>::keyed(
+        governor::Quota::with_period(hour)
+            .unwrap()
+            .allow_burst(NonZeroU32::new(1).unwrap()),
+    );
+    let _ = refusing.check(&7);
+    let _ = governor_refusing.check_key(&7);
+    g.bench_function("levee_sliding_counter/refused", |b| {
+        b.iter(|| black_box(refusing.check(&7)))
+    });
+    g.bench_function("governor_keyed/refused", |b| {
+        b.iter(|| black_box(governor_refusing.check_key(&7).is_ok()))
     });
     g.bench_function("levee_sliding_log/1t", |b| {
         b.iter_custom(|iters| {
