@@ -53,6 +53,8 @@ pub struct RedisGcra {
     on_error: OnRedisError,
     clock: SharedClock,
     script: Arc<Script>,
+    /// How the script packs an admission's answer.
+    packing: scripts::Packing,
     fallback: Option<Gcra<Vec<u8>>>,
 }
 
@@ -152,6 +154,7 @@ impl RedisGcraBuilder {
             time: self.time,
             on_error: self.on_error,
             script: Arc::new(Script::new(&scripts::gcra(emission, self.burst.get()))),
+            packing: scripts::gcra_packing(emission, self.burst.get()),
             clock,
             fallback,
         })
@@ -163,7 +166,7 @@ impl RedisGcra {
         let call = self.script.call().key(key);
         let call = time_and_cost(call, self.time, &self.clock, n);
         match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(packed_admission(packed, self.burst)),
+            Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.burst)),
             other => Ok(array_decision(&other.into_ints()?, self.burst)),
         }
     }
