@@ -177,7 +177,11 @@ fn main() {
     while server_pid != 0 && Instant::now() < deadline {
         // Exited (a zombie until the testkit reaps it) or gone.
         match std::fs::read_to_string(format!("/proc/{server_pid}/stat")) {
-            Ok(stat) if !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')) => {
+            Ok(stat)
+                if !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             _ => break,
