@@ -1,7 +1,9 @@
 //! Client work per Redis limiter decision, for callgrind on a noisy machine
 //! (issue 21): runs `N` decisions of `RedisSlidingWindow::check` (counter
-//! mode, server `TIME`, the `redis_limit` bench's quota and keys), or `N`
-//! `RedisClient::eval` calls of `return 1` (`eval1`: the guarded client
+//! mode, server `TIME`, the `redis_limit` bench's quota of `u32::MAX / 2` a
+//! second and its keys: `levee`; `levee_1m`: a quota of 1,000,000 a
+//! second; `levee_clock`: the bench's quota with `TimeSource::Clock`), or
+//! `N` `RedisClient::eval` calls of `return 1` (`eval1`: the guarded client
 //! alone), or `N` raw `EVALSHA`s of `return 1` through a plain `redis`
 //! `MultiplexedConnection` (`raw`), either from one task on a
 //! current-thread runtime (`1`) or from 64 tasks on a 2-worker runtime
@@ -11,7 +13,7 @@
 //!
 //! ```sh
 //! cargo build --release -p levee-benches --example redis_limit_cost
-//! for what in levee levee_1m eval1 raw; do for tasks in 1 64; do for n in 0 6400; do
+//! for what in levee levee_1m levee_clock eval1 raw; do for tasks in 1 64; do for n in 0 6400; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$what.$tasks.$n \
 //!     target/release/examples/redis_limit_cost $what $tasks $n 2>&1 | grep refs
 //! done; done; done
@@ -28,7 +30,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use levee_limit::{Quota, RateLimiter, RedisSlidingWindow};
+use levee_limit::{Quota, RateLimiter, RedisSlidingWindow, TimeSource};
 use levee_redis::{RedisClient, Script};
 
 const TASKS: u64 = 64;
@@ -39,8 +41,11 @@ fn main() {
     let tasks: u64 = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
     let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(6_400);
     assert!(
-        matches!(what.as_str(), "levee" | "levee_1m" | "eval1" | "raw"),
-        "what: levee, levee_1m, eval1 or raw"
+        matches!(
+            what.as_str(),
+            "levee" | "levee_1m" | "levee_clock" | "eval1" | "raw"
+        ),
+        "what: levee, levee_1m, levee_clock, eval1 or raw"
     );
     assert!(tasks == 1 || tasks == TASKS, "tasks: 1 or 64");
     let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
@@ -65,7 +70,13 @@ fn main() {
         u32::MAX / 2
     };
     let quota = Quota::per_second(NonZeroU32::new(limit).expect("non-zero"));
+    let time = if what == "levee_clock" {
+        TimeSource::Clock
+    } else {
+        TimeSource::Server
+    };
     let limiter = RedisSlidingWindow::builder(client.clone(), quota)
+        .time_source(time)
         // valgrind slows the client 50x: no call may time out
         .timeout(Duration::from_secs(5))
         .build()
@@ -111,7 +122,7 @@ fn main() {
                     let key = format!("user-{t}");
                     for _ in 0..per_task {
                         match what.as_str() {
-                            "levee" | "levee_1m" => {
+                            "levee" | "levee_1m" | "levee_clock" => {
                                 let d = limiter.check(key.as_str()).await.expect("a decision");
                                 black_box(d.allowed);
                             }
