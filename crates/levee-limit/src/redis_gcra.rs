@@ -175,6 +175,22 @@ impl RedisGcra {
 #[async_trait::async_trait]
 impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisGcra {
     async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        self.decide(key, n).await
+    }
+
+    // Not the default (which awaits `check_n`): one boxed future a
+    // decision, not two.
+    async fn check(&self, key: &K) -> Result<Decision, LimitError> {
+        self.decide(key, NonZeroU32::MIN).await
+    }
+}
+
+impl RedisGcra {
+    async fn decide<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        n: NonZeroU32,
+    ) -> Result<Decision, LimitError> {
         if n.get() > self.burst {
             return Err(LimitError::InsufficientCapacity {
                 requested: n.get(),

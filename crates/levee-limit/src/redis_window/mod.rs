@@ -373,9 +373,12 @@ fn rand_seed() -> String {
     )
 }
 
-#[async_trait::async_trait]
-impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
-    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+impl RedisSlidingWindow {
+    async fn decide<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        n: NonZeroU32,
+    ) -> Result<Decision, LimitError> {
         if n.get() > self.quota.limit() {
             return Err(LimitError::InsufficientCapacity {
                 requested: n.get(),
@@ -387,5 +390,18 @@ impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
             Ok(decision) => Ok(decision),
             Err(err) => self.on_failure(key, n, err),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
+    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        self.decide(key, n).await
+    }
+
+    // Not the default (which awaits `check_n`): one boxed future a
+    // decision, not two.
+    async fn check(&self, key: &K) -> Result<Decision, LimitError> {
+        self.decide(key, NonZeroU32::MIN).await
     }
 }
