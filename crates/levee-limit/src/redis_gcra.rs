@@ -53,6 +53,8 @@ pub struct RedisGcra {
     on_error: OnRedisError,
     clock: SharedClock,
     script: Arc<Script>,
+    /// How the script packs an admission's answer.
+    packing: scripts::Packing,
     fallback: Option<Gcra<Vec<u8>>>,
 }
 
@@ -152,6 +154,7 @@ impl RedisGcraBuilder {
             time: self.time,
             on_error: self.on_error,
             script: Arc::new(Script::new(&scripts::gcra(emission, self.burst.get()))),
+            packing: scripts::gcra_packing(emission, self.burst.get()),
             clock,
             fallback,
         })
@@ -163,7 +166,7 @@ impl RedisGcra {
         let call = self.script.call().key(key);
         let call = time_and_cost(call, self.time, &self.clock, n);
         match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(packed_admission(packed, self.burst)),
+            Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.burst)),
             other => Ok(array_decision(&other.into_ints()?, self.burst)),
         }
     }
@@ -172,6 +175,22 @@ impl RedisGcra {
 #[async_trait::async_trait]
 impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisGcra {
     async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        self.decide(key, n).await
+    }
+
+    // Not the default (which awaits `check_n`): one boxed future a
+    // decision, not two.
+    async fn check(&self, key: &K) -> Result<Decision, LimitError> {
+        self.decide(key, NonZeroU32::MIN).await
+    }
+}
+
+impl RedisGcra {
+    async fn decide<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        n: NonZeroU32,
+    ) -> Result<Decision, LimitError> {
         if n.get() > self.burst {
             return Err(LimitError::InsufficientCapacity {
                 requested: n.get(),

@@ -291,8 +291,8 @@ async fn a_users_connection_manager_serves_the_limiter() {
 }
 
 /// The counter script answers an admission with one packed integer and a
-/// refusal (or a remaining count past 2^24) with an array: both decode to
-/// the same decision fields, for any cost, on both time sources.
+/// refusal (or an admission too large to pack) with an array: both decode
+/// to the same decision fields, for any cost, on both time sources.
 #[tokio::test]
 async fn counter_decisions_carry_remaining_reset_and_retry_for_any_cost() {
     let server = RedisServer::start().unwrap();
@@ -332,15 +332,25 @@ async fn counter_decisions_carry_remaining_reset_and_retry_for_any_cost() {
     assert_eq!(remaining, [8, 6, 4, 2, 0]);
     assert!(!l.check("srv-counter").await.unwrap().allowed);
 
-    // A remaining count too large to pack comes back as an array.
-    let l = RedisSlidingWindow::builder(
-        RedisClient::standalone(server.url()).build().unwrap(),
-        Quota::new(50_000_000, Duration::from_secs(60)).unwrap(),
-    )
-    .timeout(Duration::from_millis(500))
-    .build()
-    .unwrap();
-    let d = l.check("big").await.unwrap();
-    assert!(d.allowed && d.remaining == 49_999_999);
-    assert!(d.reset_after > Duration::from_secs(60));
+    // A remaining count past 2^24 (packed since the split follows the
+    // window), and one too large to pack beside a ten-year window's reset
+    // (an array).
+    let year = Duration::from_secs(365 * 86_400);
+    for (limit, window) in [(50_000_000, Duration::from_secs(60)), (50_000, 10 * year)] {
+        let l = RedisSlidingWindow::builder(
+            RedisClient::standalone(server.url()).build().unwrap(),
+            Quota::new(limit, window).unwrap(),
+        )
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+        let key = format!("big-{limit}");
+        let d = l.check(key.as_str()).await.unwrap();
+        assert!(d.allowed && d.remaining == limit - 1, "{d:?}");
+        assert!(
+            d.reset_after > window && d.reset_after <= 2 * window,
+            "{d:?}"
+        );
+        assert_eq!(l.check(key.as_str()).await.unwrap().remaining, limit - 2);
+    }
 }

@@ -56,7 +56,6 @@ pub(crate) mod private {
     /// Appends itself to a driver command.
     pub trait Sealed {
         fn append(self, cmd: &mut redis::Cmd);
-        fn into_bytes(self) -> Vec<u8>;
     }
 }
 
@@ -65,9 +64,6 @@ macro_rules! args {
         impl private::Sealed for $t {
             fn append(self, cmd: &mut redis::Cmd) {
                 cmd.arg(self);
-            }
-            fn into_bytes(self) -> Vec<u8> {
-                redis::ToRedisArgs::to_redis_args(&self).concat()
             }
         }
         impl Arg for $t {}

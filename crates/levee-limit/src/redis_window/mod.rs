@@ -78,6 +78,8 @@ pub struct RedisSlidingWindow {
     on_error: OnRedisError,
     clock: SharedClock,
     script: Arc<Script>,
+    /// How the script packs an admission's answer.
+    packing: scripts::Packing,
     fallback: Option<SlidingWindow<Vec<u8>>>,
 }
 
@@ -190,12 +192,10 @@ impl RedisSlidingWindowBuilder {
             }
             _ => None,
         };
+        let window_us = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
         let script = match self.mode {
             WindowMode::Log => scripts::LOG.to_string(),
-            WindowMode::Counter => scripts::counter(
-                i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX),
-                self.quota.limit(),
-            ),
+            WindowMode::Counter => scripts::counter(window_us, self.quota.limit()),
         };
         Ok(RedisSlidingWindow {
             // The handle carries this limiter's timeout: one timer per call.
@@ -207,6 +207,7 @@ impl RedisSlidingWindowBuilder {
             on_error: self.on_error,
             clock,
             script: Arc::new(Script::new(&script)),
+            packing: scripts::counter_packing(window_us),
             fallback,
         })
     }
@@ -255,7 +256,7 @@ impl RedisSlidingWindow {
             WindowMode::Counter => time_and_cost(call, self.time, &self.clock, n),
         };
         match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(packed_admission(packed, self.quota.limit())),
+            Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.quota.limit())),
             other => Ok(array_decision(&other.into_ints()?, self.quota.limit())),
         }
     }
@@ -341,15 +342,15 @@ pub(crate) fn array_decision(reply: &[i64], limit: u32) -> Decision {
     }
 }
 
-/// Decodes a script's packed admission: `remaining << PACK | reset_ms`.
-pub(crate) fn packed_admission(packed: i64, limit: u32) -> Decision {
-    let packed = packed.max(0) as u64;
+/// Decodes a script's packed admission (see [`scripts::Packing`]).
+pub(crate) fn packed_admission(packed: i64, packing: scripts::Packing, limit: u32) -> Decision {
+    let (remaining, reset_ms) = packing.unpack(packed);
     Decision {
         allowed: true,
         limit,
-        remaining: (packed >> scripts::PACK).min(u64::from(limit)) as u32,
+        remaining: remaining.min(u64::from(limit)) as u32,
         retry_after: None,
-        reset_after: Duration::from_millis(packed & ((1 << scripts::PACK) - 1)),
+        reset_after: Duration::from_millis(reset_ms),
     }
 }
 
@@ -372,9 +373,12 @@ fn rand_seed() -> String {
     )
 }
 
-#[async_trait::async_trait]
-impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
-    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+impl RedisSlidingWindow {
+    async fn decide<K: RedisKey + ?Sized>(
+        &self,
+        key: &K,
+        n: NonZeroU32,
+    ) -> Result<Decision, LimitError> {
         if n.get() > self.quota.limit() {
             return Err(LimitError::InsufficientCapacity {
                 requested: n.get(),
@@ -386,5 +390,18 @@ impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
             Ok(decision) => Ok(decision),
             Err(err) => self.on_failure(key, n, err),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: RedisKey + ?Sized + Sync> RateLimiter<K> for RedisSlidingWindow {
+    async fn check_n(&self, key: &K, n: NonZeroU32) -> Result<Decision, LimitError> {
+        self.decide(key, n).await
+    }
+
+    // Not the default (which awaits `check_n`): one boxed future a
+    // decision, not two.
+    async fn check(&self, key: &K) -> Result<Decision, LimitError> {
+        self.decide(key, NonZeroU32::MIN).await
     }
 }

@@ -41,8 +41,8 @@ return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 /// passed only when needed (`ARGV[1]`: now in µs, or `s` or absent for the
 /// server's `TIME`; `ARGV[2]`: the cost, absent for 1), fields are parsed
 /// only when used, the count is written with `HINCRBY` and the call's own
-/// argument (no number formatting), and an admission answers one integer:
-/// `remaining * 2^28 + reset_ms` ([`PACK`]). A refusal answers
+/// argument (no number formatting), and an admission answers one integer,
+/// `remaining * __PACK__ + reset_ms` (see [`Packing`]). A refusal answers
 /// `{0, remaining, retry_us, reset_us}`. `benches/redis_script_instructions.sh`
 /// counts the server's instructions per call.
 const COUNTER_TEMPLATE: &str = r#"
@@ -72,8 +72,8 @@ if est + n <= L + 1e-9 then
   end
   local rem = math.floor(L - est - n)
   local reset = math.ceil((2 * W - into) / 1000)
-  if rem < 16777216 and reset < 268435456 then
-    return rem * 268435456 + reset
+  if rem < __REM_MAX__ and reset < __PACK__ then
+    return rem * __PACK__ + reset
   end
   return {1, rem, 0, 2 * W - into}
 end
@@ -106,25 +106,84 @@ end
 local n = 1
 if ARGV[2] then n = tonumber(ARGV[2]) end"#;
 
-/// An admission's one-integer answer: `remaining << PACK | reset_ms`.
-pub(crate) const PACK: u32 = 28;
+/// How an admission's one-integer answer splits: `remaining << shift |
+/// reset_ms`, the shift chosen per limiter as the fewest bits that hold its
+/// longest reset, so the remaining count gets the rest of the 53 bits a Lua
+/// number (a double) holds exactly. A reply that does not fit (checked by
+/// the script) is the four-number array instead.
+///
+/// A single integer is what keeps a decision cheap on both sides: against
+/// `{1, remaining, 0, reset_us}` it saves the server building a Lua table
+/// and a four-element reply, and the client parsing four RESP elements
+/// (about 4,000 instructions of 17,000 per decision, callgrind). A fixed
+/// 28-bit shift sent any limit of 2^24 or more down the array path on every
+/// admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Packing {
+    shift: u32,
+}
+
+impl Packing {
+    /// For resets of at most `max_reset_ms`.
+    pub(crate) fn for_reset(max_reset_ms: u64) -> Packing {
+        Packing {
+            shift: (u64::BITS - max_reset_ms.leading_zeros()).clamp(1, 52),
+        }
+    }
+
+    /// `2^shift`: resets below it fit.
+    fn factor(self) -> u64 {
+        1 << self.shift
+    }
+
+    /// `2^(53 - shift)`: remaining counts below it fit.
+    fn remaining_bound(self) -> u64 {
+        1 << (53 - self.shift)
+    }
+
+    /// `template` with `__PACK__` and `__REM_MAX__` filled in.
+    fn fill(self, template: &str) -> String {
+        template
+            .replace("__PACK__", &self.factor().to_string())
+            .replace("__REM_MAX__", &self.remaining_bound().to_string())
+    }
+
+    /// The remaining count and reset (ms) of a packed answer.
+    pub(crate) fn unpack(self, packed: i64) -> (u64, u64) {
+        let packed = packed.max(0) as u64;
+        (packed >> self.shift, packed & (self.factor() - 1))
+    }
+}
+
+/// The counter's packing: its reset is at most two windows.
+pub(crate) fn counter_packing(window_us: i64) -> Packing {
+    Packing::for_reset(
+        window_us
+            .max(0)
+            .unsigned_abs()
+            .saturating_mul(2)
+            .div_ceil(1000),
+    )
+}
 
 /// The counter script for a window of `window_us` µs and `limit`.
 pub(crate) fn counter(window_us: i64, limit: u32) -> String {
-    COUNTER_TEMPLATE
-        .replace("__NOW_AND_COST__", NOW_AND_COST)
-        .replace("__WINDOW__", &window_us.to_string())
-        .replace("__LIMIT__", &limit.to_string())
+    counter_packing(window_us).fill(
+        &COUNTER_TEMPLATE
+            .replace("__NOW_AND_COST__", NOW_AND_COST)
+            .replace("__WINDOW__", &window_us.to_string())
+            .replace("__LIMIT__", &limit.to_string()),
+    )
 }
 
 /// GCRA on one key holding the theoretical arrival time (µs), the shape
 /// go-redis's `redis_rate` uses, written as the counter is (see
 /// [`counter`]): `__T__` is the emission interval (µs per permit), `__TAU__`
 /// the burst's span (burst * T). `ARGV` as the counter's. An admission
-/// answers `remaining * 2^28 + reset_ms` (reset: until the burst is whole
+/// answers `remaining * __PACK__ + reset_ms` (reset: until the burst is whole
 /// again), a refusal `{0, remaining, retry_us, reset_us}`. Cheaper than the
 /// counter per decision (one value read and written, and a refusal writes
-/// nothing); see docs/benchmarks.md.
+/// nothing); see docs/benchmarks.md. `__PACK__`: see [`Packing`].
 const GCRA_TEMPLATE: &str = r#"
 local T = __T__
 local TAU = __TAU__
@@ -141,8 +200,8 @@ end
 redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
 local rem = math.floor((now - allow_at) / T)
 local reset = math.ceil((new_tat - now) / 1000)
-if rem < 16777216 and reset < 268435456 then
-  return rem * 268435456 + reset
+if rem < __REM_MAX__ and reset < __PACK__ then
+  return rem * __PACK__ + reset
 end
 return {1, rem, 0, new_tat - now}
 "#;
@@ -150,11 +209,77 @@ return {1, rem, 0, new_tat - now}
 /// The GCRA script for `burst` permits replenished one every
 /// `emission_us` µs.
 pub(crate) fn gcra(emission_us: i64, burst: u32) -> String {
-    GCRA_TEMPLATE
-        .replace("__NOW_AND_COST__", NOW_AND_COST)
-        .replace("__T__", &emission_us.to_string())
-        .replace(
-            "__TAU__",
-            &emission_us.saturating_mul(i64::from(burst)).to_string(),
-        )
+    let tau = emission_us.saturating_mul(i64::from(burst));
+    gcra_packing(emission_us, burst).fill(
+        &GCRA_TEMPLATE
+            .replace("__NOW_AND_COST__", NOW_AND_COST)
+            .replace("__T__", &emission_us.to_string())
+            .replace("__TAU__", &tau.to_string()),
+    )
+}
+
+/// The GCRA's packing: an admission's reset is at most the burst's span.
+pub(crate) fn gcra_packing(emission_us: i64, burst: u32) -> Packing {
+    let tau = emission_us.saturating_mul(i64::from(burst));
+    Packing::for_reset(tau.max(0).unsigned_abs().div_ceil(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use levee_redis::{RedisClient, Reply, Script};
+
+    use super::*;
+
+    #[test]
+    fn packing_takes_the_fewest_bits_that_hold_the_longest_reset() {
+        // A 1 s window: resets up to 2,000 ms, 11 bits; 42 for the count.
+        let second = counter_packing(1_000_000);
+        assert_eq!((second.factor(), second.remaining_bound()), (2048, 1 << 42));
+        // A day's window (resets up to 172,800,000 ms): the old fixed split.
+        assert_eq!(counter_packing(86_400_000_000).factor(), 1 << 28);
+        assert_eq!(gcra_packing(1_000, 10).factor(), 16, "10 ms: 4 bits");
+        for p in [
+            Packing::for_reset(0),
+            Packing::for_reset(1),
+            second,
+            counter_packing(i64::MAX),
+            gcra_packing(i64::MAX, u32::MAX),
+        ] {
+            // The largest answer that fits is exact in a double.
+            let (rem, reset) = (p.remaining_bound() - 1, p.factor() - 1);
+            let packed = rem * p.factor() + reset;
+            assert!(packed < 1 << 53, "{p:?}");
+            assert_eq!(p.unpack(packed as i64), (rem, reset), "{p:?}");
+        }
+    }
+
+    /// An admission under a limit of 2^24 or more (the `redis_limit`
+    /// bench's `u32::MAX / 2` a second) answers one integer, not the
+    /// four-number array.
+    #[tokio::test]
+    async fn an_admission_under_a_large_limit_answers_one_integer() {
+        let server = levee_testkit::RedisServer::start().unwrap();
+        let client = RedisClient::standalone(server.url()).build().unwrap();
+        let big = u32::MAX / 2;
+        let burst = 50_000_000;
+        let cases = [
+            (
+                counter(1_000_000, big),
+                counter_packing(1_000_000),
+                big,
+                2_000,
+            ),
+            (gcra(1, burst), gcra_packing(1, burst), burst, 50_000),
+        ];
+        for (i, (code, packing, limit, max_reset_ms)) in cases.into_iter().enumerate() {
+            let script = Script::new(&code);
+            let reply = client.eval(&script.call().key(vec![b'k', i as u8])).await;
+            let Ok(Reply::Int(packed)) = reply else {
+                panic!("not one integer: {reply:?}");
+            };
+            let (remaining, reset_ms) = packing.unpack(packed);
+            assert_eq!(remaining, u64::from(limit) - 1);
+            assert!((1..=max_reset_ms).contains(&reset_ms), "{reset_ms}");
+        }
+    }
 }
