@@ -15,7 +15,7 @@ use levee_core::SharedClock;
 use parking_lot::{Mutex, RwLock};
 
 pub use state::WindowMode;
-use state::{KeyState, PackedCounter, Rule, WindowAt};
+use state::{Admitted, KeyState, PackedCounter, Rule, WindowAt};
 
 use crate::{Decision, LimitError, Quota, RateLimiter};
 
@@ -40,21 +40,21 @@ struct Slot {
 }
 
 impl Slot {
-    /// The packed counter's check, noting the key as seen when it is the
+    /// The packed counter's admission, noting the key as seen when it is the
     /// key's first check in a window: a store once a window, and no load
     /// of `last_seen` on every check. Eviction stays safe: a key evicted
     /// once `now - last_seen >= idle` (at least two windows) was last
     /// checked two windows ago or earlier, so its counts no longer weigh
     /// on any decision; a key checked in every window is never evicted.
     #[inline]
-    fn check(&self, rule: Rule, at: WindowAt, now: u64, n: u32) -> Decision {
-        let (decision, moved) = self.packed.check(rule, at, n);
+    fn admit(&self, rule: Rule, at: WindowAt, now: u64, n: u32) -> Admitted {
+        let (admitted, moved) = self.packed.admit(rule, at, n);
         if moved {
             // A maximum, not a store: a thread delayed between its swap and
             // this line must not move the note back past a later window's.
             self.last_seen.fetch_max(now, Ordering::Relaxed);
         }
-        decision
+        admitted
     }
 }
 
@@ -323,7 +323,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 None => WindowAt::of(now, rule.window),
             };
             if let Some(slot) = self.inner.keys.get(key) {
-                return slot.check(rule, at, now, n);
+                let admitted = slot.admit(rule, at, now, n);
+                // The map's shard lock is released before the decision's
+                // arithmetic.
+                drop(slot);
+                return admitted.decision(rule, at, n);
             }
             return self.first_sight(key, rule, now, at, n);
         }

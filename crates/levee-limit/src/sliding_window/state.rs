@@ -253,6 +253,16 @@ impl PackedCounter {
     /// it), which is when the limiter notes the key as seen.
     #[inline]
     pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> (Decision, bool) {
+        let (admitted, moved) = self.admit(rule, at, n);
+        (admitted.decision(rule, at, n), moved)
+    }
+
+    /// [`check`](Self::check)'s integer part: the counts it found and
+    /// whether it admitted. The decision (floating point, the wait of a
+    /// refusal) is left to [`Admitted::decision`], which a caller can run
+    /// after releasing whatever lock it found the counter under.
+    #[inline]
+    pub(crate) fn admit(&self, rule: Rule, at: WindowAt, n: u32) -> (Admitted, bool) {
         let Rule { limit, window: w } = rule;
         debug_assert!(Self::fits(rule) && n <= limit && at.into < w);
         let index = at.index & INDEX_MASK;
@@ -269,20 +279,47 @@ impl PackedCounter {
             };
             let (allowed, admitted) = counter_admit(w, limit, into, n, prev, curr);
             let next = pack(index, prev, admitted);
-            // The decision's floating point comes after the swap, off its
-            // path.
-            let decided = || counter_decision(w, limit, into, n, prev, curr, allowed);
+            let found = Admitted {
+                prev,
+                curr,
+                allowed,
+            };
             if next == seen {
-                return (decided(), false);
+                return (found, false);
             }
             match self
                 .0
                 .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return (decided(), was != index),
+                Ok(_) => return (found, was != index),
                 Err(now_seen) => seen = now_seen,
             }
         }
+    }
+}
+
+/// What [`PackedCounter::admit`] found: the previous and current windows'
+/// counts before this check, and whether it was admitted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted {
+    prev: u32,
+    curr: u32,
+    allowed: bool,
+}
+
+impl Admitted {
+    /// The check's [`Decision`].
+    #[inline]
+    pub(crate) fn decision(self, rule: Rule, at: WindowAt, n: u32) -> Decision {
+        counter_decision(
+            rule.window,
+            rule.limit,
+            at.into,
+            n,
+            self.prev,
+            self.curr,
+            self.allowed,
+        )
     }
 }
 
