@@ -33,7 +33,7 @@ fn redis_limit(c: &mut Criterion) {
         .build()
         .unwrap();
     let client = RedisClient::standalone(server.url()).build().unwrap();
-    let conn = raw_connection(&rt, &server);
+    let conn = levee_benches::raw_connection(&rt, &server.url());
     let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
     let counter = RedisSlidingWindow::builder(client.clone(), quota)
         .build()
@@ -100,7 +100,7 @@ fn concurrent(c: &mut Criterion) {
         .build()
         .unwrap();
     let client = RedisClient::standalone(server.url()).build().unwrap();
-    let conn = raw_connection(&rt, &server);
+    let conn = levee_benches::raw_connection(&rt, &server.url());
     let quota = Quota::per_second(NonZeroU32::new(u32::MAX / 2).unwrap());
     // A decision that timed out would count towards the breaker, and an
     // open breaker answers (fail-open) without Redis: on a loaded machine
@@ -166,20 +166,6 @@ fn concurrent(c: &mut Criterion) {
         "redis_limit/64_tasks client: {} calls, {} timed out, {} rejected by the breaker",
         stats.attempts, stats.timeouts, stats.rejected
     );
-}
-
-/// A plain multiplexed connection of the `redis` crate (the raw baselines).
-fn raw_connection(
-    rt: &tokio::runtime::Runtime,
-    server: &levee_testkit::RedisServer,
-) -> redis::aio::MultiplexedConnection {
-    rt.block_on(async {
-        redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    })
 }
 
 criterion_group!(benches, redis_limit, concurrent);

@@ -162,13 +162,7 @@ fn l2_hit(c: &mut Criterion) {
                 cache
             })
         });
-    let raw = rt.block_on(async {
-        redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    });
+    let raw = levee_benches::raw_connection(&rt, &server.url());
     let redis_key = |k: u64| format!("levee:bench:v1:user-{k}");
     println!(
         "tiered/l2_hit: one envelope is {} bytes (JSON codec)",

@@ -64,13 +64,7 @@ fn main() {
         }
         cache
     });
-    let mut raw = rt.block_on(async {
-        redis::Client::open(server.url())
-            .expect("a redis client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("a connection")
-    });
+    let mut raw = levee_benches::raw_connection(&rt, &server.url());
     rt.block_on(async {
         let before = cache.stats().l2_hits;
         let start = std::time::Instant::now();

@@ -84,13 +84,7 @@ fn main() {
     let client = client.with_command_timeout(Duration::from_secs(5));
     let one = Script::new("return 1");
     let raw_script = redis::Script::new("return 1");
-    let mut raw = rt.block_on(async {
-        redis::Client::open(server.url())
-            .expect("a redis client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("a connection")
-    });
+    let mut raw = levee_benches::raw_connection(&rt, &server.url());
     // Setup outside the count: the connection, the script loaded, the keys.
     rt.block_on(async {
         for t in 0..TASKS {

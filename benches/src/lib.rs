@@ -131,6 +131,21 @@ pub fn in_child(args: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
+/// A plain multiplexed connection of the `redis` crate to `url`, opened on
+/// `rt`: the raw baseline the Redis benches compare levee with.
+pub fn raw_connection(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+) -> redis::aio::MultiplexedConnection {
+    rt.block_on(async {
+        redis::Client::open(url)
+            .expect("a redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to the bench's redis-server")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,12 +269,7 @@ async fn a_check_follows_ask_to_a_migrating_hold_within_the_quota_timeout() {
     // old master and IMPORTING on the new one.
     let slot = cluster.slot_of(b"alice").unwrap();
     let from = cluster.owner_of_slot(slot).unwrap();
-    let to = cluster
-        .masters()
-        .unwrap()
-        .into_iter()
-        .find(|m| *m != from)
-        .unwrap();
+    let to = cluster.master_other_than(from).unwrap();
     let cluster = tokio::task::spawn_blocking(move || {
         assert_eq!(cluster.begin_slot_migration(slot, to).unwrap(), from);
         assert_eq!(

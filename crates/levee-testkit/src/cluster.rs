@@ -215,6 +215,17 @@ impl RedisCluster {
             .collect())
     }
 
+    /// A live master other than `m` (to move a slot to, say).
+    pub fn master_other_than(&self, m: usize) -> Result<usize, TestkitError> {
+        self.masters()?
+            .into_iter()
+            .find(|&other| other != m)
+            .ok_or_else(|| TestkitError::Command {
+                what: "CLUSTER NODES (a master to move to)".into(),
+                detail: format!("no live master other than node {m}"),
+            })
+    }
+
     /// Fails master `i` over: kills it, then waits (up to 30 s) until one
     /// of its replicas is a master and every live node reports
     /// `cluster_state:ok`. Returns the promoted replica's index.

@@ -353,12 +353,7 @@ mod cluster {
         }
         let slot = cluster.slot_of(b"hot").unwrap();
         let from = cluster.owner_of_slot(slot).unwrap();
-        let to = cluster
-            .masters()
-            .unwrap()
-            .into_iter()
-            .find(|m| *m != from)
-            .unwrap();
+        let to = cluster.master_other_than(from).unwrap();
         let before = a.client.stats();
         let moving = tokio::task::spawn_blocking(move || {
             let pause = || std::thread::sleep(Duration::from_millis(300));
