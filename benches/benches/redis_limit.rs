@@ -111,6 +111,14 @@ fn concurrent(c: &mut Criterion) {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
+    // The same limiter sending concurrent checks as one call
+    // (`batch_concurrent`), on its own key prefix.
+    let batched = RedisSlidingWindow::builder(client.clone(), quota)
+        .prefix("levee:rl:batched")
+        .timeout(Duration::from_secs(2))
+        .batch_concurrent(true)
+        .build()
+        .unwrap();
     let trivial = redis::Script::new("return 1");
     let mut g = c.benchmark_group("redis_limit/64_tasks");
     g.measurement_time(Duration::from_secs(3))
@@ -124,6 +132,28 @@ fn concurrent(c: &mut Criterion) {
                 let tasks: Vec<_> = (0..64)
                     .map(|t| {
                         let l = counter.clone();
+                        tokio::spawn(async move {
+                            let key = format!("user-{t}");
+                            for _ in 0..iters {
+                                let _ = l.check(key.as_str()).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("levee_counter_check_batched", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..64)
+                    .map(|t| {
+                        let l = batched.clone();
                         tokio::spawn(async move {
                             let key = format!("user-{t}");
                             for _ in 0..iters {

@@ -2,7 +2,8 @@
 //! (issue 21): runs `N` decisions of `RedisSlidingWindow::check` (counter
 //! mode, server `TIME`, the `redis_limit` bench's quota of `u32::MAX / 2` a
 //! second and its keys: `levee`; `levee_1m`: a quota of 1,000,000 a
-//! second; `levee_clock`: the bench's quota with `TimeSource::Clock`), or
+//! second; `levee_clock`: the bench's quota with `TimeSource::Clock`;
+//! `levee_batched`: the bench's quota with `batch_concurrent`), or
 //! `N` `RedisClient::eval` calls of `return 1` (`eval1`: the guarded client
 //! alone), or `N` raw `EVALSHA`s of `return 1` through a plain `redis`
 //! `MultiplexedConnection` (`raw`), either from one task on a
@@ -13,7 +14,7 @@
 //!
 //! ```sh
 //! cargo build --release -p levee-benches --example redis_limit_cost
-//! for what in levee levee_1m levee_clock eval1 raw; do for tasks in 1 64; do for n in 0 6400; do
+//! for what in levee levee_1m levee_clock levee_batched eval1 raw; do for tasks in 1 64; do for n in 0 6400; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$what.$tasks.$n \
 //!     target/release/examples/redis_limit_cost $what $tasks $n 2>&1 | grep refs
 //! done; done; done
@@ -43,9 +44,9 @@ fn main() {
     assert!(
         matches!(
             what.as_str(),
-            "levee" | "levee_1m" | "levee_clock" | "eval1" | "raw"
+            "levee" | "levee_1m" | "levee_clock" | "levee_batched" | "eval1" | "raw"
         ),
-        "what: levee, levee_1m, levee_clock, eval1 or raw"
+        "what: levee, levee_1m, levee_clock, levee_batched, eval1 or raw"
     );
     assert!(tasks == 1 || tasks == TASKS, "tasks: 1 or 64");
     let server = levee_testkit::RedisServer::start().expect("redis-server on the PATH");
@@ -79,6 +80,7 @@ fn main() {
         .time_source(time)
         // valgrind slows the client 50x: no call may time out
         .timeout(Duration::from_secs(5))
+        .batch_concurrent(what == "levee_batched")
         .build()
         .expect("a limiter");
     let client = client.with_command_timeout(Duration::from_secs(5));
@@ -116,7 +118,7 @@ fn main() {
                     let key = format!("user-{t}");
                     for _ in 0..per_task {
                         match what.as_str() {
-                            "levee" | "levee_1m" | "levee_clock" => {
+                            "levee" | "levee_1m" | "levee_clock" | "levee_batched" => {
                                 let d = limiter.check(key.as_str()).await.expect("a decision");
                                 black_box(d.allowed);
                             }

@@ -354,3 +354,128 @@ async fn counter_decisions_carry_remaining_reset_and_retry_for_any_cost() {
         assert_eq!(l.check(key.as_str()).await.unwrap().remaining, limit - 2);
     }
 }
+
+/// `batch_concurrent`: 64 tasks check 4 keys at once through one limiter
+/// (and a second, unbatched limiter on the same keys): each key admits
+/// exactly its limit, and the batched limiter made fewer calls than
+/// checks (they went out in batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_concurrent_checks_admit_exactly_the_limit_in_fewer_calls() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    for time in [TimeSource::Server, TimeSource::Clock] {
+        let prefix = format!("batch-{time:?}");
+        let build = |batch: bool| {
+            RedisSlidingWindow::builder(
+                client(server.url(), &clock),
+                Quota::new(30, Duration::from_secs(3600)).unwrap(),
+            )
+            .prefix(prefix.clone())
+            .time_source(time)
+            .clock(clock.shared())
+            .timeout(Duration::from_secs(2))
+            .on_redis_error(OnRedisError::FailClosed)
+            .batch_concurrent(batch)
+            .build()
+            .unwrap()
+        };
+        let batched = Arc::new(build(true));
+        let single = Arc::new(build(false));
+        let mut tasks = Vec::new();
+        for t in 0..64u32 {
+            let l = if t % 8 == 7 {
+                single.clone()
+            } else {
+                batched.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let key = format!("k{}", t % 4);
+                let mut admitted = 0u32;
+                for i in 0..5u32 {
+                    // Costs of 1 and 2: the batch carries each key's own.
+                    let n = NonZeroU32::new(1 + i % 2).unwrap();
+                    let d = l.check_n(key.as_str(), n).await.unwrap();
+                    if d.allowed {
+                        admitted += n.get();
+                        assert!(d.retry_after.is_none() && d.remaining < 30, "{d:?}");
+                    } else {
+                        assert!(d.retry_after.is_some() && d.remaining <= 1, "{d:?}");
+                    }
+                }
+                (t % 4, admitted)
+            }));
+        }
+        let mut per_key = [0u32; 4];
+        for task in tasks {
+            let (k, admitted) = task.await.unwrap();
+            per_key[k as usize] += admitted;
+        }
+        // 16 tasks a key, 7.5 permits each asked: far over 30; a refused
+        // cost of 2 may leave 1 unspent.
+        for admitted in per_key {
+            assert!((29..=30).contains(&admitted), "{time:?}: {per_key:?}");
+        }
+        let calls = batched.client().stats().attempts;
+        let checks = 56 * 5;
+        assert!(
+            calls < checks,
+            "{time:?}: {calls} calls for {checks} checks: none was batched"
+        );
+    }
+}
+
+/// A batch whose call fails gives every check in it the error, and each
+/// takes the limiter's policy (nothing hangs, nothing panics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_gives_every_check_its_policy() {
+    let mut server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l = Arc::new(
+        RedisSlidingWindow::builder(
+            client(server.url(), &clock),
+            Quota::new(1000, Duration::from_secs(3600)).unwrap(),
+        )
+        .timeout(Duration::from_millis(200))
+        .on_redis_error(OnRedisError::FailClosed)
+        .batch_concurrent(true)
+        .build()
+        .unwrap(),
+    );
+    assert!(l.check("warm").await.unwrap().allowed);
+    server.kill();
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let l = l.clone();
+            tokio::spawn(async move { l.check(format!("u{t}").as_str()).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap(),
+            Err(LimitError::Backend { .. })
+        ));
+    }
+}
+
+#[test]
+fn batch_concurrent_is_refused_where_a_batch_cannot_go() {
+    let clock = ManualClock::new();
+    let err = RedisSlidingWindow::builder(
+        client("redis://127.0.0.1:1".into(), &clock),
+        Quota::new(10, Duration::from_secs(1)).unwrap(),
+    )
+    .mode(WindowMode::Log)
+    .batch_concurrent(true)
+    .build()
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LimitError::InvalidSetting {
+                setting: "batch_concurrent",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

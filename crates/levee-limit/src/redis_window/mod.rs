@@ -1,5 +1,6 @@
 //! [`RedisSlidingWindow`]: one limit shared by every replica, through Redis.
 
+mod batch;
 pub(crate) mod scripts;
 
 use std::num::NonZeroU32;
@@ -81,6 +82,8 @@ pub struct RedisSlidingWindow {
     /// How the script packs an admission's answer.
     packing: scripts::Packing,
     fallback: Option<SlidingWindow<Vec<u8>>>,
+    /// Concurrent checks sent as one call (`batch_concurrent`).
+    batcher: Option<Arc<batch::Batcher>>,
 }
 
 impl std::fmt::Debug for RedisSlidingWindow {
@@ -107,6 +110,7 @@ pub struct RedisSlidingWindowBuilder {
     on_error: OnRedisError,
     timeout: Duration,
     clock: Option<SharedClock>,
+    batch: bool,
 }
 
 /// The settings every Redis limiter's builder has, with the same docs:
@@ -158,6 +162,21 @@ impl RedisSlidingWindowBuilder {
         self
     }
 
+    /// Sends checks that arrive while a call to Redis is out as one script
+    /// call when it ends (up to 64 keys a call), instead of one call each.
+    /// Redis runs a script at a time, so under concurrency its time per
+    /// decision is what caps a fleet's decisions: a batch shares the
+    /// script's fixed cost (the call, `TIME`, the reply) among its keys.
+    /// The decisions are the ones single calls would make; a lone check
+    /// still makes its own call at once (nothing waits for a batch to
+    /// fill). Counter mode on a standalone Redis (or a proxy that takes
+    /// multi-key scripts) only: a Cluster would need every key of a batch
+    /// in one slot. Default: off.
+    pub fn batch_concurrent(mut self, on: bool) -> Self {
+        self.batch = on;
+        self
+    }
+
     /// Checks the settings and builds the limiter.
     pub fn build(self) -> Result<RedisSlidingWindow, LimitError> {
         if self.timeout.is_zero() {
@@ -192,14 +211,32 @@ impl RedisSlidingWindowBuilder {
             }
             _ => None,
         };
+        if self.batch && (self.mode != WindowMode::Counter || self.client.is_cluster()) {
+            return Err(LimitError::InvalidSetting {
+                setting: "batch_concurrent",
+                reason: "batches are sent in counter mode on a standalone Redis only (a Cluster would need every key of a batch in one slot); turn it off".into(),
+            });
+        }
         let window_us = i64::try_from(self.quota.window().as_micros()).unwrap_or(i64::MAX);
+        let client = self.client.with_command_timeout(self.timeout);
+        let packing = scripts::counter_packing(window_us);
+        let batcher = self.batch.then(|| {
+            Arc::new(batch::Batcher::new(
+                client.clone(),
+                Script::new(&scripts::counter_batch(window_us, self.quota.limit())),
+                self.time,
+                clock.clone(),
+                packing,
+                self.quota.limit(),
+            ))
+        });
         let script = match self.mode {
             WindowMode::Log => scripts::LOG.to_string(),
             WindowMode::Counter => scripts::counter(window_us, self.quota.limit()),
         };
         Ok(RedisSlidingWindow {
             // The handle carries this limiter's timeout: one timer per call.
-            client: self.client.with_command_timeout(self.timeout),
+            client,
             quota: self.quota,
             keys: Keyspace::new([self.prefix]),
             mode: self.mode,
@@ -207,8 +244,9 @@ impl RedisSlidingWindowBuilder {
             on_error: self.on_error,
             clock,
             script: Arc::new(Script::new(&script)),
-            packing: scripts::counter_packing(window_us),
+            packing,
             fallback,
+            batcher,
         })
     }
 }
@@ -225,6 +263,7 @@ impl RedisSlidingWindow {
             on_error: OnRedisError::FailOpen,
             timeout: Duration::from_millis(50),
             clock: None,
+            batch: false,
         }
     }
 
@@ -241,6 +280,25 @@ impl RedisSlidingWindow {
     }
 
     async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Decision, RedisError> {
+        let Some(batcher) = &self.batcher else {
+            return self.ask_alone(key, n).await;
+        };
+        match batcher.turn(key, n) {
+            batch::Turn::Alone(busy) => {
+                let decision = self.ask_alone(key, n).await;
+                drop(busy);
+                decision
+            }
+            batch::Turn::Queued(answer) => answer.await.unwrap_or_else(|_| {
+                Err(RedisError::UnexpectedReply(
+                    "the batch call ended without an answer (its runtime shut down)".into(),
+                ))
+            }),
+        }
+    }
+
+    /// One call of the one-key script.
+    async fn ask_alone(&self, key: &[u8], n: u32) -> Result<Decision, RedisError> {
         let call = self.script.call().key(key);
         let call = match self.mode {
             WindowMode::Log => {

@@ -49,7 +49,12 @@ const COUNTER_TEMPLATE: &str = r#"
 local W = __WINDOW__
 local L = __LIMIT__
 __NOW_AND_COST__
-local idx = math.floor(now / W)
+__COUNTER_BODY__"#;
+
+/// The counter's decision for `key`, cost `n` (`ARGV[2] or '1'`: the cost
+/// as the caller sent it), at `now`: shared by the one-key script and the
+/// batch's per-key function.
+const COUNTER_BODY: &str = r#"local idx = math.floor(now / W)
 local s = redis.call('HMGET', key, 'w', 'c', 'p')
 local w = tonumber(s[1])
 local curr, prev = 0, 0
@@ -89,6 +94,32 @@ else
   retry = (W - into) + math.ceil(need * W)
 end
 return {0, math.max(0, math.floor(L - est)), retry, 2 * W - into}
+"#;
+
+/// The counter for several keys in one call ([`counter_batch`]): `ARGV[1]`
+/// is `now` (µs) or `s` for the server's `TIME` (read once for the whole
+/// batch), `ARGV[1 + i]` the cost of `KEYS[i]`; the answer is an array of
+/// the one-key script's answers, in key order. The same key may appear more
+/// than once: each decision sees the ones before it.
+const COUNTER_BATCH_TEMPLATE: &str = r#"
+local W = __WINDOW__
+local L = __LIMIT__
+local now
+if ARGV[1] ~= 's' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = t[1] * 1000000 + t[2]
+end
+local function decide(key, n, cost)
+__BATCH_BODY__
+end
+local out = {}
+for i = 1, #KEYS do
+  local cost = ARGV[i + 1]
+  out[i] = decide(KEYS[i], tonumber(cost), cost)
+end
+return out
 "#;
 
 /// The counter's and the GCRA's first lines: the key, `now` (µs: `ARGV[1]`,
@@ -171,6 +202,22 @@ pub(crate) fn counter(window_us: i64, limit: u32) -> String {
     counter_packing(window_us).fill(
         &COUNTER_TEMPLATE
             .replace("__NOW_AND_COST__", NOW_AND_COST)
+            .replace("__COUNTER_BODY__", COUNTER_BODY)
+            .replace("__WINDOW__", &window_us.to_string())
+            .replace("__LIMIT__", &limit.to_string()),
+    )
+}
+
+/// The batch counter script (see [`COUNTER_BATCH_TEMPLATE`]) for a window
+/// of `window_us` µs and `limit`: every key decided as [`counter`] decides
+/// it, with the same packing.
+pub(crate) fn counter_batch(window_us: i64, limit: u32) -> String {
+    counter_packing(window_us).fill(
+        &COUNTER_BATCH_TEMPLATE
+            .replace(
+                "__BATCH_BODY__",
+                &COUNTER_BODY.replace("ARGV[2] or '1'", "cost"),
+            )
             .replace("__WINDOW__", &window_us.to_string())
             .replace("__LIMIT__", &limit.to_string()),
     )
