@@ -350,6 +350,13 @@ fn a_key_that_does_not_apply_is_an_error() {
     );
     let err = parse_err("[caches.c]\nload_lock = \"2s\"\n");
     assert!(err.mentions("caches.c.load_lock"), "{err}");
+    let err = parse_err("[limiters.api]\nlimit = 5\nwindow = \"1m\"\nbatch = true\n");
+    assert_eq!(
+        problems(&err),
+        [
+            "limiters.api.batch: does not apply: only a `redis_sliding_window` limiter in counter mode sends batches"
+        ]
+    );
 }
 
 #[test]
@@ -378,6 +385,38 @@ fn a_shared_quota_takes_its_timeout_from_its_own_entry() {
     };
     assert_eq!(timeout("idp"), Duration::from_millis(300));
     assert_eq!(timeout("plain"), Duration::from_millis(50));
+}
+
+/// `batch = true` on a `redis_sliding_window` reaches its builder: 64
+/// concurrent checks take fewer Redis calls than checks.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_window_with_batch_sends_concurrent_checks_together() {
+    use levee::limit::RateLimiter;
+    let server = levee_testkit::RedisServer::start().unwrap();
+    let config: Config = format!(
+        "[redis.main]\nurl = \"{}\"\n\
+         [limiters.api]\nkind = \"redis_sliding_window\"\nredis = \"main\"\n\
+         limit = 1000\nwindow = \"1h\"\ntimeout = \"2s\"\nbatch = true\n",
+        server.url()
+    )
+    .parse()
+    .unwrap();
+    let limiter = match config.components().limiter::<String>("api").unwrap() {
+        levee::config::AnyLimiter::Redis(l) => std::sync::Arc::new(l),
+        _ => panic!("not a Redis window"),
+    };
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let l = limiter.clone();
+            tokio::spawn(async move { l.check(format!("u{t}").as_str()).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().allowed);
+    }
+    let calls = limiter.client().stats().attempts;
+    assert!(calls < 64, "{calls} calls for 64 checks: none was batched");
 }
 
 #[cfg(feature = "redis")]

@@ -309,6 +309,10 @@ pub struct LimiterConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// `redis_sliding_window` in counter mode only: send concurrent checks
+    /// as one script call (`batch_concurrent`). Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<bool>,
 }
 
 /// A window algorithm's name.

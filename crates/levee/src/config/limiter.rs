@@ -131,7 +131,9 @@ fn redis_limiter<K: ConfigKey>(
             .map(AnyLimiter::RedisGcra)
             .map_err(|e| limit_err(path, e));
     }
-    let mut b = RedisSlidingWindow::builder(client, quota).mode(mode);
+    let mut b = RedisSlidingWindow::builder(client, quota)
+        .mode(mode)
+        .batch_concurrent(c.batch.unwrap_or(false));
     redis_settings!(b, c, parts);
     b.build()
         .map(AnyLimiter::Redis)

@@ -267,6 +267,15 @@ fn limiter(path: &str, l: &LimiterConfig, out: &mut Vec<Problem>) {
     );
     unused(
         path,
+        "batch",
+        l.batch == Some(true)
+            && (kind != LimiterKind::RedisSlidingWindow
+                || l.mode == Some(super::file::WindowModeName::Log)),
+        "only a `redis_sliding_window` limiter in counter mode sends batches",
+        out,
+    );
+    unused(
+        path,
         "replicas",
         l.replicas.is_some() && l.on_redis_error != Some(super::file::OnRedisErrorName::Local),
         "it sizes the local fallback of `on_redis_error = \"local\"`",

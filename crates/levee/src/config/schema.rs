@@ -155,6 +155,7 @@ const LIMITER: &[Field] = &[
     opt("replicas", POSITIVE),
     opt("time_source", Kind::Choice(&["server", "clock"])),
     opt("timeout", D),
+    opt("batch", Kind::Bool),
 ];
 
 const RATE: Kind = Kind::Number {
