@@ -125,50 +125,14 @@ fn concurrent(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .sample_size(15);
     g.throughput(criterion::Throughput::Elements(64));
-    g.bench_function("levee_counter_check", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let tasks: Vec<_> = (0..64)
-                    .map(|t| {
-                        let l = counter.clone();
-                        tokio::spawn(async move {
-                            let key = format!("user-{t}");
-                            for _ in 0..iters {
-                                let _ = l.check(key.as_str()).await.unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    g.bench_function("levee_counter_check_batched", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let tasks: Vec<_> = (0..64)
-                    .map(|t| {
-                        let l = batched.clone();
-                        tokio::spawn(async move {
-                            let key = format!("user-{t}");
-                            for _ in 0..iters {
-                                let _ = l.check(key.as_str()).await.unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
+    for (name, limiter) in [
+        ("levee_counter_check", &counter),
+        ("levee_counter_check_batched", &batched),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| rt.block_on(sixty_four_tasks(limiter, iters)))
+        });
+    }
     g.bench_function("raw_evalsha_return_1", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -196,6 +160,27 @@ fn concurrent(c: &mut Criterion) {
         "redis_limit/64_tasks client: {} calls, {} timed out, {} rejected by the breaker",
         stats.attempts, stats.timeouts, stats.rejected
     );
+}
+
+/// 64 tasks, each checking its own key `iters` times through `limiter`:
+/// the time until all are done.
+async fn sixty_four_tasks(limiter: &RedisSlidingWindow, iters: u64) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let l = limiter.clone();
+            tokio::spawn(async move {
+                let key = format!("user-{t}");
+                for _ in 0..iters {
+                    let _ = l.check(key.as_str()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
 }
 
 criterion_group!(benches, redis_limit, concurrent);
