@@ -41,7 +41,9 @@ return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 /// passed only when needed (`ARGV[1]`: now in µs, or `s` or absent for the
 /// server's `TIME`; `ARGV[2]`: the cost, absent for 1), fields are parsed
 /// only when used, the count is written with `HINCRBY` and the call's own
-/// argument (no number formatting), and an admission answers one integer,
+/// argument (no number formatting), floors and ceilings are taken with `%`
+/// (an operator, where `math.floor` is a global and a field looked up on
+/// every call), and an admission answers one integer,
 /// `remaining * __PACK__ + reset_ms` (see [`Packing`]). A refusal answers
 /// `{0, remaining, retry_us, reset_us}`. `benches/redis_script_instructions.sh`
 /// counts the server's instructions per call.
@@ -54,7 +56,7 @@ __COUNTER_BODY__"#;
 /// The counter's decision for `key`, cost `n` (`ARGV[2] or '1'`: the cost
 /// as the caller sent it), at `now`: shared by the one-key script and the
 /// batch's per-key function.
-const COUNTER_BODY: &str = r#"local idx = math.floor(now / W)
+const COUNTER_BODY: &str = r#"local idx = (now - now % W) / W
 local s = redis.call('HMGET', key, 'w', 'c', 'p')
 local w = tonumber(s[1])
 local curr, prev = 0, 0
@@ -73,10 +75,13 @@ if est + n <= L + 1e-9 then
     -- A new window: the state matters until the next one ends, so the key
     -- expires two windows after this one starts (set once per window).
     redis.call('HSET', key, 'w', idx, 'c', curr + n, 'p', prev)
-    redis.call('PEXPIRE', key, math.ceil((2 * W - into) / 1000) + 1)
+    local ms = (2 * W - into) / 1000
+    redis.call('PEXPIRE', key, ms + (-ms) % 1 + 1)
   end
-  local rem = math.floor(L - est - n)
-  local reset = math.ceil((2 * W - into) / 1000)
+  local rem = L - est - n
+  rem = rem - rem % 1
+  local reset = (2 * W - into) / 1000
+  reset = reset + (-reset) % 1
   if rem < __REM_MAX__ and reset < __PACK__ then
     return rem * __PACK__ + reset
   end
@@ -244,9 +249,11 @@ local allow_at = new_tat - TAU
 if allow_at > now then
   return {0, math.max(0, math.floor((now - (tat - TAU)) / T)), allow_at - now, tat - now}
 end
-redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-local rem = math.floor((now - allow_at) / T)
-local reset = math.ceil((new_tat - now) / 1000)
+local reset = (new_tat - now) / 1000
+reset = reset + (-reset) % 1
+redis.call('SET', key, new_tat, 'PX', reset + 1)
+local rem = (now - allow_at) / T
+rem = rem - rem % 1
 if rem < __REM_MAX__ and reset < __PACK__ then
   return rem * __PACK__ + reset
 end
@@ -298,6 +305,37 @@ mod tests {
             assert!(packed < 1 << 53, "{p:?}");
             assert_eq!(p.unpack(packed as i64), (rem, reset), "{p:?}");
         }
+    }
+
+    /// The counter floors and ceils with `%` (an operator) instead of
+    /// `math.floor` / `math.ceil` (a global and a field looked up per
+    /// call): the same values in Redis' Lua, checked over fractions, whole
+    /// numbers, negatives and large values.
+    #[tokio::test]
+    async fn floor_and_ceil_by_remainder_match_the_math_library_in_redis_lua() {
+        let server = levee_testkit::RedisServer::start().unwrap();
+        let client = RedisClient::standalone(server.url()).build().unwrap();
+        let check = Script::new(
+            r#"
+local bad = 0
+local xs = {0, 0.5, 1, 1.0000001, 2.3, 7.999999999, 1e-12, 999999.5, 4503599627370495.5, 2^52}
+for _, x in ipairs(xs) do
+  for _, y in ipairs({x, -x}) do
+    for _, z in ipairs({y, y / 1000, y * 3 / 7}) do
+      if z - z % 1 ~= math.floor(z) then bad = bad + 1 end
+      if z + (-z) % 1 ~= math.ceil(z) then bad = bad + 1 end
+    end
+  end
+end
+for i = 1, 20000 do
+  local z = (i * 7919 % 100003) / 997 - 50
+  if z - z % 1 ~= math.floor(z) then bad = bad + 1 end
+  if z + (-z) % 1 ~= math.ceil(z) then bad = bad + 1 end
+end
+return bad
+"#,
+        );
+        assert_eq!(client.eval(&check.call()).await.unwrap(), Reply::Int(0));
     }
 
     /// An admission under a limit of 2^24 or more (the `redis_limit`
