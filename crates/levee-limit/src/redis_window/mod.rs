@@ -169,9 +169,11 @@ impl RedisSlidingWindowBuilder {
     /// script's fixed cost (the call, `TIME`, the reply) among its keys.
     /// The decisions are the ones single calls would make; a lone check
     /// still makes its own call at once (nothing waits for a batch to
-    /// fill). Counter mode on a standalone Redis (or a proxy that takes
-    /// multi-key scripts) only: a Cluster would need every key of a batch
-    /// in one slot. Default: off.
+    /// fill). A queued check waits for a call out to end, then for its
+    /// batch's call: up to about twice [`timeout`](Self::timeout) before its
+    /// `on_redis_error` policy answers. Counter mode on a standalone Redis
+    /// (or a proxy that takes multi-key scripts) only: a Cluster would need
+    /// every key of a batch in one slot. Default: off.
     pub fn batch_concurrent(mut self, on: bool) -> Self {
         self.batch = on;
         self
