@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::{RedisKey, SharedClock, SystemClock};
-use levee_redis::{Keyspace, RedisClient, RedisError, Reply, Script};
+use levee_redis::{Keyspace, RedisClient, RedisError, Script};
 
 use crate::redis_window::{
-    array_decision, on_redis_error, packed_admission, redis_limiter_setters, scripts, time_and_cost,
+    on_redis_error, redis_limiter_setters, script_decision, scripts, time_and_cost,
 };
 use crate::{Decision, Gcra, LimitError, OnRedisError, RateLimiter, TimeSource};
 
@@ -165,10 +165,7 @@ impl RedisGcra {
     async fn ask_redis(&self, key: &[u8], n: u32) -> Result<Decision, RedisError> {
         let call = self.script.call().key(key);
         let call = time_and_cost(call, self.time, &self.clock, n);
-        match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.burst)),
-            other => Ok(array_decision(&other.into_ints()?, self.burst)),
-        }
+        script_decision(self.client.eval(&call).await?, self.packing, self.burst)
     }
 }
 

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::scripts::Packing;
-use super::{TimeSource, array_decision, packed_admission, wall_micros};
+use super::{TimeSource, script_decision, wall_micros};
 use crate::Decision;
 
 /// The most keys one batch call carries.
@@ -182,10 +182,7 @@ impl Batcher {
         };
         replies
             .into_iter()
-            .map(|reply| match reply {
-                Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.limit)),
-                other => Ok(array_decision(&other.into_ints()?, self.limit)),
-            })
+            .map(|reply| script_decision(reply, self.packing, self.limit))
             .collect()
     }
 }

@@ -315,10 +315,11 @@ impl RedisSlidingWindow {
             // cost only when given (see `scripts::counter`).
             WindowMode::Counter => time_and_cost(call, self.time, &self.clock, n),
         };
-        match self.client.eval(&call).await? {
-            Reply::Int(packed) => Ok(packed_admission(packed, self.packing, self.quota.limit())),
-            other => Ok(array_decision(&other.into_ints()?, self.quota.limit())),
-        }
+        script_decision(
+            self.client.eval(&call).await?,
+            self.packing,
+            self.quota.limit(),
+        )
     }
 
     fn on_failure(
@@ -389,8 +390,21 @@ fn backend(err: RedisError) -> LimitError {
     }
 }
 
+/// Decodes a limiter script's answer: one packed integer (an admission,
+/// see [`scripts::Packing`]) or `{allowed, remaining, retry_us, reset_us}`.
+pub(crate) fn script_decision(
+    reply: Reply,
+    packing: scripts::Packing,
+    limit: u32,
+) -> Result<Decision, RedisError> {
+    match reply {
+        Reply::Int(packed) => Ok(packed_admission(packed, packing, limit)),
+        other => Ok(array_decision(&other.into_ints()?, limit)),
+    }
+}
+
 /// Decodes a script's `{allowed, remaining, retry_us, reset_us}`.
-pub(crate) fn array_decision(reply: &[i64], limit: u32) -> Decision {
+fn array_decision(reply: &[i64], limit: u32) -> Decision {
     let at = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
     let allowed = at(0) == 1;
     Decision {
@@ -403,7 +417,7 @@ pub(crate) fn array_decision(reply: &[i64], limit: u32) -> Decision {
 }
 
 /// Decodes a script's packed admission (see [`scripts::Packing`]).
-pub(crate) fn packed_admission(packed: i64, packing: scripts::Packing, limit: u32) -> Decision {
+fn packed_admission(packed: i64, packing: scripts::Packing, limit: u32) -> Decision {
     let (remaining, reset_ms) = packing.unpack(packed);
     Decision {
         allowed: true,
