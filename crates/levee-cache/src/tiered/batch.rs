@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::flight::{FlightResult, FlightRx, NewFlight};
+use super::flight::{FlightResult, FlightRx, FlightTx};
 use super::slot::Slot;
 use super::{CacheError, Cached, Freshness, InL1, Loaded, Source, TieredCache};
 
@@ -40,7 +40,7 @@ where
 /// A key of the batch whose load this batch leads (or refreshes).
 pub(crate) struct Member<K, V, E> {
     pub(crate) key: K,
-    pub(crate) flight: NewFlight<V, E>,
+    pub(crate) flight: FlightTx<V, E>,
     /// Unix ms: an early refresh takes an L2 value only if written after.
     pub(crate) newer_than: Option<u64>,
     /// A background refresh: the caller has its answer already.
@@ -237,7 +237,7 @@ where
         match sh.flights.join_or_register::<V, E>(key) {
             Ok(rx) => Step::Wait { rx, held },
             Err(flight) => {
-                let rx = flight.tx.subscribe();
+                let rx = flight.subscribe();
                 members.push(Member {
                     key: key.clone(),
                     flight,

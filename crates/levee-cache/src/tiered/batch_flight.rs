@@ -267,12 +267,12 @@ where
             // load of its key (a refresh) at once.
             for (m, slot) in kept {
                 self.flights.finish(&m.key, m.flight.token());
-                m.flight.tx.send(Ok(slot.loaded()));
+                m.flight.send(Ok(slot.loaded()));
             }
             return;
         }
         for (m, slot) in kept {
-            m.flight.tx.send(Ok(slot.loaded()));
+            m.flight.send(Ok(slot.loaded()));
         }
         self.put_l2_many(&write).await;
         if let Some(l2) = &self.l2 {
@@ -288,6 +288,6 @@ where
     /// Ends the flight of `m` and gives its waiters `result`.
     fn answer<E>(&self, m: Member<K, V, E>, result: FlightResult<V, E>) {
         self.flights.finish(&m.key, m.flight.token());
-        m.flight.tx.send(result);
+        m.flight.send(result);
     }
 }

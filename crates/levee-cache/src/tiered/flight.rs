@@ -141,19 +141,6 @@ impl<V: Clone, E> FlightRx<V, E> {
     }
 }
 
-/// A load just registered: its sender (which also holds its invalidation
-/// token).
-pub(crate) struct NewFlight<V, E> {
-    pub(crate) tx: FlightTx<V, E>,
-}
-
-impl<V, E> NewFlight<V, E> {
-    /// Set when the key was invalidated during the load.
-    pub(crate) fn token(&self) -> &AtomicBool {
-        self.tx.token()
-    }
-}
-
 pub(crate) struct Flights<K> {
     map: Mutex<HashMap<K, Arc<dyn Erased>, foldhash::fast::RandomState>>,
 }
@@ -166,9 +153,9 @@ impl<K: Hash + Eq + Clone> Flights<K> {
     }
 
     /// Joins the load running for `key`, or registers a new one (returning
-    /// its sender). Calls with another error type than the running load's
+    /// its sender, which also holds its invalidation token). Calls with another error type than the running load's
     /// start their own load.
-    pub(crate) fn join_or_register<V, E>(&self, key: &K) -> Result<FlightRx<V, E>, NewFlight<V, E>>
+    pub(crate) fn join_or_register<V, E>(&self, key: &K) -> Result<FlightRx<V, E>, FlightTx<V, E>>
     where
         V: Send + Sync + 'static,
         E: Send + Sync + 'static,
@@ -186,9 +173,7 @@ impl<K: Hash + Eq + Clone> Flights<K> {
             joined: Notify::new(),
         });
         map.insert(key.clone(), state.clone());
-        Err(NewFlight {
-            tx: FlightTx { state },
-        })
+        Err(FlightTx { state })
     }
 
     /// Whether a load for `key` is running.
@@ -247,8 +232,8 @@ mod tests {
         let waiting = tokio::spawn(async move { rx.wait().await });
         tokio::task::yield_now().await;
         let late = join(&f);
-        assert!(lead.tx.joined(), "joiners hold the flight");
-        lead.tx.send(Ok(None));
+        assert!(lead.joined(), "joiners hold the flight");
+        lead.send(Ok(None));
         f.finish(&"k", lead.token());
         assert!(matches!(waiting.await.unwrap(), Ok(None)));
         assert!(matches!(late.wait().await, Ok(None)));
@@ -273,9 +258,9 @@ mod tests {
     fn nobody_joined_a_finished_flight_that_nobody_asked_for() {
         let f = flights();
         let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
-        assert!(lead.tx.joined(), "the map holds it while it runs");
+        assert!(lead.joined(), "the map holds it while it runs");
         f.finish(&"k", lead.token());
-        assert!(!lead.tx.joined());
+        assert!(!lead.joined());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::flight::{FlightResult, FlightRx, NewFlight};
+use super::flight::{FlightResult, FlightRx, FlightTx};
 use super::remote::Waited;
 use super::tasks::AbortOnDrop;
 use super::{CacheError, Freshness, Loaded, Shared, Source, TieredCache};
@@ -57,15 +57,15 @@ where
         // look again rather than load the key a second time.
         if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(key) {
             self.shared.flights.finish(key, flight.token());
-            if flight.tx.joined() {
-                flight.tx.send(Ok(cached.clone()));
+            if flight.joined() {
+                flight.send(Ok(cached.clone()));
             }
             return Led::Answered(cached);
         }
         if self.shared.l2.is_none() {
             return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
         }
-        let token = flight.tx.token_handle();
+        let token = flight.token_handle();
         let mut handoff = Handoff {
             cache: self,
             parts: Some((key.clone(), load, flight)),
@@ -77,8 +77,8 @@ where
             Some(found) => {
                 self.shared.flights.finish(&key, flight.token());
                 // Only callers that joined meanwhile need a copy.
-                if flight.tx.joined() {
-                    flight.tx.send(Ok(found.clone()));
+                if flight.joined() {
+                    flight.send(Ok(found.clone()));
                 }
                 Led::Answered(found)
             }
@@ -92,7 +92,7 @@ where
         &self,
         key: K,
         load: F,
-        flight: NewFlight<V, E>,
+        flight: FlightTx<V, E>,
         newer_than: Option<u64>,
         l2_asked: bool,
     ) -> FlightRx<V, E>
@@ -101,7 +101,7 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let NewFlight { tx } = flight;
+        let tx = flight;
         let rx = tx.subscribe();
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
@@ -135,7 +135,7 @@ where
     E: Send + Sync + 'static,
 {
     cache: &'a TieredCache<K, V>,
-    parts: Option<(K, F, NewFlight<V, E>)>,
+    parts: Option<(K, F, FlightTx<V, E>)>,
 }
 
 impl<K, V, F, Fut, E> Drop for Handoff<'_, K, V, F, Fut, E>
