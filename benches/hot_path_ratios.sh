@@ -8,6 +8,7 @@
 #
 #   cargo build --release -p levee-benches --example hot_path_cost
 #   benches/hot_path_ratios.sh [ROUNDS] [CALLS]          (default 9, 3000000)
+#   ONLY=cache benches/hot_path_ratios.sh                (pairs whose levee case starts with "cache")
 #
 # Pairs: MemoryCache get-hit without and with a TTL vs quick_cache; the
 # SlidingWindow keyed check vs governor keyed, resident keys (criterion's
@@ -25,6 +26,7 @@ ns() { "$bin" "$1" "$calls" "$2" | awk '/ns per call/ {print $1}'; }
 
 pair() {
     local ours=$1 peer=$2 threads=$3 r a b ratios="" best_a=1e18 best_b=1e18
+    [[ $ours == "${ONLY:-}"* ]] || return 0
     for r in $(seq "$rounds"); do
         if (( r % 2 )); then a=$(ns "$ours" "$threads"); b=$(ns "$peer" "$threads")
         else b=$(ns "$peer" "$threads"); a=$(ns "$ours" "$threads"); fi
