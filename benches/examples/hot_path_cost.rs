@@ -6,6 +6,10 @@
 //! Cases (first argument):
 //! - `cache` / `cache_ttl` / `quick_cache`: get-hits, Zipf(1.0) over 100k
 //!   resident keys (plain ranks, not scrambled); `cache_ttl` has a 1 h TTL.
+//! - `cache_first` / `quick_cache_first`: plain `rand_distr::Zipf` u64 keys
+//!   over 1M ranks into an empty cache of 100k: a get, and an insert when
+//!   it misses (each key's first sight, and the evictions, are inside the
+//!   measured loop). `HOT_PATH_SHARDS=N` sets levee's shard count.
 //! - `window` / `governor`: the criterion trace of `benches/limiter.rs`
 //!   (Zipf(1.0) over 10k scrambled keys, all resident).
 //! - `window_first` / `governor_first`: plain `rand_distr::Zipf` u64 keys
@@ -65,6 +69,7 @@ fn main() {
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
     match what.as_str() {
         "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
+        "cache_first" | "quick_cache_first" => cache_first(&what, n, threads),
         "window" | "governor" | "window_first" | "governor_first" | "window_one"
         | "governor_one" | "window_denied" | "governor_denied" => limiter(&what, n, threads),
         other => eprintln!("unknown case {other}"),
@@ -174,6 +179,39 @@ fn cache(what: &str, n: usize, threads: usize) {
             }
             run(&trace, n, threads, &|k| black_box(mc.get(&k)).is_some())
         }
+    };
+    println!("{what}: {hits} hits of {}", n * threads);
+}
+
+/// Get, and insert on a miss, into an empty cache smaller than the key
+/// space: the hit path, the first sight of a key and the evictions.
+fn cache_first(what: &str, n: usize, threads: usize) {
+    let trace = plain_zipf(1_000_000, 13);
+    let hits = if what.starts_with("quick_cache") {
+        let qc = quick_cache::sync::Cache::<u64, u64>::new(RESIDENT as usize);
+        run(&trace, n, threads, &|k| {
+            let hit = black_box(qc.get(&k)).is_some();
+            if !hit {
+                qc.insert(k, k);
+            }
+            hit
+        })
+    } else {
+        let mut b = MemoryCache::<u64, u64>::builder().max_capacity(RESIDENT);
+        if let Some(n) = std::env::var("HOT_PATH_SHARDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            b = b.shards(n);
+        }
+        let mc = b.build().expect("a cache");
+        run(&trace, n, threads, &|k| {
+            let hit = black_box(mc.get(&k)).is_some();
+            if !hit {
+                mc.insert(k, k);
+            }
+            hit
+        })
     };
     println!("{what}: {hits} hits of {}", n * threads);
 }

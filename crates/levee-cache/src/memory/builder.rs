@@ -223,7 +223,6 @@ where
             shard_capacity: (0..shards as u64)
                 .map(|i| base + u64::from(i < rem))
                 .collect(),
-            shift: (64 - shards.trailing_zeros()).min(63),
             shard_mask: shards - 1,
             hasher,
             time: self

@@ -3,6 +3,7 @@
 
 mod builder;
 mod entry;
+mod ghost;
 mod shard;
 mod stats;
 mod ticker;
@@ -34,9 +35,9 @@ struct Inner<K, V> {
     /// Capacity (entries, or weight with a weigher) of each shard.
     shard_capacity: Box<[u64]>,
     hasher: Hasher,
-    /// A key's shard is `(hash >> shift) & shard_mask`: its high bits (the
-    /// shard's table uses the low ones); `shift` < 64 even for one shard.
-    shift: u32,
+    /// A key's shard is `(hash >> 32) & shard_mask` (at most 2^16 shards):
+    /// bits that the shard's table uses for neither a bucket's position
+    /// (the low bits) nor its tag (hashbrown's top 7 bits).
     shard_mask: usize,
     time: TimeSource,
     ttl: Option<Duration>,
@@ -123,7 +124,7 @@ where
 
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
-        (hash >> self.inner.shift) as usize & self.inner.shard_mask
+        (hash >> 32) as usize & self.inner.shard_mask
     }
 
     /// The value for `key` if it is fresh.
@@ -288,13 +289,16 @@ where
         let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let hash = self.hash(&key);
         let i = self.shard_of(hash);
-        let mut removed: Removed<K, V> = Vec::new();
+        let mut removed = Removed::<K, V>::new();
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
             if let Some((_, old)) = inner.shards[i].write().remove(hash, &key) {
+                inner.stats.removed(EvictionCause::Replaced);
                 removed.push((key.clone(), old, EvictionCause::Replaced));
             }
+            inner.stats.insert();
+            inner.stats.removed(EvictionCause::Evicted);
             removed.push((key, value, EvictionCause::Evicted));
         } else {
             let cap = inner.shard_capacity[i];
@@ -311,14 +315,15 @@ where
                 &mut removed,
             );
         }
-        inner.stats.insert();
         self.report(removed);
     }
 
-    fn report(&self, removed: Removed<K, V>) {
-        for (k, v, cause) in removed {
-            self.inner.stats.removed(cause);
-            if let Some(l) = &self.inner.listener {
+    /// Hands what left the cache to the eviction listener (after the shard
+    /// lock is released), then drops it. The causes are counted where the
+    /// entries were removed.
+    fn report(&self, removed: impl IntoIterator<Item = (K, V, EvictionCause)>) {
+        if let Some(l) = &self.inner.listener {
+            for (k, v, cause) in removed {
                 l(&k, &v, cause);
             }
         }
@@ -334,19 +339,23 @@ where
         let (owned, value) = self.inner.shards[self.shard_of(hash)]
             .write()
             .remove(hash, key)?;
-        self.report(vec![(owned, value.clone(), EvictionCause::Invalidated)]);
+        self.inner.stats.removed(EvictionCause::Invalidated);
+        self.report([(owned, value.clone(), EvictionCause::Invalidated)]);
         Some(value)
     }
 
     /// Removes every entry.
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let removed: Removed<K, V> = shard
-                .write()
-                .clear()
-                .map(|(k, v)| (k, v, EvictionCause::Invalidated))
-                .collect();
-            self.report(removed);
+            let removed: Vec<_> = shard.write().clear().collect();
+            self.inner
+                .stats
+                .removed_many(EvictionCause::Invalidated, removed.len() as u64);
+            self.report(
+                removed
+                    .into_iter()
+                    .map(|(k, v)| (k, v, EvictionCause::Invalidated)),
+            );
         }
     }
 
@@ -372,6 +381,14 @@ where
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> MemoryCacheStats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        for shard in self.inner.shards.iter() {
+            let c = shard.read().counts;
+            stats.inserts += c.inserts;
+            stats.replaced += c.replaced;
+            stats.evicted += c.evicted;
+            stats.expired += c.expired;
+        }
+        stats
     }
 }

@@ -16,13 +16,14 @@
 //! evictions take the write lock.
 
 use std::borrow::Borrow;
-use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use super::entry::{EvictionCause, EvictionPolicy};
+use super::ghost::Ghosts;
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
@@ -90,24 +91,36 @@ pub(crate) struct Shard<K, V> {
     /// head's `prev`.
     small: u32,
     main: u32,
-    /// Fingerprints (the low 32 bits of the hash) of recently evicted keys,
-    /// oldest first, and the same as a set. A fingerprint, not the whole
-    /// hash: half the memory, and a false match (one in 2^32 per ghost)
-    /// only promotes one new key straight to the main queue.
-    ghost: VecDeque<u32>,
-    ghost_set: HashSet<u32, Hasher>,
+    /// Fingerprints (the low 32 bits of the hash) of recently evicted keys.
+    /// A fingerprint, not the whole hash: half the memory, and a false
+    /// match (one in 2^32 per ghost) only promotes one new key straight to
+    /// the main queue.
+    ghosts: Ghosts,
     small_weight: u64,
     pub(crate) weight: u64,
+    pub(crate) counts: Counts,
 }
 
 /// A key's ghost fingerprint: the low half of its hash (the shard was
-/// chosen by the high bits, so these still tell its keys apart).
+/// chosen by bits 32 and up, so these still tell its keys apart).
 fn fingerprint(hash: u64) -> u32 {
     hash as u32
 }
 
-/// What an insert displaced, for the eviction listener.
-pub(crate) type Removed<K, V> = Vec<(K, V, EvictionCause)>;
+/// What an insert displaced, for the eviction listener: inline up to two
+/// (an insert replaces one value or evicts about one entry), so an insert
+/// allocates nothing to report them.
+pub(crate) type Removed<K, V> = SmallVec<[(K, V, EvictionCause); 2]>;
+
+/// What a shard's inserts did, counted under its write lock (plain adds,
+/// no shared atomic on the insert path); summed by `MemoryCache::stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub(crate) inserts: u64,
+    pub(crate) replaced: u64,
+    pub(crate) evicted: u64,
+    pub(crate) expired: u64,
+}
 
 impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn new(hasher: Hasher) -> Self {
@@ -115,13 +128,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             table: HashTable::new(),
             entries: Vec::new(),
             links: Vec::new(),
-            hasher: hasher.clone(),
+            hasher,
             small: NIL,
             main: NIL,
-            ghost: VecDeque::new(),
-            ghost_set: HashSet::with_hasher(hasher),
+            ghosts: Ghosts::default(),
             small_weight: 0,
             weight: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -188,6 +201,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Inserts or replaces `key` (whose hash is `hash`), then evicts until
     /// within `capacity`.
+    ///
+    /// A new key is placed after the evictions it causes, as if it were
+    /// already at the back of its queue (the decisions are those of
+    /// linking it first): the first entry to leave hands it its slot, so
+    /// the common insert into a full shard moves no other entry.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
@@ -202,6 +220,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         removed: &mut Removed<K, V>,
     ) {
+        self.counts.inserts += 1;
         if let Some(i) = self.index_of(hash, &key) {
             let slot = &mut self.entries[i as usize].slot;
             let old = std::mem::replace(&mut slot.value, value);
@@ -213,12 +232,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if !in_main {
                 self.small_weight = self.small_weight - old_weight + u64::from(weight);
             }
+            self.counts.replaced += 1;
             removed.push((key, old, EvictionCause::Replaced));
         } else {
-            let to_main =
-                policy == EvictionPolicy::S3Fifo && self.ghost_set.remove(&fingerprint(hash));
-            let i = self.entries.len() as u32;
-            self.entries.push(Entry {
+            let to_main = policy == EvictionPolicy::S3Fifo && self.ghosts.take(fingerprint(hash));
+            let new = Entry {
                 key,
                 slot: Slot {
                     value,
@@ -227,23 +245,122 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     in_main: to_main,
                     weight,
                 },
-            });
-            self.links.push(Links {
-                stale_until,
-                prev: i,
-                next: i,
-            });
-            let (entries, hasher) = (&self.entries, &self.hasher);
-            self.table
-                .insert_unique(hash, i, |&j| hasher.hash_one(&entries[j as usize].key));
-            self.link_back(i, to_main);
-            self.weight += u64::from(weight);
+            };
+            self.place(hash, new, stale_until, capacity, policy, now, removed);
         }
-        while (self.weight > capacity || self.entries.len() >= MAX_ENTRIES)
-            && !self.entries.is_empty()
-        {
-            self.evict_one(capacity, policy, now, removed);
+        self.evict_while_over(capacity, policy, now, removed);
+    }
+
+    /// Puts the new entry `new` in: into the slot of the first entry that
+    /// must leave to make room, else at the end of the slab; or reports
+    /// `new` itself as evicted when it would have been the first to go.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        hash: u64,
+        new: Entry<K, V>,
+        stale_until: u64,
+        capacity: u64,
+        policy: EvictionPolicy,
+        now: u64,
+        removed: &mut Removed<K, V>,
+    ) {
+        let weight = u64::from(new.slot.weight);
+        let to_main = new.slot.in_main;
+        // Counted as linked at the back of its queue while evictions decide.
+        self.weight += weight;
+        if !to_main {
+            self.small_weight += weight;
         }
+        // Into the small queue only: evicting from the main queue rotates
+        // it, and the rotated entries belong behind a new entry there.
+        while !to_main && self.over(capacity, 1) {
+            if self.new_is_head_victim(capacity, policy) {
+                // The one entry of the small queue, at its head: it goes at
+                // once, as it would have if it had been linked.
+                self.weight -= weight;
+                self.small_weight -= weight;
+                let expired = stale_until <= now;
+                if policy == EvictionPolicy::S3Fifo && !expired {
+                    self.ghosts
+                        .remember(fingerprint(hash), self.entries.len().max(1));
+                }
+                let cause = self.count_eviction(expired);
+                removed.push((new.key, new.slot.value, cause));
+                return;
+            }
+            let Some((i, expired)) = self.next_victim(capacity, policy, now, 1) else {
+                continue;
+            };
+            // `i` leaves and `new` takes its slot.
+            let cause = self.count_eviction(expired);
+            let old_hash = self.hasher.hash_one(&self.entries[i as usize].key);
+            self.detach(i, old_hash);
+            let old = std::mem::replace(&mut self.entries[i as usize], new);
+            self.link_new(i, hash, stale_until, to_main, weight);
+            removed.push((old.key, old.slot.value, cause));
+            return;
+        }
+        let i = self.entries.len() as u32;
+        self.entries.push(new);
+        self.links.push(Links {
+            stale_until,
+            prev: i,
+            next: i,
+        });
+        self.link_new(i, hash, stale_until, to_main, weight);
+    }
+
+    /// Links the new entry at slot `i` (counted in the weights already)
+    /// into the table and the back of its queue.
+    fn link_new(&mut self, i: u32, hash: u64, stale_until: u64, to_main: bool, weight: u64) {
+        self.links[i as usize] = Links {
+            stale_until,
+            prev: i,
+            next: i,
+        };
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table
+            .insert_unique(hash, i, |&j| hasher.hash_one(&entries[j as usize].key));
+        if !to_main {
+            // `link_back` adds it to the small queue's weight again.
+            self.small_weight -= weight;
+        }
+        self.link_back(i, to_main);
+    }
+
+    /// Whether the shard holds more than `capacity` (or too many entries),
+    /// `pending` entries not yet in the slab included.
+    fn over(&self, capacity: u64, pending: usize) -> bool {
+        (self.weight > capacity || self.entries.len() + pending >= MAX_ENTRIES)
+            && self.entries.len() + pending > 0
+    }
+
+    /// Evicts until within `capacity`.
+    fn evict_while_over(
+        &mut self,
+        capacity: u64,
+        policy: EvictionPolicy,
+        now: u64,
+        removed: &mut Removed<K, V>,
+    ) {
+        while self.over(capacity, 0) {
+            if let Some((i, expired)) = self.next_victim(capacity, policy, now, 0) {
+                self.remove_evicted(i, expired, removed);
+            }
+        }
+    }
+
+    /// Whether a new entry for the small queue, not yet linked, would be
+    /// the next to leave: it would be alone in that queue, and eviction
+    /// takes from it (see [`next_victim`](Self::next_victim)) when it is due
+    /// (its weight counted) or when the main queue is empty.
+    fn new_is_head_victim(&self, capacity: u64, policy: EvictionPolicy) -> bool {
+        let small_target = (capacity / 10).max(1);
+        self.small == NIL
+            && (policy == EvictionPolicy::Fifo
+                || self.small_weight >= small_target
+                || self.main == NIL)
     }
 
     /// Appends entry `i` (in no queue) to the back of the main or the small
@@ -297,17 +414,23 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
-    /// Removes entry `i` (hashed to `hash`) from its queue, the table and
-    /// the slab, moving the slab's last entry into its place.
-    fn take(&mut self, i: u32, hash: u64) -> (K, V) {
+    /// Takes entry `i` (hashed to `hash`) out of its queue, the table and
+    /// the weight; it stays in its slot.
+    fn detach(&mut self, i: u32, hash: u64) {
         self.unlink(i);
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
             found.remove();
         }
+        self.weight -= u64::from(self.entries[i as usize].slot.weight);
+    }
+
+    /// Removes entry `i` (hashed to `hash`) from its queue, the table and
+    /// the slab, moving the slab's last entry into its place.
+    fn take(&mut self, i: u32, hash: u64) -> (K, V) {
+        self.detach(i, hash);
         let last = (self.entries.len() - 1) as u32;
         let Entry { key, slot } = self.entries.swap_remove(i as usize);
         self.links.swap_remove(i as usize);
-        self.weight -= u64::from(slot.weight);
         if i != last {
             // The entry that was last now sits at `i`: re-point the table
             // and its queue neighbours (itself, when alone in its queue).
@@ -336,18 +459,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         (key, slot.value)
     }
 
-    fn evict_one(
+    /// One step of S3-FIFO: promotes or rotates an entry (`None`), or
+    /// names the entry that must leave and whether it had expired. An
+    /// entry leaving the small queue is remembered as a ghost. `pending`:
+    /// a new entry not yet in the slab but counted as linked.
+    fn next_victim(
         &mut self,
         capacity: u64,
         policy: EvictionPolicy,
         now: u64,
-        removed: &mut Removed<K, V>,
-    ) {
+        pending: usize,
+    ) -> Option<(u32, bool)> {
         let small_target = (capacity / 10).max(1);
         let from_small =
             policy == EvictionPolicy::Fifo || self.small_weight >= small_target || self.main == NIL;
         if from_small && self.small != NIL {
-            self.evict_from_small(self.small, policy, now, removed);
+            self.evict_from_small(self.small, policy, now, pending)
         } else if self.main != NIL {
             let i = self.main;
             let links = *self.link(i);
@@ -359,11 +486,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 // head of a circular queue moving on makes it the tail).
                 freq.store(f - 1, Ordering::Relaxed);
                 self.main = links.next;
+                None
             } else {
-                self.remove_evicted(i, expired, removed);
+                Some((i, expired))
             }
         } else if self.small != NIL {
-            self.evict_from_small(self.small, policy, now, removed);
+            self.evict_from_small(self.small, policy, now, pending)
+        } else {
+            None
         }
     }
 
@@ -372,8 +502,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         i: u32,
         policy: EvictionPolicy,
         now: u64,
-        removed: &mut Removed<K, V>,
-    ) {
+        pending: usize,
+    ) -> Option<(u32, bool)> {
         let expired = self.link(i).stale_until <= now;
         let freq = &self.entries[i as usize].slot.freq;
         if policy == EvictionPolicy::S3Fifo && !expired && freq.load(Ordering::Relaxed) > 0 {
@@ -381,36 +511,36 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             freq.store(0, Ordering::Relaxed);
             self.unlink(i);
             self.link_back(i, true);
-            return;
+            return None;
         }
         if policy == EvictionPolicy::S3Fifo && !expired {
             let tag = fingerprint(self.hasher.hash_one(&self.entries[i as usize].key));
-            if self.ghost_set.insert(tag) {
-                self.ghost.push_back(tag);
-            }
             // The ghost queue remembers about as many keys as the shard
             // holds entries (the paper sizes it like the main queue). Not
             // `capacity`: with a weigher that is a weight, and 64 MiB of
             // 1 KiB values would let it grow to 67 M hashes.
-            // (Entry `i` is still held: it leaves right below.)
-            let entries = self.entries.len().saturating_sub(1).max(1);
-            while self.ghost.len() > entries {
-                if let Some(old) = self.ghost.pop_front() {
-                    self.ghost_set.remove(&old);
-                }
-            }
+            // (Entry `i` is still held: it leaves right after.)
+            let entries = (self.entries.len() + pending).saturating_sub(1).max(1);
+            self.ghosts.remember(tag, entries);
         }
-        self.remove_evicted(i, expired, removed);
+        Some((i, expired))
+    }
+
+    /// Counts an entry leaving to make room; its cause.
+    fn count_eviction(&mut self, expired: bool) -> EvictionCause {
+        if expired {
+            self.counts.expired += 1;
+            EvictionCause::Expired
+        } else {
+            self.counts.evicted += 1;
+            EvictionCause::Evicted
+        }
     }
 
     /// Removes entry `i` to make room: `Expired` if it was past its stale
     /// time, else `Evicted`.
     fn remove_evicted(&mut self, i: u32, expired: bool, removed: &mut Removed<K, V>) {
-        let cause = if expired {
-            EvictionCause::Expired
-        } else {
-            EvictionCause::Evicted
-        };
+        let cause = self.count_eviction(expired);
         let hash = self.hasher.hash_one(&self.entries[i as usize].key);
         let (key, value) = self.take(i, hash);
         removed.push((key, value, cause));
@@ -526,6 +656,31 @@ mod tests {
         assert!(shard.len() <= 64);
     }
 
+    /// hashbrown tags a slot with the top 7 bits of its hash and compares
+    /// the keys of the slots whose tag matches. A shard chosen by those
+    /// same bits saw 2 tags of 128: a probe compared the key (a cache miss
+    /// on a random entry) of about half the slots it passed.
+    #[test]
+    fn the_keys_of_one_shard_carry_most_table_tags() {
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(1 << 16)
+            .shards(64)
+            .build()
+            .unwrap();
+        let mut tags = HashSet::new();
+        for k in 0..100_000u64 {
+            let h = cache.hash(&k);
+            if cache.shard_of(h) == 0 {
+                tags.insert(h >> 57);
+            }
+        }
+        assert!(
+            tags.len() > 120,
+            "the keys of shard 0 carry {} tags",
+            tags.len()
+        );
+    }
+
     #[test]
     fn ghost_queue_is_bounded_by_entries_not_by_weight() {
         // 1 KiB values in 1 MiB: about 1,000 entries, but a weight of 2^20.
@@ -541,9 +696,9 @@ mod tests {
         let shard = cache.inner.shards[0].read();
         assert!(shard.len() <= 1024);
         assert!(
-            shard.ghost.len() <= shard.len() && shard.ghost_set.len() == shard.ghost.len(),
+            shard.ghosts.len() <= shard.len() && shard.ghosts.set_len() <= shard.ghosts.len(),
             "{} ghosts for {} entries",
-            shard.ghost.len(),
+            shard.ghosts.len(),
             shard.len()
         );
     }

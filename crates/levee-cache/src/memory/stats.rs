@@ -186,14 +186,20 @@ impl Stats {
         self.inserts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one removal on a path outside a shard's inserts (those count
+    /// in the shard).
     pub(crate) fn removed(&self, cause: EvictionCause) {
+        self.removed_many(cause, 1);
+    }
+
+    pub(crate) fn removed_many(&self, cause: EvictionCause, n: u64) {
         let c = match cause {
             EvictionCause::Expired => &self.expired,
             EvictionCause::Evicted => &self.evicted,
             EvictionCause::Invalidated => &self.invalidated,
             EvictionCause::Replaced => &self.replaced,
         };
-        c.fetch_add(1, Ordering::Relaxed);
+        c.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> MemoryCacheStats {
