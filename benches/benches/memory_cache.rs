@@ -1,7 +1,9 @@
 //! MemoryCache beside moka::sync::Cache and quick_cache::sync::Cache:
 //! get-hit throughput with Zipf(1.0) keys over 100k resident entries at 1
-//! and 2 threads, a 90% get / 10% insert mix, and an insert-heavy run with
-//! far more keys than capacity.
+//! and 2 threads, a 90% get / 10% insert mix, an insert-heavy run with
+//! far more keys than capacity, and first sight: plain `rand_distr::Zipf`
+//! u64 keys over 1M ranks into an empty 100k cache, a get and an insert on
+//! each miss (the key's first sight and the evictions in the loop).
 //!
 //! Run: `cargo bench -p levee-benches --bench memory_cache`
 #![allow(missing_docs)] // criterion_main! generates an undocumented `main`
@@ -159,5 +161,29 @@ fn insert_heavy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, get_hit, mixed, insert_heavy);
+fn first_sight(c: &mut Criterion) {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let zipf = rand_distr::Zipf::new(1_000_000.0, 1.0).expect("a valid Zipf");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let trace: Vec<u64> = (0..TRACE).map(|_| zipf.sample(&mut rng) as u64).collect();
+    let mut g = group(c, "memory_cache/get_or_insert_first_sight");
+    for threads in [1usize, 2] {
+        for (name, cache) in caches(RESIDENT) {
+            g.throughput(Throughput::Elements(threads as u64));
+            g.bench_function(format!("{name}/{threads}t"), |b| {
+                b.iter_custom(|iters| {
+                    run(threads, iters, &trace, &|k, _| {
+                        if black_box(cache.get(&k)).is_none() {
+                            cache.insert(k, k);
+                        }
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, get_hit, mixed, insert_heavy, first_sight);
 criterion_main!(benches);
