@@ -340,7 +340,9 @@ where
             .write()
             .remove(hash, key)?;
         self.inner.stats.removed(EvictionCause::Invalidated);
-        self.report([(owned, value.clone(), EvictionCause::Invalidated)]);
+        if self.inner.listener.is_some() {
+            self.report([(owned, value.clone(), EvictionCause::Invalidated)]);
+        }
         Some(value)
     }
 

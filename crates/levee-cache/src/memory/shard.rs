@@ -289,12 +289,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 removed.push((new.key, new.slot.value, cause));
                 return;
             }
-            let Some((i, expired)) = self.next_victim(capacity, policy, now, 1) else {
+            let Some((i, old_hash, expired)) = self.next_victim(capacity, policy, now, 1) else {
                 continue;
             };
             // `i` leaves and `new` takes its slot.
             let cause = self.count_eviction(expired);
-            let old_hash = self.hasher.hash_one(&self.entries[i as usize].key);
             self.detach(i, old_hash);
             let old = std::mem::replace(&mut self.entries[i as usize], new);
             self.link_new(i, hash, stale_until, to_main, weight);
@@ -345,8 +344,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         removed: &mut Removed<K, V>,
     ) {
         while self.over(capacity, 0) {
-            if let Some((i, expired)) = self.next_victim(capacity, policy, now, 0) {
-                self.remove_evicted(i, expired, removed);
+            if let Some((i, hash, expired)) = self.next_victim(capacity, policy, now, 0) {
+                let cause = self.count_eviction(expired);
+                let (key, value) = self.take(i, hash);
+                removed.push((key, value, cause));
             }
         }
     }
@@ -460,7 +461,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// One step of S3-FIFO: promotes or rotates an entry (`None`), or
-    /// names the entry that must leave and whether it had expired. An
+    /// names the entry that must leave, its hash and whether it had
+    /// expired. An
     /// entry leaving the small queue is remembered as a ghost. `pending`:
     /// a new entry not yet in the slab but counted as linked.
     fn next_victim(
@@ -469,7 +471,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         policy: EvictionPolicy,
         now: u64,
         pending: usize,
-    ) -> Option<(u32, bool)> {
+    ) -> Option<(u32, u64, bool)> {
         let small_target = (capacity / 10).max(1);
         let from_small =
             policy == EvictionPolicy::Fifo || self.small_weight >= small_target || self.main == NIL;
@@ -488,7 +490,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 self.main = links.next;
                 None
             } else {
-                Some((i, expired))
+                Some((
+                    i,
+                    self.hasher.hash_one(&self.entries[i as usize].key),
+                    expired,
+                ))
             }
         } else if self.small != NIL {
             self.evict_from_small(self.small, policy, now, pending)
@@ -503,7 +509,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         policy: EvictionPolicy,
         now: u64,
         pending: usize,
-    ) -> Option<(u32, bool)> {
+    ) -> Option<(u32, u64, bool)> {
         let expired = self.link(i).stale_until <= now;
         let freq = &self.entries[i as usize].slot.freq;
         if policy == EvictionPolicy::S3Fifo && !expired && freq.load(Ordering::Relaxed) > 0 {
@@ -513,8 +519,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.link_back(i, true);
             return None;
         }
+        let hash = self.hasher.hash_one(&self.entries[i as usize].key);
         if policy == EvictionPolicy::S3Fifo && !expired {
-            let tag = fingerprint(self.hasher.hash_one(&self.entries[i as usize].key));
+            let tag = fingerprint(hash);
             // The ghost queue remembers about as many keys as the shard
             // holds entries (the paper sizes it like the main queue). Not
             // `capacity`: with a weigher that is a weight, and 64 MiB of
@@ -523,7 +530,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let entries = (self.entries.len() + pending).saturating_sub(1).max(1);
             self.ghosts.remember(tag, entries);
         }
-        Some((i, expired))
+        Some((i, hash, expired))
     }
 
     /// Counts an entry leaving to make room; its cause.
@@ -535,15 +542,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.counts.evicted += 1;
             EvictionCause::Evicted
         }
-    }
-
-    /// Removes entry `i` to make room: `Expired` if it was past its stale
-    /// time, else `Evicted`.
-    fn remove_evicted(&mut self, i: u32, expired: bool, removed: &mut Removed<K, V>) {
-        let cause = self.count_eviction(expired);
-        let hash = self.hasher.hash_one(&self.entries[i as usize].key);
-        let (key, value) = self.take(i, hash);
-        removed.push((key, value, cause));
     }
 
     /// LRU: moves `key` to the back of the queue.
