@@ -10,7 +10,8 @@
 #   benches/hot_path_ratios.sh [ROUNDS] [CALLS]          (default 9, 3000000)
 #   ONLY=cache benches/hot_path_ratios.sh                (pairs whose levee case starts with "cache")
 #
-# Pairs: MemoryCache get-hit without and with a TTL vs quick_cache; the
+# Pairs: MemoryCache get-hit without and with a TTL vs quick_cache, and
+# get-or-insert with first sights and evictions (plain Zipf u64); the
 # SlidingWindow keyed check vs governor keyed, resident keys (criterion's
 # trace), first sight of every key (plain Zipf u64), one hot key, one key
 # over its quota (every check refused); each at 1
@@ -47,6 +48,7 @@ echo "# ratio = peer ns / levee ns per call (above 1: levee faster)"
 for t in 1 2; do
     pair cache quick_cache "$t"
     pair cache_ttl quick_cache "$t"
+    pair cache_first quick_cache_first "$t"
     pair window governor "$t"
     pair window_first governor_first "$t"
     pair window_one governor_one "$t"
