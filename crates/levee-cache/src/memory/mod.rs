@@ -3,6 +3,7 @@
 
 mod builder;
 mod entry;
+mod removed;
 mod shard;
 mod stats;
 mod ticker;
@@ -20,7 +21,8 @@ pub use builder::MemoryCacheBuilder;
 pub use entry::{EntryFreshness, EvictionCause, EvictionPolicy, Expiry, MemoryEntry};
 pub use stats::MemoryCacheStats;
 
-use shard::{Hasher, Removed, Shard};
+use removed::Removed;
+use shard::{Hasher, Shard};
 use stats::Stats;
 use time::{TimeSource, nanos};
 
@@ -288,7 +290,7 @@ where
         let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let hash = self.hash(&key);
         let i = self.shard_of(hash);
-        let mut removed: Removed<K, V> = Vec::new();
+        let mut removed = Removed::new();
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
@@ -316,11 +318,13 @@ where
     }
 
     fn report(&self, removed: Removed<K, V>) {
-        for (k, v, cause) in removed {
-            self.inner.stats.removed(cause);
-            if let Some(l) = &self.inner.listener {
-                l(&k, &v, cause);
-            }
+        removed.each(|(k, v, cause)| self.report_one(&k, &v, cause));
+    }
+
+    fn report_one(&self, key: &K, value: &V, cause: EvictionCause) {
+        self.inner.stats.removed(cause);
+        if let Some(l) = &self.inner.listener {
+            l(key, value, cause);
         }
     }
 
@@ -334,19 +338,17 @@ where
         let (owned, value) = self.inner.shards[self.shard_of(hash)]
             .write()
             .remove(hash, key)?;
-        self.report(vec![(owned, value.clone(), EvictionCause::Invalidated)]);
+        self.report_one(&owned, &value, EvictionCause::Invalidated);
         Some(value)
     }
 
     /// Removes every entry.
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let removed: Removed<K, V> = shard
-                .write()
-                .clear()
-                .map(|(k, v)| (k, v, EvictionCause::Invalidated))
-                .collect();
-            self.report(removed);
+            let removed: Vec<_> = shard.write().clear().collect();
+            for (k, v) in removed {
+                self.report_one(&k, &v, EvictionCause::Invalidated);
+            }
         }
     }
 

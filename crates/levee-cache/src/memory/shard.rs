@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use hashbrown::HashTable;
 
 use super::entry::{EvictionCause, EvictionPolicy};
+use super::removed::Removed;
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
@@ -105,9 +106,6 @@ pub(crate) struct Shard<K, V> {
 fn fingerprint(hash: u64) -> u32 {
     hash as u32
 }
-
-/// What an insert displaced, for the eviction listener.
-pub(crate) type Removed<K, V> = Vec<(K, V, EvictionCause)>;
 
 impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn new(hasher: Hasher) -> Self {
@@ -360,7 +358,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 freq.store(f - 1, Ordering::Relaxed);
                 self.main = links.next;
             } else {
-                self.remove_evicted(i, expired, removed);
+                let hash = self.hasher.hash_one(&self.entries[i as usize].key);
+                self.remove_evicted(i, hash, expired, removed);
             }
         } else if self.small != NIL {
             self.evict_from_small(self.small, policy, now, removed);
@@ -383,8 +382,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.link_back(i, true);
             return;
         }
+        // Hashed once: for the ghost queue and to find it in the table.
+        let hash = self.hasher.hash_one(&self.entries[i as usize].key);
         if policy == EvictionPolicy::S3Fifo && !expired {
-            let tag = fingerprint(self.hasher.hash_one(&self.entries[i as usize].key));
+            let tag = fingerprint(hash);
             if self.ghost_set.insert(tag) {
                 self.ghost.push_back(tag);
             }
@@ -400,18 +401,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
             }
         }
-        self.remove_evicted(i, expired, removed);
+        self.remove_evicted(i, hash, expired, removed);
     }
 
-    /// Removes entry `i` to make room: `Expired` if it was past its stale
-    /// time, else `Evicted`.
-    fn remove_evicted(&mut self, i: u32, expired: bool, removed: &mut Removed<K, V>) {
+    /// Removes entry `i` (whose key hashes to `hash`) to make room:
+    /// `Expired` if it was past its stale time, else `Evicted`.
+    fn remove_evicted(&mut self, i: u32, hash: u64, expired: bool, removed: &mut Removed<K, V>) {
         let cause = if expired {
             EvictionCause::Expired
         } else {
             EvictionCause::Evicted
         };
-        let hash = self.hasher.hash_one(&self.entries[i as usize].key);
         let (key, value) = self.take(i, hash);
         removed.push((key, value, cause));
     }
