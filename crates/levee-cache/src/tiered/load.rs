@@ -71,6 +71,9 @@ where
             parts: Some((key.clone(), load, flight)),
         };
         let found = self.shared.ask_l2(key, None, &token).await;
+        // The token holds the flight's state too: gone before `joined`
+        // (and the flight's drop) count who else does.
+        drop(token);
         self.resend_pending();
         let (key, load, flight) = handoff.parts.take().expect("armed until here");
         match found {
