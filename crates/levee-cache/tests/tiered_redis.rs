@@ -878,3 +878,46 @@ async fn a_users_connection_manager_serves_as_l2() {
         .unwrap_err();
     assert!(err.to_string().contains("pubsub_url"), "{err}");
 }
+
+/// A value that counts its copies.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Counted(String);
+
+static COPIES: AtomicU32 = AtomicU32::new(0);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        COPIES.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn an_l2_hit_nobody_joined_copies_its_value_once() {
+    let server = RedisServer::start().unwrap();
+    let urls = [server.url()];
+    let clock = ManualClock::new();
+    let replica = || {
+        TieredCache::<String, Counted>::builder("copies")
+            .ttl(Duration::from_secs(60))
+            .l2(l2(&urls, &clock))
+            .clock(clock.shared())
+            .backplane(false)
+            .build()
+            .unwrap()
+    };
+    let (writer, reader) = (replica(), replica());
+    writer.insert("k".to_string(), Counted("v".into())).await;
+    let before = COPIES.load(Ordering::SeqCst);
+    let got = reader
+        .get_or_load("k".to_string(), || async {
+            Err::<Loaded<Counted>, _>("no load expected")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.value, got.source), (Counted("v".into()), Source::L2));
+    // The caller's copy; L1 keeps the decoded value itself, and with no
+    // caller waiting on the load there is nobody else to copy it for.
+    assert_eq!(COPIES.load(Ordering::SeqCst) - before, 1);
+}

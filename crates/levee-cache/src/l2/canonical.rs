@@ -48,6 +48,15 @@ pub(super) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<Envelope<V>> {
 fn uint(rest: &mut &[u8]) -> Option<u64> {
     let mut n: u64 = 0;
     let mut digits = 0;
+    // Eight digits at a time while they last (a time in unix ms has 13):
+    // sixteen digits always fit in a u64.
+    while digits < 16
+        && let Some(chunk) = rest.get(digits..).and_then(<[u8]>::first_chunk::<8>)
+        && let Some(eight) = eight_digits(u64::from_le_bytes(*chunk))
+    {
+        n = n * 100_000_000 + eight;
+        digits += 8;
+    }
     while let Some(d) = rest.get(digits).map(|b| b.wrapping_sub(b'0')) {
         if d > 9 {
             break;
@@ -65,6 +74,24 @@ fn uint(rest: &mut &[u8]) -> Option<u64> {
     }
     *rest = &rest[digits..];
     Some(n)
+}
+
+/// The number eight ASCII digits spell (the first one in the lowest byte
+/// of `word`), if all eight are digits.
+fn eight_digits(word: u64) -> Option<u64> {
+    const NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Each byte is 0x30..=0x3f, and adding 6 keeps it below 0x40 (no byte
+    // carries into the next): each is 0x30..=0x39.
+    if word & NIBBLES != ZEROS || word.wrapping_add(0x0606_0606_0606_0606) & NIBBLES != ZEROS {
+        return None;
+    }
+    // Pairs, then fours, then all eight, each step in the lanes of the
+    // step before (a lane never outgrows its width: 99, 9,999, 99,999,999).
+    let v = word - ZEROS;
+    let v = (v * 10 + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v * 100 + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    Some((v * 10_000 + (v >> 32)) & 0x0000_0000_ffff_ffff)
 }
 
 /// The value whose JSON text is all of `body`.
@@ -388,8 +415,51 @@ mod tests {
         }
     }
 
+    /// What `uint` must answer for `text`: the number, if `text` starts
+    /// with a JSON unsigned integer that fits a u64, and what follows it.
+    fn uint_by_str_parse(text: &str) -> Option<(u64, &str)> {
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, after) = text.split_at(digits);
+        if digits == 0 || (digits > 1 && number.starts_with('0')) {
+            return None;
+        }
+        Some((number.parse().ok()?, after))
+    }
+
+    #[test]
+    fn integers_of_every_length_read_as_str_parse_reads_them() {
+        let mut texts = vec![
+            u64::MAX.to_string(),
+            (u128::from(u64::MAX) + 1).to_string(),
+            "99999999999999999999".to_string(),
+            "0".to_string(),
+            "00".to_string(),
+            "012345678".to_string(),
+        ];
+        for len in 1..=21 {
+            texts.push("9".repeat(len));
+            texts.push(format!("1{}", "0".repeat(len - 1)));
+            texts.push("1234567890123456789012".chars().take(len).collect());
+        }
+        for text in texts {
+            for tail in ["", ",", "x", "/", ":", "12:", "1234567,"] {
+                let full = format!("{text}{tail}");
+                let mut rest = full.as_bytes();
+                let got = uint(&mut rest).map(|n| (n, std::str::from_utf8(rest).unwrap()));
+                assert_eq!(got, uint_by_str_parse(&full), "{full:?}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_integer_text_reads_as_str_parse_reads_it(text in "[0-9]{0,24}[0-9,:/x}]{0,10}") {
+            let mut rest = text.as_bytes();
+            let got = uint(&mut rest).map(|n| (n, std::str::from_utf8(rest).unwrap()));
+            prop_assert_eq!(got, uint_by_str_parse(&text));
+        }
 
         #[test]
         fn any_string_round_trips(s in any::<String>(), t in any::<u64>(), l in any::<u32>()) {

@@ -42,35 +42,42 @@ where
     /// spawn and a wake-up less on an L2 hit) and starts the load task only
     /// on a miss. A leader dropped during that read hands the whole load to
     /// a task, so callers that joined meanwhile still get their answer.
-    pub(super) async fn lead_or_join<F, Fut, E>(&self, key: &K, load: F) -> Led<V, E>
+    /// The key is moved in (an L2 hit copies it no more) and handed back
+    /// to a caller that waits.
+    pub(super) async fn lead_or_join<F, Fut, E>(&self, key: K, load: F) -> Led<K, V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let flight = match self.shared.flights.join_or_register::<V, E>(key) {
-            Ok(rx) => return Led::Waiting(rx),
+        let flight = match self.shared.flights.join_or_register::<V, E>(&key) {
+            Ok(rx) => return Led::Waiting(rx, key),
             Err(flight) => flight,
         };
         // The caller missed L1 before registering; a load that finished in
         // between has put its value there (before ending its flight), so
         // look again rather than load the key a second time.
-        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(key) {
-            self.shared.flights.finish(key, flight.token());
+        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(&key) {
+            self.shared.flights.finish(&key, flight.token());
             if flight.joined() {
                 flight.send(Ok(cached.clone()));
             }
             return Led::Answered(cached);
         }
         if self.shared.l2.is_none() {
-            return Led::Waiting(self.spawn_flight(key.clone(), load, flight, None, false));
+            let rx = self.spawn_flight(key.clone(), load, flight, None, false);
+            return Led::Waiting(rx, key);
         }
         let token = flight.token_handle();
         let mut handoff = Handoff {
             cache: self,
-            parts: Some((key.clone(), load, flight)),
+            parts: Some((key, load, flight)),
         };
+        let key = &handoff.parts.as_ref().expect("armed until taken below").0;
         let found = self.shared.ask_l2(key, None, &token).await;
+        // The token holds the flight's state too: gone before `joined`
+        // (and the flight's drop) count who else does.
+        drop(token);
         self.resend_pending();
         let (key, load, flight) = handoff.parts.take().expect("armed until here");
         match found {
@@ -82,7 +89,10 @@ where
                 }
                 Led::Answered(found)
             }
-            None => Led::Waiting(self.spawn_flight(key, load, flight, None, true)),
+            None => {
+                let rx = self.spawn_flight(key.clone(), load, flight, None, true);
+                Led::Waiting(rx, key)
+            }
         }
     }
 
@@ -117,11 +127,11 @@ where
 }
 
 /// What leading or joining a load gave a waiting caller.
-pub(super) enum Led<V, E> {
+pub(super) enum Led<K, V, E> {
     /// The leader found the answer on L2 (and gave it to any joiners).
     Answered(Option<super::Cached<V>>),
-    /// The load runs on its own task: wait for it here.
-    Waiting(FlightRx<V, E>),
+    /// The load runs on its own task: wait for it here (the key back).
+    Waiting(FlightRx<V, E>, K),
 }
 
 /// A leader's load while it reads L2 on the caller's task: if the caller

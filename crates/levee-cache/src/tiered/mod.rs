@@ -252,9 +252,9 @@ where
             );
         }
         let load = make(&key);
-        let rx = match self.lead_or_join(&key, load).await {
+        let (rx, key) = match self.lead_or_join(key, load).await {
             load::Led::Answered(found) => return Ok(found),
-            load::Led::Waiting(rx) => rx,
+            load::Led::Waiting(rx, key) => (rx, key),
         };
         let has_stale = held.as_ref().is_some_and(|s| s.value.is_some());
         let result = match sh.cfg.soft_timeout.filter(|_| has_stale) {
