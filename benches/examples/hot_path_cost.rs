@@ -9,7 +9,8 @@
 //! - `cache_first` / `quick_cache_first`: plain `rand_distr::Zipf` u64 keys
 //!   over 1M ranks into an empty cache of 100k: a get, and an insert when
 //!   it misses (each key's first sight, and the evictions, are inside the
-//!   measured loop). `HOT_PATH_SHARDS=N` sets levee's shard count.
+//!   measured loop).
+//! - `HOT_PATH_SHARDS=N` sets the cache cases' shard count for levee.
 //! - `window` / `governor`: the criterion trace of `benches/limiter.rs`
 //!   (Zipf(1.0) over 10k scrambled keys, all resident).
 //! - `window_first` / `governor_first`: plain `rand_distr::Zipf` u64 keys
@@ -169,7 +170,7 @@ fn cache(what: &str, n: usize, threads: usize) {
             run(&trace, n, threads, &|k| black_box(qc.get(&k)).is_some())
         }
         _ => {
-            let mut b = MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT);
+            let mut b = shards(MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT));
             if what == "cache_ttl" {
                 b = b.time_to_live(Duration::from_secs(3600));
             }
@@ -181,6 +182,19 @@ fn cache(what: &str, n: usize, threads: usize) {
         }
     };
     println!("{what}: {hits} hits of {}", n * threads);
+}
+
+/// `HOT_PATH_SHARDS=N`: levee's shard count (else its default).
+fn shards(
+    b: levee_cache::MemoryCacheBuilder<u64, u64>,
+) -> levee_cache::MemoryCacheBuilder<u64, u64> {
+    match std::env::var("HOT_PATH_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(n) => b.shards(n),
+        None => b,
+    }
 }
 
 /// Get, and insert on a miss, into an empty cache smaller than the key
@@ -197,13 +211,7 @@ fn cache_first(what: &str, n: usize, threads: usize) {
             hit
         })
     } else {
-        let mut b = MemoryCache::<u64, u64>::builder().max_capacity(RESIDENT);
-        if let Some(n) = std::env::var("HOT_PATH_SHARDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-        {
-            b = b.shards(n);
-        }
+        let b = shards(MemoryCache::<u64, u64>::builder().max_capacity(RESIDENT));
         let mc = b.build().expect("a cache");
         run(&trace, n, threads, &|k| {
             let hit = black_box(mc.get(&k)).is_some();
