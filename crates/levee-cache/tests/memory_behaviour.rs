@@ -244,3 +244,91 @@ fn lru_evicts_the_least_recently_used() {
         (Some(1), Some(3), Some(4))
     );
 }
+
+/// The removal counters of `stats()` agree with what the eviction listener
+/// saw, cause by cause, through every path that removes an entry (an
+/// insert's evictions and expiries in the shards, replacements, entries too
+/// heavy to hold, `invalidate`, `invalidate_all`), from several threads,
+/// and `inserts` counts every insert call.
+#[test]
+fn removal_counters_match_the_listener_on_every_path() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let seen: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let slot = |cause| match cause {
+        EvictionCause::Evicted => 0,
+        EvictionCause::Expired => 1,
+        EvictionCause::Replaced => 2,
+        EvictionCause::Invalidated => 3,
+        other => panic!("a cause this test does not know: {other:?}"),
+    };
+    let clock = ManualClock::new();
+    let listener_seen = seen.clone();
+    let c = MemoryCache::<u64, u64>::builder()
+        // Weights 1..=4, a key of 999 weighs more than a shard holds.
+        .weigher(|k, _| {
+            if *k == 999 {
+                1_000
+            } else {
+                (*k % 4) as u32 + 1
+            }
+        })
+        .max_weight(256)
+        .shards(4)
+        .time_to_live(Duration::from_secs(10))
+        .stale_retention(Duration::from_secs(10))
+        .clock(clock.shared())
+        .eviction_listener(move |_, _, cause| {
+            listener_seen[slot(cause)].fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .unwrap();
+    let inserts = AtomicU64::new(0);
+    for round in 0..4u64 {
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let (c, inserts) = (&c, &inserts);
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15 ^ (round * 3 + t);
+                    for _ in 0..3_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // The key from other bits than the choice of path.
+                        let k = (x >> 8) % 500;
+                        match x % 20 {
+                            0 => {
+                                c.invalidate(&k);
+                            }
+                            1 => {
+                                c.insert(999, x);
+                                inserts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                c.insert(k, x);
+                                inserts.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // Past the stale retention: the next round's evictions find
+        // expired entries.
+        clock.advance(Duration::from_secs(25));
+    }
+    c.invalidate_all();
+    let s = c.stats();
+    let seen: Vec<u64> = seen.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    assert_eq!(
+        [s.evicted, s.expired, s.replaced, s.invalidated],
+        [seen[0], seen[1], seen[2], seen[3]],
+        "stats {s:?} against the listener"
+    );
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "every cause occurred: {seen:?}"
+    );
+    assert_eq!(s.inserts, inserts.load(Ordering::Relaxed));
+    assert_eq!(c.len(), 0);
+}
