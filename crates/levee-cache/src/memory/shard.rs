@@ -104,7 +104,8 @@ pub(crate) struct Shard<K, V> {
 /// The small queue's share of a shard: a 32nd (about 3 %; the S3-FIFO
 /// paper uses 10 %). Measured with `examples/hit_ratio` (capacity 10k):
 /// Zipf 0.8 33.62 -> 34.10 %, Zipf 1.0 65.98 -> 66.40 %, loop/scan 48.44
-/// either way.
+/// either way. The rest is the main queue's share, which new keys enter
+/// directly while it has room.
 fn small_target(capacity: u64) -> u64 {
     (capacity / 32).max(1)
 }
@@ -243,7 +244,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.counts.replaced += 1;
             removed.push((key, old, EvictionCause::Replaced));
         } else {
-            let to_main = policy == EvictionPolicy::S3Fifo && self.ghosts.take(fingerprint(hash));
+            // To the main queue: a key evicted recently (a ghost), or any
+            // key while the main queue is below its share (a cache filling
+            // up; else its first keys would all wait in the small queue,
+            // which then drains only as they are promoted).
+            let to_main = policy == EvictionPolicy::S3Fifo
+                && (self.ghosts.take(fingerprint(hash))
+                    || self.weight - self.small_weight + u64::from(weight)
+                        <= capacity - small_target(capacity));
             let new = Entry {
                 key,
                 slot: Slot {
@@ -685,6 +693,33 @@ mod tests {
             "the keys of shard 0 carry {} tags",
             tags.len()
         );
+    }
+
+    /// The keys that fill an empty cache go to the main queue while it has
+    /// room: later new keys, not those, are the first to leave. (They all
+    /// went to the small queue, so the first keys were evicted first,
+    /// unread or not, and the small queue drained to its share only as
+    /// its keys were promoted: on a long Zipf trace that cost 2.6 points
+    /// of hit ratio against quick_cache, which admits the same way.)
+    #[test]
+    fn keys_that_fill_an_empty_cache_wait_in_the_main_queue() {
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(64)
+            .shards(1)
+            .build()
+            .unwrap();
+        for k in 0..64 {
+            cache.insert(k, k);
+        }
+        for k in 100..110 {
+            cache.insert(k, k);
+        }
+        for k in 0..10 {
+            assert_eq!(cache.get(&k), Some(k), "key {k} of the fill was evicted");
+        }
+        let shard = cache.inner.shards[0].read();
+        check_invariants(&shard);
+        assert_eq!(shard.len(), 64);
     }
 
     #[test]
