@@ -293,12 +293,14 @@ where
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
-            if let Some((_, old)) = inner.shards[i].write().remove(hash, &key) {
-                inner.stats.removed(EvictionCause::Replaced);
+            let mut shard = inner.shards[i].write();
+            if let Some((_, old)) = shard.remove(hash, &key) {
+                shard.counts.replaced += 1;
                 removed.push((key.clone(), old, EvictionCause::Replaced));
             }
-            inner.stats.insert();
-            inner.stats.removed(EvictionCause::Evicted);
+            shard.counts.inserts += 1;
+            shard.counts.evicted += 1;
+            drop(shard);
             removed.push((key, value, EvictionCause::Evicted));
         } else {
             let cap = inner.shard_capacity[i];
@@ -319,8 +321,7 @@ where
     }
 
     /// Hands what left the cache to the eviction listener (after the shard
-    /// lock is released), then drops it. The causes are counted where the
-    /// entries were removed.
+    /// lock is released), then drops it. The shards count the causes.
     fn report(&self, removed: impl IntoIterator<Item = (K, V, EvictionCause)>) {
         if let Some(l) = &self.inner.listener {
             for (k, v, cause) in removed {
@@ -336,10 +337,12 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let (owned, value) = self.inner.shards[self.shard_of(hash)]
-            .write()
-            .remove(hash, key)?;
-        self.inner.stats.removed(EvictionCause::Invalidated);
+        let (owned, value) = {
+            let mut shard = self.inner.shards[self.shard_of(hash)].write();
+            let removed = shard.remove(hash, key)?;
+            shard.counts.invalidated += 1;
+            removed
+        };
         if self.inner.listener.is_some() {
             self.report([(owned, value.clone(), EvictionCause::Invalidated)]);
         }
@@ -349,10 +352,11 @@ where
     /// Removes every entry.
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let removed: Vec<_> = shard.write().clear().collect();
-            self.inner
-                .stats
-                .removed_many(EvictionCause::Invalidated, removed.len() as u64);
+            let removed: Vec<_> = {
+                let mut shard = shard.write();
+                shard.counts.invalidated += shard.len() as u64;
+                shard.clear().collect()
+            };
             self.report(
                 removed
                     .into_iter()
@@ -390,6 +394,7 @@ where
             stats.replaced += c.replaced;
             stats.evicted += c.evicted;
             stats.expired += c.expired;
+            stats.invalidated += c.invalidated;
         }
         stats
     }

@@ -121,14 +121,16 @@ fn fingerprint(hash: u64) -> u32 {
 /// allocates nothing to report them.
 pub(crate) type Removed<K, V> = SmallVec<[(K, V, EvictionCause); 2]>;
 
-/// What a shard's inserts did, counted under its write lock (plain adds,
-/// no shared atomic on the insert path); summed by `MemoryCache::stats`.
+/// What a shard's inserts and removals did, counted under its write lock
+/// (plain adds, no shared atomic on the insert path); summed by
+/// `MemoryCache::stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counts {
     pub(crate) inserts: u64,
     pub(crate) replaced: u64,
     pub(crate) evicted: u64,
     pub(crate) expired: u64,
+    pub(crate) invalidated: u64,
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use super::entry::EvictionCause;
-
 /// Stripes owned by one thread each; threads beyond them share one more
 /// stripe, bumped with `fetch_add`.
 const STRIPES: usize = 16;
@@ -49,11 +47,6 @@ pub struct MemoryCacheStats {
 pub(crate) struct Stats {
     /// `STRIPES` owned stripes, then the shared one.
     stripes: [CachePadded<Stripe>; STRIPES + 1],
-    inserts: AtomicU64,
-    evicted: AtomicU64,
-    expired: AtomicU64,
-    invalidated: AtomicU64,
-    replaced: AtomicU64,
 }
 
 /// Owned stripe indices given back by threads that ended.
@@ -182,26 +175,7 @@ impl Stats {
         bump_mine(&self.stripes, |s| &s.stale_hits);
     }
 
-    pub(crate) fn insert(&self) {
-        self.inserts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts one removal on a path outside a shard's inserts (those count
-    /// in the shard).
-    pub(crate) fn removed(&self, cause: EvictionCause) {
-        self.removed_many(cause, 1);
-    }
-
-    pub(crate) fn removed_many(&self, cause: EvictionCause, n: u64) {
-        let c = match cause {
-            EvictionCause::Expired => &self.expired,
-            EvictionCause::Evicted => &self.evicted,
-            EvictionCause::Invalidated => &self.invalidated,
-            EvictionCause::Replaced => &self.replaced,
-        };
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
+    /// The read counters; the shards count inserts and removals.
     pub(crate) fn snapshot(&self) -> MemoryCacheStats {
         let sum = |f: fn(&Stripe) -> &AtomicU64| {
             self.stripes
@@ -213,11 +187,7 @@ impl Stats {
             hits: sum(|s| &s.hits),
             misses: sum(|s| &s.misses),
             stale_hits: sum(|s| &s.stale_hits),
-            inserts: self.inserts.load(Ordering::Relaxed),
-            evicted: self.evicted.load(Ordering::Relaxed),
-            expired: self.expired.load(Ordering::Relaxed),
-            invalidated: self.invalidated.load(Ordering::Relaxed),
-            replaced: self.replaced.load(Ordering::Relaxed),
+            ..MemoryCacheStats::default()
         }
     }
 }
