@@ -1,190 +1,293 @@
 //! S3-FIFO's ghost queue: fingerprints of keys recently evicted from the
-//! small queue, oldest first, and the same as a set, so that a key that
-//! comes back soon goes straight to the main queue.
+//! small queue, so that a key that comes back soon goes straight to the
+//! main queue.
 //!
-//! The set is an open-addressed table of `u32` fingerprints with linear
-//! probing, kept at most half full, with backward-shift deletion: no
-//! tombstones, so the steady churn of one insert and one removal per
-//! eviction never rehashes in place, and a probe is a few adjacent words.
-//! (A general hash set spent more on this churn than the rest of an
-//! eviction.)
+//! A ghost stays one while fewer than about `bound` newer ghosts were made:
+//! a FIFO of `bound` by age. Ages are kept in epochs of `bound / 32`
+//! ghosts (a ghost lives `bound` ghosts to within a 32nd), beside a 24-bit
+//! fingerprint, in one `u32`. The slots form a set-associative table of
+//! buckets of [`WAYS`] slots (32 bytes), the bucket chosen by the
+//! fingerprint, each bucket a small FIFO of its own, with about 1.9 slots
+//! per ghost: on average 3.7 live ghosts in a bucket's seven slots, and
+//! about one live ghost in 60 is forgotten early because its bucket drew
+//! more than seven. Remembering a ghost writes one slot of its bucket;
+//! looking one up reads one bucket. (A FIFO queue beside a hash set touched
+//! the set twice per eviction, the new ghost in and the oldest out, and the
+//! queue once.)
 
-use std::collections::VecDeque;
-
-/// An empty slot of the table. A fingerprint of 0 is stored as 1.
+/// Slots per bucket: seven `u32` and the bucket's cursor, 32 bytes.
+const WAYS: usize = 7;
+/// The fingerprint's bits kept in a slot, below its epoch's 8 bits.
+const FP_BITS: u32 = 24;
+const FP_MASK: u32 = (1 << FP_BITS) - 1;
+/// Epochs a ghost lives, at most. Ages are 8-bit: a slot is overwritten
+/// long before its epoch could come round again.
+const EPOCHS: u32 = 32;
+/// A free slot. A fingerprint of 0 is kept as 1, so a held slot is never
+/// 0.
 const EMPTY: u32 = 0;
+
+/// A FIFO of ghosts: `slots[cursor]` is the oldest, the next to be
+/// overwritten.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct Bucket {
+    slots: [u32; WAYS],
+    cursor: u32,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Ghosts {
-    /// Oldest first. May hold fingerprints no longer in `set` (taken by a
-    /// returning key); their removal when they leave is then a no-op.
-    queue: VecDeque<u32>,
-    set: FingerprintSet,
+    buckets: Vec<Bucket>,
+    /// The epoch of the newest ghost (its low 8 bits are what slots keep).
+    epoch: u8,
+    /// Ghosts made in the current epoch.
+    in_epoch: u32,
+    /// Ghosts per epoch, and epochs a ghost lives: `step * window` is the
+    /// bound to within one step.
+    step: u32,
+    window: u32,
+    /// The bound they were computed for.
+    bound: usize,
 }
 
 impl Ghosts {
+    /// What a slot keeps of `fp` (the bucket is chosen by its high bits).
+    #[inline]
+    fn kept(fp: u32) -> u32 {
+        (fp & FP_MASK).max(1)
+    }
+
+    /// The bucket of `fp` among `n`: the fingerprint scaled to `0..n` (its
+    /// high bits choose, so any `n` works, not only powers of two).
+    #[inline]
+    fn bucket_of(fp: u32, n: usize) -> usize {
+        ((u64::from(fp) * n as u64) >> 32) as usize
+    }
+
+    /// Whether `slot` holds a ghost younger than the window.
+    #[inline]
+    fn live(&self, slot: u32) -> bool {
+        let age = u32::from(self.epoch.wrapping_sub((slot >> FP_BITS) as u8));
+        slot != EMPTY && age < self.window
+    }
+
+    /// The slot of bucket `b` that holds `kept` as a live ghost. The common
+    /// answer, none, is found two slots at a time (a zero-lane test on
+    /// `u64`s, which may also report the lane above a match: a report is
+    /// then checked slot by slot).
+    #[inline]
+    fn find(&self, b: usize, kept: u32) -> Option<usize> {
+        const ONES: u64 = 0x0000_0001_0000_0001;
+        const TOPS: u64 = 0x8000_0000_8000_0000;
+        const MASKS: u64 = FP_MASK as u64 * ONES;
+        let s = &self.buckets[b].slots;
+        let pattern = u64::from(kept) * ONES;
+        let zero_lanes = |lo: u32, hi: u32| {
+            let v = ((u64::from(lo) | u64::from(hi) << 32) ^ pattern) & MASKS;
+            v.wrapping_sub(ONES) & !v & TOPS
+        };
+        let reported = zero_lanes(s[0], s[1]) | zero_lanes(s[2], s[3]) | zero_lanes(s[4], s[5])
+            != 0
+            || s[6] & FP_MASK == kept;
+        if !reported {
+            return None;
+        }
+        (0..WAYS).find(|&w| s[w] & FP_MASK == kept && self.live(s[w]))
+    }
+
     /// Whether `fp` is a ghost; if so it is forgotten (its key is back).
+    #[inline]
     pub(crate) fn take(&mut self, fp: u32) -> bool {
-        self.set.remove(fp)
-    }
-
-    /// Remembers `fp` as the newest ghost, then forgets the oldest until at
-    /// most `bound` are queued.
-    pub(crate) fn remember(&mut self, fp: u32, bound: usize) {
-        if self.set.insert(fp) {
-            self.queue.push_back(fp);
+        let n = self.buckets.len();
+        if n == 0 {
+            return false;
         }
-        while self.queue.len() > bound {
-            if let Some(old) = self.queue.pop_front() {
-                self.set.remove(old);
+        let b = Self::bucket_of(fp, n);
+        match self.find(b, Self::kept(fp)) {
+            Some(w) => {
+                self.buckets[b].slots[w] = EMPTY;
+                true
             }
+            None => false,
         }
     }
 
-    /// Ghosts queued.
+    /// Remembers `fp` as the newest ghost, and that about the newest
+    /// `bound` are ghosts (the table grows to hold them; it never
+    /// shrinks). A live ghost remembered again keeps its place.
+    #[inline]
+    pub(crate) fn remember(&mut self, fp: u32, bound: usize) {
+        if bound != self.bound {
+            self.set_bound(bound);
+        }
+        let kept = Self::kept(fp);
+        let b = Self::bucket_of(fp, self.buckets.len());
+        if self.find(b, kept).is_some() {
+            return;
+        }
+        if self.in_epoch >= self.step {
+            self.epoch = self.epoch.wrapping_add(1);
+            self.in_epoch = 0;
+        }
+        self.in_epoch += 1;
+        let bucket = &mut self.buckets[b];
+        let at = bucket.cursor as usize % WAYS;
+        bucket.slots[at] = (u32::from(self.epoch) << FP_BITS) | kept;
+        bucket.cursor = ((at + 1) % WAYS) as u32;
+    }
+
+    /// Sets the bound: the epochs' length, and room for it.
+    #[cold]
+    fn set_bound(&mut self, bound: usize) {
+        let bound = bound.clamp(1, u32::MAX as usize / 4);
+        self.bound = bound;
+        self.step = (bound as u32).div_ceil(EPOCHS);
+        self.window = (bound as u32).div_ceil(self.step);
+        if bound * 7 > self.buckets.len() * WAYS * 4 {
+            self.grow(bound);
+        }
+    }
+
+    /// A table of 1.875 slots per ghost of `bound`, grown when the bound
+    /// passes 1.75 (so a shard whose entries vary does not grow it at every
+    /// new high). It starts empty: a slot keeps too few of a fingerprint's bits
+    /// to move it, and a ghost is only a hint (a key that comes back before
+    /// the table refills goes to the small queue, as a new key does).
+    fn grow(&mut self, bound: usize) {
+        let n = (bound * 15 / 8).div_ceil(WAYS).max(1);
+        self.buckets = vec![
+            Bucket {
+                slots: [EMPTY; WAYS],
+                cursor: 0,
+            };
+            n
+        ];
+    }
+
+    /// Live ghosts.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.buckets
+            .iter()
+            .flat_map(|b| b.slots)
+            .filter(|&s| self.live(s))
+            .count()
     }
 
-    /// Fingerprints in the set (never more than are queued).
+    /// Slots, held or free.
     #[cfg(test)]
-    pub(crate) fn set_len(&self) -> usize {
-        self.set.len
-    }
-}
-
-/// A set of non-zero `u32`s (0 is stored as 1).
-#[derive(Debug, Default)]
-struct FingerprintSet {
-    /// A power of two long (or empty); `EMPTY` marks a free slot.
-    slots: Vec<u32>,
-    len: usize,
-}
-
-impl FingerprintSet {
-    #[inline]
-    fn stored(fp: u32) -> u32 {
-        fp.max(1)
-    }
-
-    #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
-    }
-
-    /// Where `fp` is, or the free slot that ends its probe.
-    #[inline]
-    fn probe(&self, fp: u32) -> (usize, bool) {
-        let mask = self.mask();
-        let mut i = fp as usize & mask;
-        loop {
-            match self.slots[i] {
-                EMPTY => return (i, false),
-                x if x == fp => return (i, true),
-                _ => i = (i + 1) & mask,
-            }
-        }
-    }
-
-    /// Adds `fp`; false if it was there.
-    fn insert(&mut self, fp: u32) -> bool {
-        let fp = Self::stored(fp);
-        if 2 * (self.len + 1) > self.slots.len() {
-            self.grow();
-        }
-        let (i, found) = self.probe(fp);
-        if found {
-            return false;
-        }
-        self.slots[i] = fp;
-        self.len += 1;
-        true
-    }
-
-    /// Removes `fp`; false if it was not there.
-    fn remove(&mut self, fp: u32) -> bool {
-        if self.len == 0 {
-            return false;
-        }
-        let (mut hole, found) = self.probe(Self::stored(fp));
-        if !found {
-            return false;
-        }
-        // Backward shift: pull later members of the run into the hole when
-        // the hole lies on their probe path (cyclically in [home, j)).
-        let mask = self.mask();
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let x = self.slots[j];
-            if x == EMPTY {
-                break;
-            }
-            let home = x as usize & mask;
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = x;
-                hole = j;
-            }
-        }
-        self.slots[hole] = EMPTY;
-        self.len -= 1;
-        true
-    }
-
-    fn grow(&mut self) {
-        let cap = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
-        for x in old.into_iter().filter(|&x| x != EMPTY) {
-            let (i, _) = self.probe(x);
-            self.slots[i] = x;
-        }
+    pub(crate) fn slots(&self) -> usize {
+        self.buckets.len() * WAYS
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use proptest::prelude::*;
 
-    use super::FingerprintSet;
+    use super::{Ghosts, WAYS};
+
+    /// The model: every remembered fingerprint with its number; the newest
+    /// `bound` (by number) are ghosts.
+    #[derive(Default)]
+    struct Fifo {
+        made: Vec<(u32, u32)>,
+        newest: u32,
+    }
+
+    impl Fifo {
+        fn live(&self, bound: u32) -> impl Iterator<Item = &(u32, u32)> {
+            self.made
+                .iter()
+                .filter(move |&&(_, n)| self.newest - n < bound)
+        }
+        fn remember(&mut self, fp: u32, bound: u32) {
+            if !self.live(bound).any(|&(f, _)| f == fp) {
+                self.newest += 1;
+                self.made.push((fp, self.newest));
+            }
+        }
+        fn take(&mut self, fp: u32, bound: u32) -> bool {
+            let at = self
+                .made
+                .iter()
+                .position(|&(f, n)| f == fp && self.newest - n < bound);
+            at.map(|at| self.made.remove(at)).is_some()
+        }
+    }
 
     proptest! {
-        /// Any sequence of inserts and removals (on a small range, so that
-        /// runs collide and wrap) answers as a `HashSet` does, and every
-        /// member stays findable after the removals' backward shifts.
+        /// With no more live ghosts than a bucket has slots (so no bucket
+        /// is ever crowded), the table answers exactly as a FIFO of the
+        /// newest `bound` ghosts does: a ghost is found until `bound` newer
+        /// ones were made, found once, and one remembered again while live
+        /// keeps its place.
         #[test]
-        fn the_fingerprint_set_behaves_as_a_set(ops in prop::collection::vec((any::<bool>(), 0u32..64), 0..400)) {
-            let mut set = FingerprintSet::default();
-            let mut model = HashSet::new();
-            for (add, x) in ops {
-                // 0 is stored as 1: model that.
-                let m = x.max(1);
-                if add {
-                    prop_assert_eq!(set.insert(x), model.insert(m));
+        fn ghosts_are_the_newest_bound_by_age(
+            ops in prop::collection::vec((any::<bool>(), 0u32..40, 0u32..4), 0..400),
+            bound in 1usize..=WAYS,
+        ) {
+            let mut ghosts = Ghosts::default();
+            let mut model = Fifo::default();
+            for (remember, low, high) in ops {
+                // A few fingerprints spread over all buckets, told apart by
+                // the bits a slot keeps; 0 is kept as 1, which the model
+                // mirrors.
+                let fp = (high << 30) | (high << 8) | low;
+                if remember {
+                    ghosts.remember(fp, bound);
+                    model.remember(fp.max(1), bound as u32);
                 } else {
-                    prop_assert_eq!(set.remove(x), model.remove(&m));
+                    prop_assert_eq!(ghosts.take(fp), model.take(fp.max(1), bound as u32));
                 }
-                prop_assert_eq!(set.len, model.len());
-                for &y in &model {
-                    prop_assert!(set.probe(y).1, "{} lost", y);
-                }
+                prop_assert_eq!(ghosts.len(), model.live(bound as u32).count());
             }
         }
     }
 
     #[test]
-    fn high_bits_and_wrapping_runs_are_kept_apart() {
-        let mut set = FingerprintSet::default();
-        // All share their low bits: one long run that wraps the table.
-        let xs: Vec<u32> = (1..=7).map(|i| (i << 28) | 15).collect();
-        for &x in &xs {
-            assert!(set.insert(x));
+    fn a_ghost_leaves_after_bound_newer_ones() {
+        let mut ghosts = Ghosts::default();
+        for fp in 1..=20u32 {
+            ghosts.remember((fp << 27) | fp, 6);
         }
-        assert!(set.remove(xs[2]));
-        for (i, &x) in xs.iter().enumerate() {
-            assert_eq!(set.probe(x).1, i != 2);
+        for fp in 1..=20u32 {
+            assert_eq!(ghosts.take((fp << 27) | fp), fp > 14, "ghost {fp}");
         }
+    }
+
+    #[test]
+    fn a_table_sized_for_its_bound_keeps_nearly_every_ghost() {
+        let mut ghosts = Ghosts::default();
+        // Spread over the whole range, as hashes are.
+        let fps: Vec<u32> = (1..=4000u32).map(|i| i.wrapping_mul(0x9E37_79B9)).collect();
+        for &fp in &fps {
+            ghosts.remember(fp, 2000);
+            assert!(ghosts.slots() <= 3 * 2000);
+        }
+        // About the newest 2,000 are live (to within an epoch), and only
+        // a crowded bucket forgot a live one early.
+        let live = ghosts.len();
+        assert!((1900..=2000).contains(&live), "{live} live");
+        let kept = fps[2100..].iter().filter(|&&fp| ghosts.take(fp)).count();
+        assert!(kept > 1880, "{kept} of the newest 1,900 kept");
+        assert!(
+            fps[..1900].iter().all(|&fp| !ghosts.take(fp)),
+            "an old ghost is live"
+        );
+        assert!(
+            fps[2100..].iter().all(|&fp| !ghosts.take(fp)),
+            "a ghost taken twice"
+        );
+    }
+
+    #[test]
+    fn zero_is_a_fingerprint_like_any_other() {
+        let mut ghosts = Ghosts::default();
+        assert!(!ghosts.take(0));
+        ghosts.remember(0, 4);
+        assert!(ghosts.take(0));
+        assert!(!ghosts.take(0));
     }
 }

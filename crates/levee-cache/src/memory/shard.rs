@@ -739,9 +739,10 @@ mod tests {
         let shard = cache.inner.shards[0].read();
         assert!(shard.len() <= 1024);
         assert!(
-            shard.ghosts.len() <= shard.len() && shard.ghosts.set_len() <= shard.ghosts.len(),
-            "{} ghosts for {} entries",
+            shard.ghosts.slots() <= 3 * shard.len() && shard.ghosts.len() <= shard.len(),
+            "{} ghosts in {} slots for {} entries",
             shard.ghosts.len(),
+            shard.ghosts.slots(),
             shard.len()
         );
     }
