@@ -40,6 +40,11 @@ impl<K, V> std::fmt::Debug for MemoryCacheBuilder<K, V> {
     }
 }
 
+/// Entries a shard makes room for when the cache is built, at most (a
+/// cache of 64 shards: 262,144 entries). Memory the cache never fills is
+/// reserved, not written, except the table's control bytes (one per slot).
+const RESERVED: usize = 4096;
+
 impl<K, V> MemoryCacheBuilder<K, V>
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
@@ -216,9 +221,18 @@ where
         let base = capacity / shards as u64;
         let rem = capacity % shards as u64;
         let hasher = Hasher::default();
+        // Bounded by entries, a shard fills to its capacity: room for it
+        // (or the first `RESERVED` entries) is made once, not by doubling
+        // and copying the slab and re-hashing the table as it fills. By
+        // weight, the number of entries is not known.
+        let reserve = if self.weigher.is_none() {
+            (base as usize + 1).min(RESERVED)
+        } else {
+            0
+        };
         let inner = Inner {
             shards: (0..shards)
-                .map(|_| CachePadded::new(RwLock::new(Shard::new(hasher.clone()))))
+                .map(|_| CachePadded::new(RwLock::new(Shard::with_capacity(reserve))))
                 .collect(),
             shard_capacity: (0..shards as u64)
                 .map(|i| base + u64::from(i < rem))

@@ -43,12 +43,12 @@ pub(crate) struct Ghosts {
     epoch: u8,
     /// Ghosts made in the current epoch.
     in_epoch: u32,
-    /// Ghosts per epoch, and epochs a ghost lives: `step * window` is the
-    /// bound to within one step.
+    /// Ghosts per epoch, and epochs a ghost lives (at most [`EPOCHS`]):
+    /// `step * window` is the bound to within one step.
     step: u32,
-    window: u32,
+    window: u8,
     /// The bound they were computed for.
-    bound: usize,
+    bound: u32,
 }
 
 impl Ghosts {
@@ -69,7 +69,7 @@ impl Ghosts {
     #[inline]
     fn live(&self, slot: u32) -> bool {
         let age = u32::from(self.epoch.wrapping_sub((slot >> FP_BITS) as u8));
-        slot != EMPTY && age < self.window
+        slot != EMPTY && age < u32::from(self.window)
     }
 
     /// The slot of bucket `b` that holds `kept` as a live ghost. The common
@@ -118,6 +118,9 @@ impl Ghosts {
     /// shrinks). A live ghost remembered again keeps its place.
     #[inline]
     pub(crate) fn remember(&mut self, fp: u32, bound: usize) {
+        let bound = u32::try_from(bound)
+            .unwrap_or(u32::MAX)
+            .clamp(1, u32::MAX / 4);
         if bound != self.bound {
             self.set_bound(bound);
         }
@@ -139,13 +142,13 @@ impl Ghosts {
 
     /// Sets the bound: the epochs' length, and room for it.
     #[cold]
-    fn set_bound(&mut self, bound: usize) {
-        let bound = bound.clamp(1, u32::MAX as usize / 4);
+    fn set_bound(&mut self, bound: u32) {
         self.bound = bound;
-        self.step = (bound as u32).div_ceil(EPOCHS);
-        self.window = (bound as u32).div_ceil(self.step);
-        if bound * 7 > self.buckets.len() * WAYS * 4 {
-            self.grow(bound);
+        self.step = bound.div_ceil(EPOCHS);
+        // At most `EPOCHS`, so it fits.
+        self.window = bound.div_ceil(self.step) as u8;
+        if bound as usize * 7 > self.buckets.len() * WAYS * 4 {
+            self.grow(bound as usize);
         }
     }
 

@@ -21,7 +21,7 @@ pub use builder::MemoryCacheBuilder;
 pub use entry::{EntryFreshness, EvictionCause, EvictionPolicy, Expiry, MemoryEntry};
 pub use stats::MemoryCacheStats;
 
-use shard::{Hasher, Removed, Shard};
+use shard::{Hasher, Removed, Room, Shard};
 use stats::Stats;
 use time::{TimeSource, nanos};
 
@@ -294,7 +294,7 @@ where
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
             let mut shard = inner.shards[i].write();
-            if let Some((_, old)) = shard.remove(hash, &key) {
+            if let Some((_, old)) = shard.remove(&inner.hasher, hash, &key) {
                 shard.counts.replaced += 1;
                 removed.push((key.clone(), old, EvictionCause::Replaced));
             }
@@ -303,7 +303,12 @@ where
             drop(shard);
             removed.push((key, value, EvictionCause::Evicted));
         } else {
-            let cap = inner.shard_capacity[i];
+            let room = Room {
+                hasher: &inner.hasher,
+                capacity: inner.shard_capacity[i],
+                policy: inner.policy,
+                now,
+            };
             inner.shards[i].write().insert(
                 hash,
                 key,
@@ -311,9 +316,7 @@ where
                 fresh_until,
                 stale_until,
                 weight,
-                cap,
-                inner.policy,
-                now,
+                &room,
                 &mut removed,
             );
         }
@@ -339,7 +342,7 @@ where
         let hash = self.hash(key);
         let (owned, value) = {
             let mut shard = self.inner.shards[self.shard_of(hash)].write();
-            let removed = shard.remove(hash, key)?;
+            let removed = shard.remove(&self.inner.hasher, hash, key)?;
             shard.counts.invalidated += 1;
             removed
         };
