@@ -128,7 +128,7 @@ where
     }
 
     /// The value for `key` if it is fresh.
-    #[inline]
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
