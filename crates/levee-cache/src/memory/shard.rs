@@ -19,7 +19,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use hashbrown::HashTable;
+use hashbrown::{HashTable, hash_table as table};
 use smallvec::SmallVec;
 
 use super::entry::{EvictionCause, EvictionPolicy};
@@ -241,62 +241,99 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         removed: &mut Removed<K, V>,
     ) {
         let Room {
-            capacity, policy, ..
+            hasher,
+            capacity,
+            policy,
+            ..
         } = *room;
         self.counts.inserts += 1;
-        if let Some(i) = self.index_of(hash, &key) {
-            let slot = &mut self.entries[i as usize].slot;
-            let old = std::mem::replace(&mut slot.value, value);
-            slot.fresh_until = fresh_until;
-            let old_weight = u64::from(std::mem::replace(&mut slot.weight, weight));
-            let in_main = slot.in_main;
-            self.links[i as usize].stale_until = stale_until;
-            self.weight = self.weight - old_weight + u64::from(weight);
-            if !in_main {
-                self.small_weight = self.small_weight - old_weight + u64::from(weight);
+        // One probe finds the key or the bucket a new key goes to. A new
+        // key's bucket holds `NIL` until `place` knows its slot: evictions
+        // only remove from the table, which moves no other bucket.
+        let entries = &self.entries;
+        let found = self.table.entry(
+            hash,
+            |&i| entries.get(i as usize).is_some_and(|e| e.key == key),
+            |&j| hasher.hash_one(&entries[j as usize].key),
+        );
+        let found = match found {
+            table::Entry::Occupied(e) => Ok(*e.get()),
+            table::Entry::Vacant(v) => Err(v.insert(NIL).bucket_index()),
+        };
+        match found {
+            Ok(i) => self.replace(i, key, value, fresh_until, stale_until, weight, removed),
+            Err(bucket) => {
+                // To the main queue: a key evicted recently (a ghost), or
+                // any key while the main queue is below its share (a cache
+                // filling up; else its first keys would all wait in the
+                // small queue, which then drains only as they are
+                // promoted).
+                let to_main = policy == EvictionPolicy::S3Fifo
+                    && (self.ghosts.take(fingerprint(hash))
+                        || self.weight - self.small_weight + u64::from(weight)
+                            <= capacity - small_target(capacity));
+                let new = Entry {
+                    key,
+                    slot: Slot {
+                        value,
+                        fresh_until,
+                        freq: AtomicU8::new(0),
+                        in_main: to_main,
+                        weight,
+                    },
+                };
+                self.place(hash, bucket, new, stale_until, room, removed);
             }
-            self.counts.replaced += 1;
-            removed.push((key, old, EvictionCause::Replaced));
-        } else {
-            // To the main queue: a key evicted recently (a ghost), or any
-            // key while the main queue is below its share (a cache filling
-            // up; else its first keys would all wait in the small queue,
-            // which then drains only as they are promoted).
-            let to_main = policy == EvictionPolicy::S3Fifo
-                && (self.ghosts.take(fingerprint(hash))
-                    || self.weight - self.small_weight + u64::from(weight)
-                        <= capacity - small_target(capacity));
-            let new = Entry {
-                key,
-                slot: Slot {
-                    value,
-                    fresh_until,
-                    freq: AtomicU8::new(0),
-                    in_main: to_main,
-                    weight,
-                },
-            };
-            self.place(hash, new, stale_until, room, removed);
         }
         self.evict_while_over(room, removed);
     }
 
-    /// Puts the new entry `new` in: into the slot of the first entry that
-    /// must leave to make room, else at the end of the slab; or reports
-    /// `new` itself as evicted when it would have been the first to go.
+    /// Gives the entry at slot `i` (of the same key) a new value, times
+    /// and weight; the old value is reported as replaced.
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &mut self,
+        i: u32,
+        key: K,
+        value: V,
+        fresh_until: u64,
+        stale_until: u64,
+        weight: u32,
+        removed: &mut Removed<K, V>,
+    ) {
+        let slot = &mut self.entries[i as usize].slot;
+        let old = std::mem::replace(&mut slot.value, value);
+        slot.fresh_until = fresh_until;
+        let old_weight = u64::from(std::mem::replace(&mut slot.weight, weight));
+        let in_main = slot.in_main;
+        self.links[i as usize].stale_until = stale_until;
+        self.weight = self.weight - old_weight + u64::from(weight);
+        if !in_main {
+            self.small_weight = self.small_weight - old_weight + u64::from(weight);
+        }
+        self.counts.replaced += 1;
+        removed.push((key, old, EvictionCause::Replaced));
+    }
+
+    /// Puts the new entry `new`, whose table bucket is `bucket`, in: into
+    /// the slot of the first entry that must leave to make room, else at
+    /// the end of the slab; or reports `new` itself as evicted when it
+    /// would have been the first to go (and empties its bucket).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         hash: u64,
+        bucket: usize,
         new: Entry<K, V>,
         stale_until: u64,
         room: &Room<'_>,
         removed: &mut Removed<K, V>,
     ) {
         let Room {
-            hasher,
             capacity,
             policy,
             now,
+            ..
         } = *room;
         let weight = u64::from(new.slot.weight);
         let to_main = new.slot.in_main;
@@ -319,6 +356,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                         .remember(fingerprint(hash), self.entries.len().max(1));
                 }
                 let cause = self.count_eviction(expired);
+                if let Ok(placeholder) = self.table.get_bucket_entry(bucket) {
+                    placeholder.remove();
+                }
                 removed.push((new.key, new.slot.value, cause));
                 return;
             }
@@ -329,7 +369,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let cause = self.count_eviction(expired);
             self.detach(i, old_hash);
             let old = std::mem::replace(&mut self.entries[i as usize], new);
-            self.link_new(i, hash, stale_until, to_main, weight, hasher);
+            self.link_new(i, bucket, stale_until, to_main, weight);
             removed.push((old.key, old.slot.value, cause));
             return;
         }
@@ -340,28 +380,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             prev: i,
             next: i,
         });
-        self.link_new(i, hash, stale_until, to_main, weight, hasher);
+        self.link_new(i, bucket, stale_until, to_main, weight);
     }
 
     /// Links the new entry at slot `i` (counted in the weights already)
-    /// into the table and the back of its queue.
-    fn link_new(
-        &mut self,
-        i: u32,
-        hash: u64,
-        stale_until: u64,
-        to_main: bool,
-        weight: u64,
-        hasher: &Hasher,
-    ) {
+    /// into its table bucket and the back of its queue.
+    fn link_new(&mut self, i: u32, bucket: usize, stale_until: u64, to_main: bool, weight: u64) {
         self.links[i as usize] = Links {
             stale_until,
             prev: i,
             next: i,
         };
-        let entries = &self.entries;
-        self.table
-            .insert_unique(hash, i, |&j| hasher.hash_one(&entries[j as usize].key));
+        if let Some(j) = self.table.get_bucket_mut(bucket) {
+            *j = i;
+        }
         if !to_main {
             // `link_back` adds it to the small queue's weight again.
             self.small_weight -= weight;
@@ -749,6 +781,38 @@ mod tests {
         let shard = cache.inner.shards[0].read();
         check_invariants(&shard, &cache.inner.hasher);
         assert_eq!(shard.len(), 64);
+    }
+
+    /// A new key that is itself the first to leave (the small queue empty
+    /// after a promotion) is reported as evicted and leaves nothing behind:
+    /// not in the slab, not in the table (where its bucket was taken
+    /// before the evictions decided).
+    #[test]
+    fn a_new_key_evicted_at_once_leaves_no_trace_in_the_table() {
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(4)
+            .shards(1)
+            .eviction_listener(|_, _, _| {})
+            .build()
+            .unwrap();
+        for k in 0..4 {
+            cache.insert(k, k);
+        }
+        // Key 3 waits in the small queue; read, it is promoted when key 4
+        // comes, and key 4 then finds itself alone there, first to go.
+        assert_eq!(cache.get(&3), Some(3));
+        cache.insert(4, 4);
+        {
+            let shard = cache.inner.shards[0].read();
+            check_invariants(&shard, &cache.inner.hasher);
+        }
+        assert_eq!(cache.get(&4), None);
+        assert_eq!(cache.stats().evicted, 1);
+        for k in 10..100 {
+            cache.insert(k, k);
+            let shard = cache.inner.shards[0].read();
+            check_invariants(&shard, &cache.inner.hasher);
+        }
     }
 
     #[test]
