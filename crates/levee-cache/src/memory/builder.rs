@@ -223,10 +223,12 @@ where
         let hasher = Hasher::default();
         // Bounded by entries, a shard fills to its capacity: room for it
         // (or the first `RESERVED` entries) is made once, not by doubling
-        // and copying the slab and re-hashing the table as it fills. By
+        // and copying the slab and re-hashing the table as it fills. (A
+        // shard holds `base + 1` at most, and one more for a moment while a
+        // new entry bound for the main queue waits for its eviction.) By
         // weight, the number of entries is not known.
         let reserve = if self.weigher.is_none() {
-            (base as usize + 1).min(RESERVED)
+            (base as usize + 2).min(RESERVED)
         } else {
             0
         };

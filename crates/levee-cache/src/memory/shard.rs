@@ -815,6 +815,34 @@ mod tests {
         }
     }
 
+    /// An entry-bounded shard's slab is made at its size when the cache is
+    /// built and never grows: not even for the moment a new entry bound
+    /// for the main queue waits for its eviction (which doubled a slab of
+    /// exactly the capacity, half of it never used).
+    #[test]
+    fn a_full_shard_keeps_the_slab_it_was_built_with() {
+        // Two shards of 501 and 500 (the first holds the remainder).
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(1001)
+            .shards(2)
+            .build()
+            .unwrap();
+        let built = cache.inner.shards[0].read().entries.capacity();
+        // Random keys of a range twice the capacity: evicted keys come back
+        // as ghosts, to the main queue, while the shard is full.
+        let mut x = 7u64;
+        for k in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cache.insert(x % 2000, k);
+        }
+        let shard = cache.inner.shards[0].read();
+        assert_eq!(shard.len(), 501);
+        assert_eq!(shard.entries.capacity(), built);
+        assert!(built < 550, "{built} slots for 501 entries");
+    }
+
     #[test]
     fn ghost_queue_is_bounded_by_entries_not_by_weight() {
         // 1 KiB values in 1 MiB: about 1,000 entries, but a weight of 2^20.
