@@ -65,6 +65,12 @@ where
     }
 
     /// At most `entries` entries. No default: set this or a weight bound.
+    ///
+    /// The cache makes room for its entries when it is built (up to 4,096
+    /// a shard, 262,144 with the default 64 shards), so that filling it
+    /// does not copy and re-hash: address space, of which only the hash
+    /// tables' control bytes (one byte a slot) are written before entries
+    /// arrive.
     pub fn max_capacity(mut self, entries: u64) -> Self {
         self.max_capacity = Some(entries);
         self
