@@ -72,11 +72,12 @@ impl Ghosts {
         slot != EMPTY && age < u32::from(self.window)
     }
 
-    /// The slot of bucket `b` that holds `kept` as a live ghost. The common
-    /// answer, none, is found two slots at a time (a zero-lane test on
-    /// `u64`s, which may also report the lane above a match: a report is
-    /// then checked slot by slot).
-    #[inline]
+    /// The slot of bucket `b` that holds `kept` as a live ghost. Slots are
+    /// compared two at a time (a zero-lane test on `u64`s); only a slot the
+    /// test reports (a match, or rarely the slot above one) is then looked
+    /// at alone, so a bucket holding old ghosts of the same key costs a
+    /// few instructions each, not a pass over every slot.
+    #[inline(always)]
     fn find(&self, b: usize, kept: u32) -> Option<usize> {
         const ONES: u64 = 0x0000_0001_0000_0001;
         const TOPS: u64 = 0x8000_0000_8000_0000;
@@ -87,13 +88,25 @@ impl Ghosts {
             let v = ((u64::from(lo) | u64::from(hi) << 32) ^ pattern) & MASKS;
             v.wrapping_sub(ONES) & !v & TOPS
         };
-        let reported = zero_lanes(s[0], s[1]) | zero_lanes(s[2], s[3]) | zero_lanes(s[4], s[5])
-            != 0
-            || s[6] & FP_MASK == kept;
-        if !reported {
+        let reported = [
+            zero_lanes(s[0], s[1]),
+            zero_lanes(s[2], s[3]),
+            zero_lanes(s[4], s[5]),
+        ];
+        let last = s[WAYS - 1] & FP_MASK == kept;
+        if reported == [0; 3] && !last {
             return None;
         }
-        (0..WAYS).find(|&w| s[w] & FP_MASK == kept && self.live(s[w]))
+        for (pair, mut lanes) in reported.into_iter().enumerate() {
+            while lanes != 0 {
+                let w = 2 * pair + (lanes.trailing_zeros() / 32) as usize;
+                if s[w] & FP_MASK == kept && self.live(s[w]) {
+                    return Some(w);
+                }
+                lanes &= lanes - 1;
+            }
+        }
+        (last && self.live(s[WAYS - 1])).then_some(WAYS - 1)
     }
 
     /// Whether `fp` is a ghost; if so it is forgotten (its key is back).
@@ -135,9 +148,9 @@ impl Ghosts {
         }
         self.in_epoch += 1;
         let bucket = &mut self.buckets[b];
-        let at = bucket.cursor as usize % WAYS;
+        let at = (bucket.cursor as usize).min(WAYS - 1);
         bucket.slots[at] = (u32::from(self.epoch) << FP_BITS) | kept;
-        bucket.cursor = ((at + 1) % WAYS) as u32;
+        bucket.cursor = if at + 1 == WAYS { 0 } else { at as u32 + 1 };
     }
 
     /// Sets the bound: the epochs' length, and room for it.
