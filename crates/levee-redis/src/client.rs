@@ -246,8 +246,7 @@ mod tests {
     #[test]
     fn a_sized_command_packs_as_the_drivers_own() {
         let mut set = sized("SET", 5, 0);
-        set
-            .arg(b"k".as_slice())
+        set.arg(b"k".as_slice())
             .arg(b"v".as_slice())
             .arg("PX")
             .arg(7u64);

@@ -361,7 +361,7 @@ where
             // No runtime to load on: end the flights; their waiters see
             // them ended and get an error.
             for m in members {
-                self.cache.shared.flights.finish(&m.key, m.flight.token());
+                self.cache.shared.flights.finish(&m.flight);
             }
         }
     }

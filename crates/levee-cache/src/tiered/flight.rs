@@ -8,11 +8,12 @@
 //! that are not there.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -53,6 +54,9 @@ where
 /// giving one, it tells the waiters the load ended without an answer.
 pub(crate) struct FlightTx<V, E> {
     state: Arc<State<V, E>>,
+    /// Its key's hash in the map of running flights: `finish` finds it by
+    /// this and its state, without the key.
+    hash: u64,
 }
 
 impl<V, E> FlightTx<V, E> {
@@ -141,15 +145,24 @@ impl<V: Clone, E> FlightRx<V, E> {
     }
 }
 
+/// The running flights: each key with its flight's state, found by the
+/// key's hash (kept by the flight's sender, so that ending a flight hashes
+/// nothing and needs no key).
 pub(crate) struct Flights<K> {
-    map: Mutex<HashMap<K, Arc<dyn Erased>, foldhash::fast::RandomState>>,
+    map: Mutex<HashTable<(K, Arc<dyn Erased>)>>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<K: Hash + Eq + Clone> Flights<K> {
     pub(crate) fn new() -> Self {
         Flights {
-            map: Mutex::new(HashMap::default()),
+            map: Mutex::new(HashTable::new()),
+            hasher: foldhash::fast::RandomState::default(),
         }
+    }
+
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     /// Joins the load running for `key`, or registers a new one (returning
@@ -160,35 +173,49 @@ impl<K: Hash + Eq + Clone> Flights<K> {
         V: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
+        let hash = self.hash(key);
+        let state = || {
+            Arc::new(State {
+                invalidated: AtomicBool::new(false),
+                answer: OnceLock::new(),
+                joined: Notify::new(),
+            })
+        };
         let mut map = self.map.lock();
-        if let Some(running) = map.get(key) {
-            let any: Arc<dyn Any + Send + Sync> = running.clone();
-            if let Ok(state) = any.downcast::<State<V, E>>() {
-                return Ok(FlightRx { state });
+        let state = match map.entry(hash, |(k, _)| k == key, |(k, _)| self.hash(k)) {
+            Entry::Occupied(mut running) => {
+                let any: Arc<dyn Any + Send + Sync> = running.get().1.clone();
+                if let Ok(state) = any.downcast::<State<V, E>>() {
+                    return Ok(FlightRx { state });
+                }
+                let state = state();
+                running.get_mut().1 = state.clone();
+                state
             }
-        }
-        let state = Arc::new(State {
-            invalidated: AtomicBool::new(false),
-            answer: OnceLock::new(),
-            joined: Notify::new(),
-        });
-        map.insert(key.clone(), state.clone());
-        Err(FlightTx { state })
+            Entry::Vacant(free) => {
+                let state = state();
+                free.insert((key.clone(), state.clone()));
+                state
+            }
+        };
+        Err(FlightTx { state, hash })
     }
 
     /// Whether a load for `key` is running.
     pub(crate) fn is_running(&self, key: &K) -> bool {
-        self.map.lock().contains_key(key)
+        let hash = self.hash(key);
+        self.map.lock().find(hash, |(k, _)| k == key).is_some()
     }
 
-    /// Removes the flight of `key` if it is the one whose token is `token`.
-    pub(crate) fn finish(&self, key: &K, token: &AtomicBool) {
+    /// Removes `flight` from the running ones, if it is still there (an
+    /// `invalidate`, or another flight of the key, may have replaced it).
+    pub(crate) fn finish<V, E>(&self, flight: &FlightTx<V, E>) {
+        let token = flight.token();
         let mut map = self.map.lock();
-        if map
-            .get(key)
-            .is_some_and(|f| std::ptr::eq(f.invalidated(), token))
+        if let Ok(entry) =
+            map.find_entry(flight.hash, |(_, f)| std::ptr::eq(f.invalidated(), token))
         {
-            map.remove(key);
+            entry.remove();
         }
     }
 
@@ -201,7 +228,10 @@ impl<K: Hash + Eq + Clone> Flights<K> {
 
     /// Marks the running load of `key` (if any) as invalidated.
     pub(crate) fn invalidate(&self, key: &K) {
-        if let Some(f) = self.map.lock().remove(key) {
+        let hash = self.hash(key);
+        let mut map = self.map.lock();
+        if let Ok(entry) = map.find_entry(hash, |(k, _)| k == key) {
+            let ((_, f), _) = entry.remove();
             f.invalidated().store(true, Ordering::SeqCst);
         }
     }
@@ -234,7 +264,7 @@ mod tests {
         let late = join(&f);
         assert!(lead.joined(), "joiners hold the flight");
         lead.send(Ok(None));
-        f.finish(&"k", lead.token());
+        f.finish(&lead);
         assert!(matches!(waiting.await.unwrap(), Ok(None)));
         assert!(matches!(late.wait().await, Ok(None)));
         assert!(!f.is_running(&"k"));
@@ -259,8 +289,26 @@ mod tests {
         let f = flights();
         let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
         assert!(lead.joined(), "the map holds it while it runs");
-        f.finish(&"k", lead.token());
+        f.finish(&lead);
         assert!(!lead.joined());
+    }
+
+    #[test]
+    fn finishing_flights_among_many_removes_each_its_own() {
+        let f: Flights<u32> = Flights::new();
+        let leads: Vec<_> = (0..1000u32)
+            .map(|k| f.join_or_register::<u32, ()>(&k).err().unwrap())
+            .collect();
+        for (k, lead) in leads.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+            f.finish(lead);
+            assert!(!f.is_running(&(k as u32)));
+        }
+        for k in 0..1000u32 {
+            assert_eq!(f.is_running(&k), k % 2 == 1, "key {k}");
+        }
+        f.invalidate(&1);
+        assert!(leads[1].token().load(Ordering::SeqCst));
+        assert!(!leads[3].token().load(Ordering::SeqCst));
     }
 
     #[test]
@@ -269,7 +317,7 @@ mod tests {
         let first = f.join_or_register::<u32, ()>(&"k").err().unwrap();
         // Another error type starts its own flight, which replaces the map's.
         let second = f.join_or_register::<u32, String>(&"k").err().unwrap();
-        f.finish(&"k", first.token());
+        f.finish(&first);
         assert!(f.is_running(&"k"));
         f.invalidate(&"k");
         assert!(second.token().load(Ordering::SeqCst));

@@ -58,7 +58,7 @@ where
         // between has put its value there (before ending its flight), so
         // look again rather than load the key a second time.
         if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(&key) {
-            self.shared.flights.finish(&key, flight.token());
+            self.shared.flights.finish(&flight);
             if flight.joined() {
                 flight.send(Ok(cached.clone()));
             }
@@ -82,7 +82,7 @@ where
         let (key, load, flight) = handoff.parts.take().expect("armed until here");
         match found {
             Some(found) => {
-                self.shared.flights.finish(&key, flight.token());
+                self.shared.flights.finish(&flight);
                 // Only callers that joined meanwhile need a copy.
                 if flight.joined() {
                     flight.send(Ok(found.clone()));
@@ -118,7 +118,7 @@ where
             let result = shared
                 .fly(&key, load, tx.token(), newer_than, l2_asked)
                 .await;
-            shared.flights.finish(&key, tx.token());
+            shared.flights.finish(&tx);
             tx.send(result);
         });
         self.guard.track(task.abort_handle());
@@ -165,7 +165,7 @@ where
         } else {
             // No runtime to run the load on: end the flight; its waiters
             // see it ended and get an error.
-            self.cache.shared.flights.finish(&key, flight.token());
+            self.cache.shared.flights.finish(&flight);
         }
     }
 }
