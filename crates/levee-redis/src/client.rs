@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
+use levee_core::RedisKey;
 
 use crate::connection::{Link, Request};
 use crate::endpoint::Endpoints;
 use crate::stats::Counters;
-use crate::{Command, RedisClientStats, RedisError, Reply};
+use crate::{Command, Keyspace, RedisClientStats, RedisError, Reply};
 
 /// A guarded Redis client: one connection (standalone or Cluster, opened
 /// lazily and reopened by itself, or one the user hands in), a timeout on
@@ -182,6 +183,21 @@ impl RedisClient {
         self.cmd(sized("GET", 2, key.len()).arg(key))
             .await?
             .into_bytes()
+    }
+
+    /// `GET` of `key` in `space` (the key [`Keyspace::key`] builds),
+    /// written straight into the command: no key allocated.
+    pub async fn get_in<K: RedisKey + Sync + ?Sized>(
+        &self,
+        space: &Keyspace,
+        key: &K,
+    ) -> Result<Option<Vec<u8>>, RedisError> {
+        let cmd = space.with_key(key, |k| {
+            let mut cmd = sized("GET", 2, k.len());
+            cmd.arg(k);
+            cmd
+        });
+        self.cmd(&cmd).await?.into_bytes()
     }
 
     /// `SET key value PX ttl` (the TTL in whole milliseconds, at least 1).

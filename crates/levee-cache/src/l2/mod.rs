@@ -147,7 +147,7 @@ mod bound {
         }
 
         fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>> {
-            Box::pin(async move { self.l2.read(&self.values.key(key)).await })
+            Box::pin(async move { self.l2.read_in(&self.values, key).await })
         }
 
         fn write<'a>(

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
-use levee_redis::{RedisClient, RedisError};
+use levee_core::RedisKey;
+use levee_redis::{Keyspace, RedisClient, RedisError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -261,6 +262,24 @@ impl RedisL2 {
     pub(crate) async fn read<V: DeserializeOwned>(&self, key: &[u8]) -> L2Read<V> {
         match self.note(self.inner.client.get(key).await) {
             Ok(stored) => self.decode(key, stored),
+            Err(Unavailable) => L2Read::Unavailable,
+        }
+    }
+
+    /// Reads and decodes the envelope of `key` in `space`: without a
+    /// signature to check (which needs the key's bytes), the key is
+    /// written straight into the command.
+    pub(crate) async fn read_in<K, V>(&self, space: &Keyspace, key: &K) -> L2Read<V>
+    where
+        K: RedisKey + Sync + ?Sized,
+        V: DeserializeOwned,
+    {
+        if self.inner.signer.is_some() {
+            return self.read(&space.key(key)).await;
+        }
+        match self.note(self.inner.client.get_in(space, key).await) {
+            // Unsigned: `decode` reads no key.
+            Ok(stored) => self.decode(&[], stored),
             Err(Unavailable) => L2Read::Unavailable,
         }
     }
