@@ -197,7 +197,8 @@ impl RedisClient {
             cmd.arg(k);
             cmd
         });
-        self.cmd(&cmd).await?.into_bytes()
+        // `exec`, not `cmd`: one future less around the call.
+        Reply::from_value(self.exec(Request::Cmd(&cmd)).await?)?.into_bytes()
     }
 
     /// `SET key value PX ttl` (the TTL in whole milliseconds, at least 1).
