@@ -175,7 +175,7 @@ impl RedisClient {
     /// connection broke after Redis ran it, it runs twice, so prefer
     /// idempotent commands (or accept a rare duplicate).
     pub async fn command(&self, command: &Command) -> Result<Reply, RedisError> {
-        self.cmd(&command.cmd).await
+        Reply::from_value(self.exec(Request::Cmd(&command.cmd)).await?)
     }
 
     /// `GET key`.
@@ -192,13 +192,9 @@ impl RedisClient {
         space: &Keyspace,
         key: &K,
     ) -> Result<Option<Vec<u8>>, RedisError> {
-        let cmd = space.with_key(key, |k| {
-            let mut cmd = sized("GET", 2, k.len());
-            cmd.arg(k);
-            cmd
-        });
+        let cmd = Command::get_in(space, key);
         // `exec`, not `cmd`: one future less around the call.
-        Reply::from_value(self.exec(Request::Cmd(&cmd)).await?)?.into_bytes()
+        Reply::from_value(self.exec(Request::Cmd(&cmd.cmd)).await?)?.into_bytes()
     }
 
     /// `SET key value PX ttl` (the TTL in whole milliseconds, at least 1).
