@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
+use levee_core::RedisKey;
 
 use crate::connection::{Link, Request};
 use crate::endpoint::Endpoints;
 use crate::stats::Counters;
-use crate::{Command, RedisClientStats, RedisError, Reply};
+use crate::{Command, Keyspace, RedisClientStats, RedisError, Reply};
 
 /// A guarded Redis client: one connection (standalone or Cluster, opened
 /// lazily and reopened by itself, or one the user hands in), a timeout on
@@ -174,22 +175,32 @@ impl RedisClient {
     /// connection broke after Redis ran it, it runs twice, so prefer
     /// idempotent commands (or accept a rare duplicate).
     pub async fn command(&self, command: &Command) -> Result<Reply, RedisError> {
-        self.cmd(&command.cmd).await
+        Reply::from_value(self.exec(Request::Cmd(&command.cmd)).await?)
     }
 
     /// `GET key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RedisError> {
-        self.cmd(redis::cmd("GET").arg(key)).await?.into_bytes()
+        self.cmd(sized("GET", 2, key.len()).arg(key))
+            .await?
+            .into_bytes()
+    }
+
+    /// `GET` of `key` in `space` (the key [`Keyspace::key`] builds),
+    /// written straight into the command: no key allocated.
+    pub async fn get_in<K: RedisKey + Sync + ?Sized>(
+        &self,
+        space: &Keyspace,
+        key: &K,
+    ) -> Result<Option<Vec<u8>>, RedisError> {
+        let cmd = Command::get_in(space, key);
+        // `exec`, not `cmd`: one future less around the call.
+        Reply::from_value(self.exec(Request::Cmd(&cmd.cmd)).await?)?.into_bytes()
     }
 
     /// `SET key value PX ttl` (the TTL in whole milliseconds, at least 1).
     pub async fn set_px(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), RedisError> {
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(px(ttl))
-            .clone();
+        let mut cmd = sized("SET", 5, key.len() + value.len() + 2 + 20);
+        cmd.arg(key).arg(value).arg("PX").arg(px(ttl));
         self.cmd(&cmd).await.map(drop)
     }
 
@@ -201,28 +212,38 @@ impl RedisClient {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, RedisError> {
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(px(ttl))
-            .clone();
+        let mut cmd = sized("SET", 6, key.len() + value.len() + 4 + 20);
+        cmd.arg(key).arg(value).arg("NX").arg("PX").arg(px(ttl));
         Ok(!self.cmd(&cmd).await?.is_nil())
     }
 
     /// `DEL key`: how many keys were deleted.
     pub async fn del(&self, key: &[u8]) -> Result<i64, RedisError> {
-        self.cmd(redis::cmd("DEL").arg(key)).await?.into_int()
+        self.cmd(sized("DEL", 2, key.len()).arg(key))
+            .await?
+            .into_int()
     }
 
     /// `PUBLISH channel payload`: how many subscribers received it (on a
     /// Cluster, those of the node it went to).
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
-        self.cmd(redis::cmd("PUBLISH").arg(channel).arg(payload))
-            .await?
-            .into_int()
+        self.cmd(
+            sized("PUBLISH", 3, channel.len() + payload.len())
+                .arg(channel)
+                .arg(payload),
+        )
+        .await?
+        .into_int()
     }
+}
+
+/// The command `name` with room for `args` arguments (the name included)
+/// and `bytes` bytes of them besides the name: `redis::cmd` starts from
+/// empty buffers, and growing them costs two reallocations a command.
+pub(crate) fn sized(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(args, name.len() + bytes);
+    cmd.arg(name);
+    cmd
 }
 
 /// `d` in whole milliseconds for `PX`: saturating, at least 1 (`PX 0` is an
@@ -234,6 +255,27 @@ pub(crate) fn px(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sized_command_packs_as_the_drivers_own() {
+        let mut set = sized("SET", 5, 0);
+        set.arg(b"k".as_slice())
+            .arg(b"v".as_slice())
+            .arg("PX")
+            .arg(7u64);
+        let plain = redis::cmd("SET")
+            .arg(b"k".as_slice())
+            .arg(b"v".as_slice())
+            .arg("PX")
+            .arg(7u64)
+            .clone();
+        assert_eq!(set.get_packed_command(), plain.get_packed_command());
+        let get = sized("GET", 2, 1).arg(b"k".as_slice()).get_packed_command();
+        assert_eq!(
+            get,
+            redis::cmd("GET").arg(b"k".as_slice()).get_packed_command()
+        );
+    }
 
     #[test]
     fn px_is_at_least_one_millisecond() {

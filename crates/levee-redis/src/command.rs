@@ -35,6 +35,17 @@ impl Command {
         }
     }
 
+    /// `GET` of `key` in `space` (the key [`Keyspace::key`](crate::Keyspace::key)
+    /// builds), written straight into the command: no key allocated.
+    pub fn get_in<K: levee_core::RedisKey + ?Sized>(space: &crate::Keyspace, key: &K) -> Self {
+        let cmd = space.with_key(key, |k| {
+            let mut cmd = crate::client::sized("GET", 2, k.len());
+            cmd.arg(k);
+            cmd
+        });
+        Command { name: "GET", cmd }
+    }
+
     /// Appends one argument.
     #[must_use]
     pub fn arg(mut self, arg: impl Arg) -> Self {

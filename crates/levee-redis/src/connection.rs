@@ -55,15 +55,17 @@ impl Conn {
     /// Sends `cmd`; an error reply comes back as an `Err` (the driver
     /// returns it as a value).
     async fn req(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
-        let reply = match self {
-            Conn::Single(c) => c.req_packed_command(cmd).await,
-            Conn::Manager(c) => c.req_packed_command(cmd).await,
+        server_error(self.send_cmd(cmd).await)
+    }
+
+    /// The driver's own future for `cmd` (no future of ours around it: one
+    /// state machine less to poll per command).
+    fn send_cmd<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Manager(c) => c.req_packed_command(cmd),
             #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.req_packed_command(cmd).await,
-        };
-        match reply {
-            Ok(Value::ServerError(e)) => Err(e.into()),
-            r => r,
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -78,6 +80,14 @@ impl Conn {
             Conn::Cluster(c) => c.req_packed_commands(pipe, 0, n).await,
         };
         replies.map(Value::Array)
+    }
+}
+
+/// An error reply as an `Err` (the driver returns it as a value).
+fn server_error(reply: redis::RedisResult<Value>) -> redis::RedisResult<Value> {
+    match reply {
+        Ok(Value::ServerError(e)) => Err(e.into()),
+        r => r,
     }
 }
 
@@ -96,7 +106,7 @@ pub(crate) enum Request<'a> {
 impl Request<'_> {
     async fn run(&self, conn: &mut Conn) -> redis::RedisResult<Value> {
         match self {
-            Request::Cmd(cmd) => conn.req(cmd).await,
+            Request::Cmd(cmd) => server_error(conn.send_cmd(cmd).await),
             Request::Pipe(pipe) => conn.req_pipe(pipe).await,
             Request::Script { evalsha, call } => match conn.req(evalsha).await {
                 // EVAL (not SCRIPT LOAD): routed by key on a Cluster, and it
@@ -208,7 +218,10 @@ impl Own {
 
     async fn send(self: &Arc<Self>, req: &Request<'_>) -> Result<Value, RedisError> {
         let driver = |e| RedisError::from_driver(e, "connection");
-        let (mut conn, generation, fresh) = self.current().await?;
+        let (mut conn, generation, fresh) = match self.up() {
+            Some((conn, generation)) => (conn, generation, false),
+            None => self.current().await?,
+        };
         match req.run(&mut conn).await {
             Err(e) if is_stale(&e) => {
                 self.lost(generation, &e);
@@ -226,6 +239,15 @@ impl Own {
                 again.map_err(driver)
             }
             r => r.map_err(driver),
+        }
+    }
+
+    /// The open connection, if there is one (no future to poll: the
+    /// common case).
+    fn up(&self) -> Option<(Conn, u64)> {
+        match &*self.state.lock() {
+            State::Up { conn, generation } => Some((conn.clone(), *generation)),
+            _ => None,
         }
     }
 

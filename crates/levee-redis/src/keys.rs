@@ -65,6 +65,33 @@ impl Keyspace {
         out
     }
 
+    /// Calls `f` with `{prefix}:{key}` (as [`key`](Self::key) builds it),
+    /// built in a buffer this thread reuses: no allocation per key.
+    pub(crate) fn with_key<K: RedisKey + ?Sized, R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf.extend_from_slice(&self.prefix);
+                key.write_redis_key(&mut buf);
+                let out = f(&buf);
+                // A rare huge key does not keep its buffer.
+                if buf.capacity() > 4096 {
+                    *buf = Vec::new();
+                }
+                out
+            }
+            // Only if `f` itself builds a key here: a buffer of its own.
+            Err(_) => f(&self.key(key)),
+        })
+    }
+
     /// A name under the prefix (a channel, say), as a string.
     pub fn name(&self, suffix: &str) -> String {
         let mut out = String::from_utf8_lossy(&self.prefix).into_owned();
@@ -76,6 +103,18 @@ impl Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_key_sees_the_bytes_key_builds() {
+        let space = Keyspace::new(["levee", "users", "v1"]);
+        for k in ["", "a", "user-42", &"x".repeat(5000), "after a long one"] {
+            assert_eq!(space.with_key(k, <[u8]>::to_vec), space.key(k));
+            let nested = space.with_key(k, |outer| {
+                (outer.to_vec(), space.with_key("inner", <[u8]>::to_vec))
+            });
+            assert_eq!(nested, (space.key(k), space.key("inner")));
+        }
+    }
 
     #[test]
     fn tagged_keys_of_one_key_share_the_tag_whatever_the_prefix() {

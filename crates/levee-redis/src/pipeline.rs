@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::client::px;
+use crate::client::{px, sized};
 use crate::connection::Request;
 use crate::script::ScriptCall;
 use crate::{RedisClient, RedisError, Reply};
@@ -57,7 +57,7 @@ impl Pipeline {
     /// `SET key value PX ttl` (the TTL in whole milliseconds, at least 1);
     /// replies `OK`.
     pub fn set_px(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> &mut Self {
-        let mut cmd = redis::cmd("SET");
+        let mut cmd = sized("SET", 5, key.len() + value.len() + 2 + 20);
         cmd.arg(key).arg(value).arg("PX").arg(px(ttl));
         self.cmds.push((key.to_vec(), cmd));
         self
@@ -66,7 +66,7 @@ impl Pipeline {
     /// `SET key value NX PX ttl`; replies `OK` when the key was set, `nil`
     /// when it existed.
     pub fn set_nx_px(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> &mut Self {
-        let mut cmd = redis::cmd("SET");
+        let mut cmd = sized("SET", 6, key.len() + value.len() + 4 + 20);
         cmd.arg(key).arg(value).arg("NX").arg("PX").arg(px(ttl));
         self.cmds.push((key.to_vec(), cmd));
         self
@@ -91,7 +91,7 @@ impl RedisClient {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("MGET");
+        let mut cmd = sized("MGET", 1 + keys.len(), keys.iter().map(Vec::len).sum());
         for k in keys {
             cmd.arg(k.as_slice());
         }

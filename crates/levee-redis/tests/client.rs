@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use levee_breaker::State;
 use levee_core::ManualClock;
-use levee_redis::{Command, RedisClient, RedisClientBuilder, Reply, Script};
+use levee_redis::{Command, Keyspace, RedisClient, RedisClientBuilder, Reply, Script};
 use levee_testkit::{FaultMode, FaultProxy, RedisServer, RedisServerOptions};
 
 /// A client whose breaker runs on `clock` (so a test moves through an open
@@ -104,6 +104,27 @@ async fn while_the_breaker_is_open_no_call_reaches_redis() {
     }
     assert_eq!(c.stats().attempts, attempts, "no call went to Redis");
     assert_eq!(c.stats().rejected, 100);
+}
+
+#[tokio::test]
+async fn get_in_reads_the_key_that_keyspace_key_names() {
+    let server = RedisServer::start().unwrap();
+    let c = RedisClient::standalone(server.url()).build().unwrap();
+    let space = Keyspace::new(["levee", "users", "v1"]);
+    for (i, k) in ["user-1", "", "ü:{tag}", &"k".repeat(5000)]
+        .iter()
+        .enumerate()
+    {
+        let value = format!("value {i}");
+        c.set_px(&space.key(*k), value.as_bytes(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.get_in(&space, *k).await.unwrap(),
+            Some(value.into_bytes())
+        );
+    }
+    assert_eq!(c.get_in(&space, "absent").await.unwrap(), None);
 }
 
 #[tokio::test]

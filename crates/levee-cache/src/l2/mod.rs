@@ -49,12 +49,52 @@ pub(crate) enum L2Read<V> {
     Unavailable,
 }
 
+/// A read of one key's envelope, ready to send ([`L2Port::read_request`]).
+#[cfg(feature = "redis")]
+pub(crate) struct ReadRequest<'a> {
+    client: &'a levee_redis::RedisClient,
+    get: levee_redis::Command,
+    /// The Redis key, when a signature (which covers it) is to be checked.
+    signed_key: Option<Vec<u8>>,
+}
+
+/// What sending a [`ReadRequest`] got.
+#[cfg(feature = "redis")]
+pub(crate) type Got = Result<levee_redis::Reply, levee_redis::RedisError>;
+
+#[cfg(feature = "redis")]
+impl ReadRequest<'_> {
+    /// Sends the read.
+    pub(crate) async fn send(&self) -> Got {
+        self.client.command(&self.get).await
+    }
+}
+
+/// Without the `redis` feature there is no L2 to read (no `L2Port`
+/// exists to make a request).
+#[cfg(not(feature = "redis"))]
+pub(crate) struct ReadRequest<'a>(std::marker::PhantomData<&'a ()>);
+
+/// Without the `redis` feature nothing is ever got.
+#[cfg(not(feature = "redis"))]
+pub(crate) type Got = ();
+
+#[cfg(not(feature = "redis"))]
+impl ReadRequest<'_> {
+    pub(crate) async fn send(&self) -> Got {}
+}
+
 /// One cache's view of L2: its key space, its codec, its channel.
 pub(crate) trait L2Port<K, V>: Send + Sync + 'static {
     /// The bytes `key` contributes to Redis keys (and backplane messages).
     fn key_bytes(&self, key: &K) -> Vec<u8>;
-    /// Reads the envelope of `key`.
-    fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>>;
+    /// The read of `key`'s envelope, to [`send`](ReadRequest::send) and
+    /// then [`read_decode`](Self::read_decode): a read in three steps, of
+    /// which only the send waits, and its future is the same type for
+    /// every cache (no boxed future per read).
+    fn read_request(&self, key: &K) -> ReadRequest<'_>;
+    /// What the sent `req` found.
+    fn read_decode(&self, req: &ReadRequest<'_>, got: Got) -> L2Read<V>;
     /// Writes the envelope of `key`, expiring after `expire`.
     fn write<'a>(
         &'a self,
@@ -102,7 +142,9 @@ mod bound {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    use super::{BoxFuture, Codec, Envelope, L2Port, L2Read, RedisL2, RedisL2Stats, lock};
+    use super::{
+        BoxFuture, Codec, Envelope, Got, L2Port, L2Read, ReadRequest, RedisL2, RedisL2Stats, lock,
+    };
 
     /// [`L2Port`] over a [`RedisL2`]: keys `{prefix}:{cache}:v{schema}:{key}`.
     pub(crate) struct Bound {
@@ -146,8 +188,12 @@ mod bound {
             key.redis_key_bytes()
         }
 
-        fn read<'a>(&'a self, key: &'a K) -> BoxFuture<'a, L2Read<V>> {
-            Box::pin(async move { self.l2.read(&self.values.key(key)).await })
+        fn read_request(&self, key: &K) -> ReadRequest<'_> {
+            self.l2.read_request(&self.values, key)
+        }
+
+        fn read_decode(&self, req: &ReadRequest<'_>, got: Got) -> L2Read<V> {
+            self.l2.read_decode(req, got)
         }
 
         fn write<'a>(

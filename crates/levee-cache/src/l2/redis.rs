@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use levee_breaker::CircuitBreaker;
-use levee_redis::{RedisClient, RedisError};
+use levee_core::RedisKey;
+use levee_redis::{Keyspace, RedisClient, RedisError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{Codec, DecodeError};
 use super::envelope::Envelope;
 use super::signing::Signer;
-use super::{L2Read, RedisL2Stats};
+use super::{Got, L2Read, ReadRequest, RedisL2Stats};
 use crate::ConfigError;
 use crate::counted::Counted;
 
@@ -257,10 +258,31 @@ impl RedisL2 {
         }
     }
 
-    /// Reads and decodes the envelope under `key`.
-    pub(crate) async fn read<V: DeserializeOwned>(&self, key: &[u8]) -> L2Read<V> {
-        match self.note(self.inner.client.get(key).await) {
-            Ok(stored) => self.decode(key, stored),
+    /// The read of `key` in `space` (see [`L2Port::read_request`]): the
+    /// key is written straight into the `GET`; a signed L2 also keeps it,
+    /// for the signature.
+    pub(crate) fn read_request<K: RedisKey + ?Sized>(
+        &self,
+        space: &Keyspace,
+        key: &K,
+    ) -> ReadRequest<'_> {
+        ReadRequest {
+            client: &self.inner.client,
+            get: levee_redis::Command::get_in(space, key),
+            signed_key: self.inner.signer.as_ref().map(|_| space.key(key)),
+        }
+    }
+
+    /// What the sent `req` found.
+    pub(crate) fn read_decode<V: DeserializeOwned>(
+        &self,
+        req: &ReadRequest<'_>,
+        got: Got,
+    ) -> L2Read<V> {
+        let got = got.and_then(levee_redis::Reply::into_bytes);
+        match self.note(got) {
+            // Unsigned: `decode` reads no key.
+            Ok(stored) => self.decode(req.signed_key.as_deref().unwrap_or_default(), stored),
             Err(Unavailable) => L2Read::Unavailable,
         }
     }

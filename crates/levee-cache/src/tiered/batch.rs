@@ -40,7 +40,7 @@ where
 /// A key of the batch whose load this batch leads (or refreshes).
 pub(crate) struct Member<K, V, E> {
     pub(crate) key: K,
-    pub(crate) flight: FlightTx<V, E>,
+    pub(crate) flight: FlightTx<K, V, E>,
     /// Unix ms: an early refresh takes an L2 value only if written after.
     pub(crate) newer_than: Option<u64>,
     /// A background refresh: the caller has its answer already.
@@ -48,10 +48,10 @@ pub(crate) struct Member<K, V, E> {
 }
 
 /// One distinct key of a call: answered at once, or waiting for a flight.
-enum Step<V, E> {
+enum Step<K, V, E> {
     Done(FlightResult<V, E>),
     Wait {
-        rx: FlightRx<V, E>,
+        rx: FlightRx<K, V, E>,
         held: Option<Slot<V>>,
     },
 }
@@ -178,7 +178,7 @@ where
         let sh = &*self.shared;
         let (uniq, pos) = distinct(keys);
         let mut members: Vec<Member<K, V, E>> = Vec::new();
-        let steps: Vec<Step<V, E>> = uniq
+        let steps: Vec<Step<K, V, E>> = uniq
             .iter()
             .map(|key| self.step(key, &mut members))
             .collect();
@@ -205,7 +205,7 @@ where
 
     /// What one distinct key of a batch needs; keys this batch loads (or
     /// refreshes) are registered as flights and pushed to `members`.
-    fn step<E>(&self, key: &K, members: &mut Vec<Member<K, V, E>>) -> Step<V, E>
+    fn step<E>(&self, key: &K, members: &mut Vec<Member<K, V, E>>) -> Step<K, V, E>
     where
         E: Send + Sync + 'static,
     {
@@ -361,7 +361,7 @@ where
             // No runtime to load on: end the flights; their waiters see
             // them ended and get an error.
             for m in members {
-                self.cache.shared.flights.finish(&m.key, m.flight.token());
+                self.cache.shared.flights.finish(&m.flight);
             }
         }
     }

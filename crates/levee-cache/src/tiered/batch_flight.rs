@@ -234,7 +234,7 @@ where
         tracing::trace!(cache = %self.name, ?load_time, keys = kept.len(), "batch load finished");
         self.keep_many(&kept).await;
         for (m, _) in kept {
-            self.flights.finish(&m.key, m.flight.token());
+            self.flights.finish(&m.flight);
         }
     }
 
@@ -266,7 +266,7 @@ where
             // single load does), so a caller answered can start the next
             // load of its key (a refresh) at once.
             for (m, slot) in kept {
-                self.flights.finish(&m.key, m.flight.token());
+                self.flights.finish(&m.flight);
                 m.flight.send(Ok(slot.loaded()));
             }
             return;
@@ -287,7 +287,7 @@ where
 
     /// Ends the flight of `m` and gives its waiters `result`.
     fn answer<E>(&self, m: Member<K, V, E>, result: FlightResult<V, E>) {
-        self.flights.finish(&m.key, m.flight.token());
+        self.flights.finish(&m.flight);
         m.flight.send(result);
     }
 }

@@ -8,11 +8,12 @@
 //! that are not there.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -22,7 +23,10 @@ use super::{CacheError, Cached};
 pub(crate) type FlightResult<V, E> = Result<Option<Cached<V>>, CacheError<E>>;
 
 /// One load's shared state.
-struct State<V, E> {
+struct State<K, V, E> {
+    /// The key (the leader's own, moved in: the map of running flights
+    /// holds no copy).
+    key: K,
     /// Set by `invalidate`: the load's result is given to its waiters but
     /// kept out of the cache.
     invalidated: AtomicBool,
@@ -35,27 +39,41 @@ struct State<V, E> {
 
 /// A [`State`] with its value and error types erased, as the map of
 /// running flights holds it (`E` is chosen per call).
-trait Erased: Any + Send + Sync {
+trait Erased<K>: Any + Send + Sync {
     fn invalidated(&self) -> &AtomicBool;
+    fn key(&self) -> &K;
 }
 
-impl<V, E> Erased for State<V, E>
+impl<K, V, E> Erased<K> for State<K, V, E>
 where
+    K: Send + Sync + 'static,
     V: Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
     fn invalidated(&self) -> &AtomicBool {
         &self.invalidated
     }
+
+    fn key(&self) -> &K {
+        &self.key
+    }
 }
 
 /// The leader's side of a flight: gives its answer once. Dropped without
 /// giving one, it tells the waiters the load ended without an answer.
-pub(crate) struct FlightTx<V, E> {
-    state: Arc<State<V, E>>,
+pub(crate) struct FlightTx<K, V, E> {
+    state: Arc<State<K, V, E>>,
+    /// Its key's hash in the map of running flights: `finish` finds it by
+    /// this and its state, without the key.
+    hash: u64,
 }
 
-impl<V, E> FlightTx<V, E> {
+impl<K, V, E> FlightTx<K, V, E> {
+    /// The flight's key.
+    pub(crate) fn key(&self) -> &K {
+        &self.state.key
+    }
+
     /// Gives `result` to every caller that joined, and to any that joins
     /// from now on. Only the first answer counts.
     pub(crate) fn send(&self, result: FlightResult<V, E>) {
@@ -72,7 +90,7 @@ impl<V, E> FlightTx<V, E> {
     }
 
     /// A receiver for this flight's answer.
-    pub(crate) fn subscribe(&self) -> FlightRx<V, E> {
+    pub(crate) fn subscribe(&self) -> FlightRx<K, V, E> {
         FlightRx {
             state: self.state.clone(),
         }
@@ -82,14 +100,9 @@ impl<V, E> FlightTx<V, E> {
     pub(crate) fn token(&self) -> &AtomicBool {
         &self.state.invalidated
     }
-
-    /// A handle on the invalidation flag that outlives this sender.
-    pub(crate) fn token_handle(&self) -> FlightToken<V, E> {
-        FlightToken(self.state.clone())
-    }
 }
 
-impl<V, E> Drop for FlightTx<V, E> {
+impl<K, V, E> Drop for FlightTx<K, V, E> {
     fn drop(&mut self) {
         // Held by nobody else: nobody to tell (the common case, a load
         // nobody joined, ends here).
@@ -99,23 +112,12 @@ impl<V, E> Drop for FlightTx<V, E> {
     }
 }
 
-/// A flight's invalidation flag, held apart from its sender.
-pub(crate) struct FlightToken<V, E>(Arc<State<V, E>>);
-
-impl<V, E> std::ops::Deref for FlightToken<V, E> {
-    type Target = AtomicBool;
-
-    fn deref(&self) -> &AtomicBool {
-        &self.0.invalidated
-    }
-}
-
 /// A caller's side of a flight: waits for its answer.
-pub(crate) struct FlightRx<V, E> {
-    state: Arc<State<V, E>>,
+pub(crate) struct FlightRx<K, V, E> {
+    state: Arc<State<K, V, E>>,
 }
 
-impl<V, E> Clone for FlightRx<V, E> {
+impl<K, V, E> Clone for FlightRx<K, V, E> {
     fn clone(&self) -> Self {
         FlightRx {
             state: self.state.clone(),
@@ -123,7 +125,7 @@ impl<V, E> Clone for FlightRx<V, E> {
     }
 }
 
-impl<V: Clone, E> FlightRx<V, E> {
+impl<K, V: Clone, E> FlightRx<K, V, E> {
     /// The load's answer, once it has one; a load that ended without one
     /// answers [`CacheError::LoaderPanicked`].
     pub(crate) async fn wait(&self) -> FlightResult<V, E> {
@@ -141,69 +143,147 @@ impl<V: Clone, E> FlightRx<V, E> {
     }
 }
 
+/// The running flights: each key with its flight's state, found by the
+/// key's hash (kept by the flight's sender, so that ending a flight hashes
+/// nothing and needs no key).
 pub(crate) struct Flights<K> {
-    map: Mutex<HashMap<K, Arc<dyn Erased>, foldhash::fast::RandomState>>,
+    map: Mutex<HashTable<Arc<dyn Erased<K>>>>,
+    hasher: foldhash::fast::RandomState,
 }
 
-impl<K: Hash + Eq + Clone> Flights<K> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> Flights<K> {
     pub(crate) fn new() -> Self {
         Flights {
-            map: Mutex::new(HashMap::default()),
+            map: Mutex::new(HashTable::new()),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Joins the load running for `key`, or registers a new one (returning
-    /// its sender, which also holds its invalidation token). Calls with another error type than the running load's
+    /// its sender, which also holds its invalidation token and a copy of
+    /// the key). Calls with another error type than the running load's
     /// start their own load.
-    pub(crate) fn join_or_register<V, E>(&self, key: &K) -> Result<FlightRx<V, E>, FlightTx<V, E>>
+    pub(crate) fn join_or_register<V, E>(
+        &self,
+        key: &K,
+    ) -> Result<FlightRx<K, V, E>, FlightTx<K, V, E>>
     where
         V: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
+        self.enter(key).map(|(rx, _)| rx)
+    }
+
+    /// As [`join_or_register`](Self::join_or_register), with the caller's
+    /// own key: a new flight keeps it (no copy), a joiner gets it back.
+    pub(crate) fn join_or_lead<V, E>(&self, key: K) -> Entered<K, V, E, K>
+    where
+        V: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        self.enter(Owned(key)).map(|(rx, key)| (rx, key.0))
+    }
+
+    fn enter<V, E, Q: KeyIn<K>>(&self, key: Q) -> Entered<K, V, E, Q>
+    where
+        V: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let hash = self.hash(key.as_key());
         let mut map = self.map.lock();
-        if let Some(running) = map.get(key) {
-            let any: Arc<dyn Any + Send + Sync> = running.clone();
-            if let Ok(state) = any.downcast::<State<V, E>>() {
-                return Ok(FlightRx { state });
+        let slot = match map.entry(hash, |f| f.key() == key.as_key(), |f| self.hash(f.key())) {
+            Entry::Occupied(running) => {
+                let any: Arc<dyn Any + Send + Sync> = running.get().clone();
+                if let Ok(state) = any.downcast::<State<K, V, E>>() {
+                    return Ok((FlightRx { state }, key));
+                }
+                Ok(running)
             }
-        }
+            Entry::Vacant(free) => Err(free),
+        };
         let state = Arc::new(State {
+            key: key.into_key(),
             invalidated: AtomicBool::new(false),
             answer: OnceLock::new(),
             joined: Notify::new(),
         });
-        map.insert(key.clone(), state.clone());
-        Err(FlightTx { state })
+        match slot {
+            Ok(mut running) => *running.get_mut() = state.clone(),
+            Err(free) => {
+                free.insert(state.clone());
+            }
+        }
+        Err(FlightTx { state, hash })
     }
 
     /// Whether a load for `key` is running.
     pub(crate) fn is_running(&self, key: &K) -> bool {
-        self.map.lock().contains_key(key)
+        let hash = self.hash(key);
+        self.map.lock().find(hash, |f| f.key() == key).is_some()
     }
 
-    /// Removes the flight of `key` if it is the one whose token is `token`.
-    pub(crate) fn finish(&self, key: &K, token: &AtomicBool) {
+    /// Removes `flight` from the running ones, if it is still there (an
+    /// `invalidate`, or another flight of the key, may have replaced it).
+    pub(crate) fn finish<V, E>(&self, flight: &FlightTx<K, V, E>) {
+        let token = flight.token();
         let mut map = self.map.lock();
-        if map
-            .get(key)
-            .is_some_and(|f| std::ptr::eq(f.invalidated(), token))
-        {
-            map.remove(key);
+        if let Ok(entry) = map.find_entry(flight.hash, |f| std::ptr::eq(f.invalidated(), token)) {
+            entry.remove();
         }
     }
 
     /// Marks every running load as invalidated.
     pub(crate) fn invalidate_all(&self) {
-        for (_, f) in self.map.lock().drain() {
+        for f in self.map.lock().drain() {
             f.invalidated().store(true, Ordering::SeqCst);
         }
     }
 
     /// Marks the running load of `key` (if any) as invalidated.
     pub(crate) fn invalidate(&self, key: &K) {
-        if let Some(f) = self.map.lock().remove(key) {
+        let hash = self.hash(key);
+        let mut map = self.map.lock();
+        if let Ok(entry) = map.find_entry(hash, |f| f.key() == key) {
+            let (f, _) = entry.remove();
             f.invalidated().store(true, Ordering::SeqCst);
         }
+    }
+}
+
+/// Joined (the flight's receiver, and the caller's key back) or leading a
+/// new flight (its sender).
+pub(crate) type Entered<K, V, E, Q> = Result<(FlightRx<K, V, E>, Q), FlightTx<K, V, E>>;
+
+/// A key as a caller hands it to [`Flights::enter`]: borrowed (copied
+/// only for a new flight) or owned (moved into a new flight).
+trait KeyIn<K> {
+    fn as_key(&self) -> &K;
+    fn into_key(self) -> K;
+}
+
+impl<K: Clone> KeyIn<K> for &K {
+    fn as_key(&self) -> &K {
+        self
+    }
+
+    fn into_key(self) -> K {
+        self.clone()
+    }
+}
+
+struct Owned<K>(K);
+
+impl<K> KeyIn<K> for Owned<K> {
+    fn as_key(&self) -> &K {
+        &self.0
+    }
+
+    fn into_key(self) -> K {
+        self.0
     }
 }
 
@@ -211,7 +291,7 @@ impl<K: Hash + Eq + Clone> Flights<K> {
 mod tests {
     use super::*;
 
-    type Rx = FlightRx<u32, ()>;
+    type Rx = FlightRx<&'static str, u32, ()>;
 
     fn flights() -> Flights<&'static str> {
         Flights::new()
@@ -234,7 +314,7 @@ mod tests {
         let late = join(&f);
         assert!(lead.joined(), "joiners hold the flight");
         lead.send(Ok(None));
-        f.finish(&"k", lead.token());
+        f.finish(&lead);
         assert!(matches!(waiting.await.unwrap(), Ok(None)));
         assert!(matches!(late.wait().await, Ok(None)));
         assert!(!f.is_running(&"k"));
@@ -259,8 +339,73 @@ mod tests {
         let f = flights();
         let lead = f.join_or_register::<u32, ()>(&"k").err().unwrap();
         assert!(lead.joined(), "the map holds it while it runs");
-        f.finish(&"k", lead.token());
+        f.finish(&lead);
         assert!(!lead.joined());
+    }
+
+    /// A key that counts its copies (compared and hashed by its number).
+    #[derive(Debug)]
+    struct Key(u32, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Key {}
+
+    impl Hash for Key {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.hash(h);
+        }
+    }
+
+    impl Clone for Key {
+        fn clone(&self) -> Self {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Key(self.0, self.1.clone())
+        }
+    }
+
+    #[test]
+    fn a_leader_moves_its_key_in_and_a_joiner_gets_its_own_back() {
+        let copies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let key = |n| Key(n, copies.clone());
+        let f: Flights<Key> = Flights::new();
+        let lead = f.join_or_lead::<u32, ()>(key(7)).err().unwrap();
+        assert_eq!(lead.key().0, 7);
+        let (rx, back) = f.join_or_lead::<u32, ()>(key(7)).ok().unwrap();
+        assert_eq!(back.0, 7);
+        assert!(f.is_running(&key(7)));
+        assert_eq!(copies.load(Ordering::SeqCst), 0, "no key was copied");
+        lead.send(Ok(None));
+        f.finish(&lead);
+        assert!(!f.is_running(&key(7)));
+        drop(rx);
+        // The borrowing form copies the key for a new flight only.
+        let other = f.join_or_register::<u32, ()>(&key(8)).err().unwrap();
+        assert!(f.join_or_register::<u32, ()>(&key(8)).is_ok());
+        assert_eq!(copies.load(Ordering::SeqCst), 1);
+        f.finish(&other);
+    }
+
+    #[test]
+    fn finishing_flights_among_many_removes_each_its_own() {
+        let f: Flights<u32> = Flights::new();
+        let leads: Vec<_> = (0..1000u32)
+            .map(|k| f.join_or_register::<u32, ()>(&k).err().unwrap())
+            .collect();
+        for (k, lead) in leads.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+            f.finish(lead);
+            assert!(!f.is_running(&(k as u32)));
+        }
+        for k in 0..1000u32 {
+            assert_eq!(f.is_running(&k), k % 2 == 1, "key {k}");
+        }
+        f.invalidate(&1);
+        assert!(leads[1].token().load(Ordering::SeqCst));
+        assert!(!leads[3].token().load(Ordering::SeqCst));
     }
 
     #[test]
@@ -269,7 +414,7 @@ mod tests {
         let first = f.join_or_register::<u32, ()>(&"k").err().unwrap();
         // Another error type starts its own flight, which replaces the map's.
         let second = f.join_or_register::<u32, String>(&"k").err().unwrap();
-        f.finish(&"k", first.token());
+        f.finish(&first);
         assert!(f.is_running(&"k"));
         f.invalidate(&"k");
         assert!(second.token().load(Ordering::SeqCst));

@@ -25,15 +25,15 @@ where
         key: K,
         load: F,
         newer_than: Option<u64>,
-    ) -> FlightRx<V, E>
+    ) -> FlightRx<K, V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        match self.shared.flights.join_or_register::<V, E>(&key) {
-            Ok(rx) => rx,
-            Err(flight) => self.spawn_flight(key, load, flight, newer_than, false),
+        match self.shared.flights.join_or_lead::<V, E>(key) {
+            Ok((rx, _)) => rx,
+            Err(flight) => self.spawn_flight(load, flight, newer_than, false),
         }
     }
 
@@ -42,47 +42,44 @@ where
     /// spawn and a wake-up less on an L2 hit) and starts the load task only
     /// on a miss. A leader dropped during that read hands the whole load to
     /// a task, so callers that joined meanwhile still get their answer.
-    /// The key is moved in (an L2 hit copies it no more) and handed back
-    /// to a caller that waits.
+    /// The key is moved into the flight (an L2 hit copies it only for L1)
+    /// and handed back to a caller that waits.
     pub(super) async fn lead_or_join<F, Fut, E>(&self, key: K, load: F) -> Led<K, V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
-        let flight = match self.shared.flights.join_or_register::<V, E>(&key) {
-            Ok(rx) => return Led::Waiting(rx, key),
+        let flight = match self.shared.flights.join_or_lead::<V, E>(key) {
+            Ok((rx, key)) => return Led::Waiting(rx, key),
             Err(flight) => flight,
         };
         // The caller missed L1 before registering; a load that finished in
         // between has put its value there (before ending its flight), so
         // look again rather than load the key a second time.
-        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(&key) {
-            self.shared.flights.finish(&key, flight.token());
+        if let super::InL1::Fresh(cached, _) = self.shared.look_in_l1(flight.key()) {
+            self.shared.flights.finish(&flight);
             if flight.joined() {
                 flight.send(Ok(cached.clone()));
             }
             return Led::Answered(cached);
         }
         if self.shared.l2.is_none() {
-            let rx = self.spawn_flight(key.clone(), load, flight, None, false);
+            let key = flight.key().clone();
+            let rx = self.spawn_flight(load, flight, None, false);
             return Led::Waiting(rx, key);
         }
-        let token = flight.token_handle();
         let mut handoff = Handoff {
             cache: self,
-            parts: Some((key, load, flight)),
+            parts: Some((load, flight)),
         };
-        let key = &handoff.parts.as_ref().expect("armed until taken below").0;
-        let found = self.shared.ask_l2(key, None, &token).await;
-        // The token holds the flight's state too: gone before `joined`
-        // (and the flight's drop) count who else does.
-        drop(token);
+        let flight = &handoff.parts.as_ref().expect("armed until taken below").1;
+        let found = self.shared.ask_l2(flight.key(), None, flight.token()).await;
         self.resend_pending();
-        let (key, load, flight) = handoff.parts.take().expect("armed until here");
+        let (load, flight) = handoff.parts.take().expect("armed until here");
         match found {
             Some(found) => {
-                self.shared.flights.finish(&key, flight.token());
+                self.shared.flights.finish(&flight);
                 // Only callers that joined meanwhile need a copy.
                 if flight.joined() {
                     flight.send(Ok(found.clone()));
@@ -90,7 +87,8 @@ where
                 Led::Answered(found)
             }
             None => {
-                let rx = self.spawn_flight(key.clone(), load, flight, None, true);
+                let key = flight.key().clone();
+                let rx = self.spawn_flight(load, flight, None, true);
                 Led::Waiting(rx, key)
             }
         }
@@ -100,12 +98,11 @@ where
     /// found nothing fresh on L2.
     fn spawn_flight<F, Fut, E>(
         &self,
-        key: K,
         load: F,
-        flight: FlightTx<V, E>,
+        flight: FlightTx<K, V, E>,
         newer_than: Option<u64>,
         l2_asked: bool,
-    ) -> FlightRx<V, E>
+    ) -> FlightRx<K, V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
@@ -116,9 +113,9 @@ where
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
             let result = shared
-                .fly(&key, load, tx.token(), newer_than, l2_asked)
+                .fly(tx.key(), load, tx.token(), newer_than, l2_asked)
                 .await;
-            shared.flights.finish(&key, tx.token());
+            shared.flights.finish(&tx);
             tx.send(result);
         });
         self.guard.track(task.abort_handle());
@@ -131,7 +128,7 @@ pub(super) enum Led<K, V, E> {
     /// The leader found the answer on L2 (and gave it to any joiners).
     Answered(Option<super::Cached<V>>),
     /// The load runs on its own task: wait for it here (the key back).
-    Waiting(FlightRx<V, E>, K),
+    Waiting(FlightRx<K, V, E>, K),
 }
 
 /// A leader's load while it reads L2 on the caller's task: if the caller
@@ -145,7 +142,7 @@ where
     E: Send + Sync + 'static,
 {
     cache: &'a TieredCache<K, V>,
-    parts: Option<(K, F, FlightTx<V, E>)>,
+    parts: Option<(F, FlightTx<K, V, E>)>,
 }
 
 impl<K, V, F, Fut, E> Drop for Handoff<'_, K, V, F, Fut, E>
@@ -157,15 +154,15 @@ where
     E: Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        let Some((key, load, flight)) = self.parts.take() else {
+        let Some((load, flight)) = self.parts.take() else {
             return;
         };
         if tokio::runtime::Handle::try_current().is_ok() {
-            drop(self.cache.spawn_flight(key, load, flight, None, false));
+            drop(self.cache.spawn_flight(load, flight, None, false));
         } else {
             // No runtime to run the load on: end the flight; its waiters
             // see it ended and get an error.
-            self.cache.shared.flights.finish(&key, flight.token());
+            self.cache.shared.flights.finish(&flight);
         }
     }
 }

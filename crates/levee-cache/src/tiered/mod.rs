@@ -270,7 +270,7 @@ where
         }
     }
 
-    async fn wait<E>(&self, rx: FlightRx<V, E>) -> FlightResult<V, E> {
+    async fn wait<E>(&self, rx: FlightRx<K, V, E>) -> FlightResult<V, E> {
         // A load task ended without an answer (the cache was dropped)
         // answers `LoaderPanicked`.
         let waiting = rx.wait();

@@ -83,7 +83,9 @@ where
         token: &AtomicBool,
     ) -> Option<Option<Cached<V>>> {
         let l2 = self.l2.as_ref()?;
-        let read = l2.read(key).await;
+        let req = l2.read_request(key);
+        let got = req.send().await;
+        let read = l2.read_decode(&req, got);
         self.take_l2_read(key, read, newer_than, token)
     }
 
