@@ -68,25 +68,30 @@ impl Drop for Ticket {
             if let Some(stop) = state.1.take() {
                 stop.store(true, Ordering::Relaxed);
             }
-            // A stopping thread's last store fails against this 0 (it only
-            // replaces the value it wrote itself), so no stale reading stays.
+            // The stopped thread checks its flag under this lock before any
+            // store, so no stale reading stays.
             NOW.store(0, Ordering::Relaxed);
         }
     }
 }
 
 fn run(read: fn() -> u64, mut last: u64, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         std::thread::sleep(TICK);
         let now = read().max(last).max(1);
-        // Only over its own last value: a ticker stopped (the value reset
-        // to 0) or replaced by a newer one (its own first value) stops here.
-        if NOW
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
+        // Under the state's lock, which a stop and a new start take too: a
+        // stopped ticker never writes again. (It used to compare-and-swap
+        // over its own last value instead; a new ticker started within one
+        // coarse tick begins at that same value, so the old one's store
+        // went through, the new one's next failed and it stopped: nothing
+        // ticked while caches held tickets, and their entries never
+        // expired.)
+        let state = STATE.lock();
+        if stop.load(Ordering::Relaxed) {
             return;
         }
+        NOW.store(now, Ordering::Relaxed);
+        drop(state);
         last = now;
     }
 }
@@ -95,11 +100,13 @@ fn run(read: fn() -> u64, mut last: u64, stop: &AtomicBool) {
 mod tests {
     use super::*;
 
-    fn clock() -> u64 {
-        std::time::UNIX_EPOCH
-            .elapsed()
-            .map_or(1, |d| d.as_nanos() as u64)
-    }
+    /// The caches' own reading: the ticker is process-wide, and caches
+    /// built by other tests meanwhile read whatever it stores (a ticker of
+    /// the wall clock's nanoseconds made their entries' times a scale
+    /// apart from the clock they fall back to, so that an entry outlived
+    /// its TTL in `on_the_default_clock_an_entry_expires_after_its_ttl`,
+    /// and a reading could go back when a coarse ticker took over).
+    use super::super::time::coarse_nanos as clock;
 
     /// One test for the process-wide state: the tests of this crate build
     /// caches on other threads, so counts are compared, not absolute.

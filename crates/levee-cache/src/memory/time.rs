@@ -102,7 +102,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn coarse_nanos() -> u64 {
+pub(super) fn coarse_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -125,7 +125,7 @@ fn coarse_nanos() -> u64 {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn coarse_nanos() -> u64 {
+pub(super) fn coarse_nanos() -> u64 {
     fallback_nanos()
 }
 
