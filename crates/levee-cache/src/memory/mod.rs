@@ -330,7 +330,11 @@ where
                 &mut removed,
             );
         }
-        self.report(removed);
+        // Reported from where it lies (no move of the inline buffer), then
+        // dropped with it.
+        if self.inner.listener.is_some() {
+            self.report(removed.drain(..));
+        }
     }
 
     /// Hands what left the cache to the eviction listener (after the shard
