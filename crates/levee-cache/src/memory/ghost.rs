@@ -38,7 +38,9 @@ struct Bucket {
 
 #[derive(Debug, Default)]
 pub(crate) struct Ghosts {
-    buckets: Vec<Bucket>,
+    /// Never pushed to: replaced whole when it grows (a boxed slice, 8 bytes
+    /// less of the shard's header than a `Vec`).
+    buckets: Box<[Bucket]>,
     /// The epoch of the newest ghost (its low 8 bits are what slots keep).
     epoch: u8,
     /// Ghosts made in the current epoch.
@@ -49,6 +51,10 @@ pub(crate) struct Ghosts {
     window: u8,
     /// The bound they were computed for.
     bound: u32,
+    /// Ghosts made, counted up to the bound: the table is sized for the
+    /// fewer of the two, so a shard that has evicted a few entries holds a
+    /// few slots, not slots for a whole shard of ghosts.
+    made: u32,
 }
 
 impl Ghosts {
@@ -137,6 +143,21 @@ impl Ghosts {
         if bound != self.bound {
             self.set_bound(bound);
         }
+        if self.made < bound {
+            self.made += 1;
+            if self.made as usize * 7 > self.buckets.len() * WAYS * 4 {
+                // Doubling while few ghosts were made (a shard that evicts
+                // now and then keeps a few slots); past a 16th of the bound,
+                // room for the whole bound at once. A table grows empty, so
+                // its last growth drops at most about an eighth of a bound.
+                let ghosts = if self.made <= bound / 64 {
+                    self.made.saturating_mul(2)
+                } else {
+                    bound
+                };
+                self.grow(ghosts.min(bound) as usize);
+            }
+        }
         let kept = Self::kept(fp);
         let b = Self::bucket_of(fp, self.buckets.len());
         if self.find(b, kept).is_some() {
@@ -153,32 +174,34 @@ impl Ghosts {
         bucket.cursor = if at + 1 == WAYS { 0 } else { at as u32 + 1 };
     }
 
-    /// Sets the bound: the epochs' length, and room for it.
+    /// Sets the bound: the epochs' length. (The table's size follows the
+    /// ghosts made, up to the bound.)
     #[cold]
     fn set_bound(&mut self, bound: u32) {
         self.bound = bound;
         self.step = bound.div_ceil(EPOCHS);
         // At most `EPOCHS`, so it fits.
         self.window = bound.div_ceil(self.step) as u8;
-        if bound as usize * 7 > self.buckets.len() * WAYS * 4 {
-            self.grow(bound as usize);
-        }
+        self.made = self.made.min(bound);
     }
 
-    /// A table of 1.875 slots per ghost of `bound`, grown when the bound
-    /// passes 1.75 (so a shard whose entries vary does not grow it at every
-    /// new high). It starts empty: a slot keeps too few of a fingerprint's bits
-    /// to move it, and a ghost is only a hint (a key that comes back before
-    /// the table refills goes to the small queue, as a new key does).
-    fn grow(&mut self, bound: usize) {
-        let n = (bound * 15 / 8).div_ceil(WAYS).max(1);
+    /// A table of 1.875 slots per ghost for `ghosts`, grown when the ghosts
+    /// to hold pass 1.75 slots each (so a shard whose entries vary does not
+    /// grow it at every new high). It starts empty: a slot keeps too few of
+    /// a fingerprint's bits to move it, and a ghost is only a hint (a key
+    /// that comes back before the table refills goes to the small queue, as
+    /// a new key does).
+    #[cold]
+    fn grow(&mut self, ghosts: usize) {
+        let n = (ghosts * 15 / 8).div_ceil(WAYS).max(1);
         self.buckets = vec![
             Bucket {
                 slots: [EMPTY; WAYS],
                 cursor: 0,
             };
             n
-        ];
+        ]
+        .into_boxed_slice();
     }
 
     /// Live ghosts.
@@ -238,7 +261,8 @@ mod tests {
         /// is ever crowded), the table answers exactly as a FIFO of the
         /// newest `bound` ghosts does: a ghost is found until `bound` newer
         /// ones were made, found once, and one remembered again while live
-        /// keeps its place.
+        /// keeps its place; when the table grows (doubling with the ghosts
+        /// made, up to the bound) it starts empty.
         #[test]
         fn ghosts_are_the_newest_bound_by_age(
             ops in prop::collection::vec((any::<bool>(), 0u32..40, 0u32..4), 0..400),
@@ -252,7 +276,13 @@ mod tests {
                 // mirrors.
                 let fp = (high << 30) | (high << 8) | low;
                 if remember {
+                    let slots = ghosts.slots();
                     ghosts.remember(fp, bound);
+                    if ghosts.slots() != slots {
+                        // The table grew with the ghosts made: it starts
+                        // empty.
+                        model.made.clear();
+                    }
                     model.remember(fp.max(1), bound as u32);
                 } else {
                     prop_assert_eq!(ghosts.take(fp), model.take(fp.max(1), bound as u32));

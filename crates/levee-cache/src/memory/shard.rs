@@ -848,6 +848,33 @@ mod tests {
         assert!(built < 550, "{built} slots for 501 entries");
     }
 
+    /// The ghost table grows with the ghosts made: a shard that has evicted
+    /// a few entries holds a few slots (it was sized for a whole shard of
+    /// ghosts at the first eviction: 7.5 bytes an entry at once), and one
+    /// that keeps evicting gets room for a shard's worth.
+    #[test]
+    fn the_ghost_table_grows_with_the_evictions() {
+        let cache = MemoryCache::<u64, u64>::builder()
+            .max_capacity(10_000)
+            .shards(1)
+            .build()
+            .unwrap();
+        for k in 0..10_020u64 {
+            cache.insert(k, k);
+        }
+        let few = cache.inner.shards[0].read().ghosts.slots();
+        assert!(few < 100, "{few} ghost slots after 20 evictions");
+        for k in 10_020..40_000u64 {
+            cache.insert(k, k);
+        }
+        let shard = cache.inner.shards[0].read();
+        assert!(
+            shard.ghosts.slots() >= shard.len(),
+            "{} slots",
+            shard.ghosts.slots()
+        );
+    }
+
     #[test]
     fn ghost_queue_is_bounded_by_entries_not_by_weight() {
         // 1 KiB values in 1 MiB: about 1,000 entries, but a weight of 2^20.
