@@ -125,7 +125,7 @@ where
         MemoryCacheBuilder::new()
     }
 
-    /// The key's hash: its high bits choose the shard, and the shard's
+    /// The key's hash: it chooses the shard (`shard_bits`), and the shard's
     /// table is looked up with the same hash.
     #[inline]
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
