@@ -13,7 +13,8 @@
 //! more than seven. Remembering a ghost writes one slot of its bucket;
 //! looking one up reads one bucket. (A FIFO queue beside a hash set touched
 //! the set twice per eviction, the new ghost in and the oldest out, and the
-//! queue once.)
+//! queue once.) The table grows with the ghosts made, up to the bound; a
+//! grown table starts empty.
 
 /// Slots per bucket: seven `u32` and the bucket's cursor, 32 bytes.
 const WAYS: usize = 7;
