@@ -52,9 +52,9 @@ pub(crate) struct Ghosts {
     window: u8,
     /// The bound they were computed for.
     bound: u32,
-    /// Ghosts made, counted up to the bound: the table is sized for the
-    /// fewer of the two, so a shard that has evicted a few entries holds a
-    /// few slots, not slots for a whole shard of ghosts.
+    /// Ghosts remembered, counted up to the bound: the table is sized for
+    /// the fewer of the two, so a shard that has evicted a few entries
+    /// holds a few slots, not slots for a whole shard of ghosts.
     made: u32,
 }
 
@@ -148,15 +148,15 @@ impl Ghosts {
             self.made += 1;
             if self.made as usize * 7 > self.buckets.len() * WAYS * 4 {
                 // Doubling while few ghosts were made (a shard that evicts
-                // now and then keeps a few slots); past a 16th of the bound,
+                // now and then keeps a few slots); past a 64th of the bound,
                 // room for the whole bound at once. A table grows empty, so
-                // its last growth drops at most about an eighth of a bound.
+                // its last growth drops at most about a 32nd of a bound.
                 let ghosts = if self.made <= bound / 64 {
-                    self.made.saturating_mul(2)
+                    self.made * 2
                 } else {
                     bound
                 };
-                self.grow(ghosts.min(bound) as usize);
+                self.grow(ghosts as usize);
             }
         }
         let kept = Self::kept(fp);

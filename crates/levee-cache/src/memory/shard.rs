@@ -111,7 +111,8 @@ fn small_target(capacity: u64) -> u64 {
 }
 
 /// A key's ghost fingerprint: the low half of its hash (the shard was
-/// chosen by bits 32 and up, so these still tell its keys apart).
+/// chosen by a product's bits 40 and up, so these still tell its keys
+/// apart).
 fn fingerprint(hash: u64) -> u32 {
     hash as u32
 }
@@ -369,7 +370,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let cause = self.count_eviction(expired);
             self.detach(i, old_hash);
             let old = std::mem::replace(&mut self.entries[i as usize], new);
-            self.link_new(i, bucket, stale_until, to_main, weight);
+            self.links[i as usize] = Links {
+                stale_until,
+                prev: i,
+                next: i,
+            };
+            self.link_new(i, bucket, to_main, weight);
             removed.push((old.key, old.slot.value, cause));
             return;
         }
@@ -380,17 +386,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             prev: i,
             next: i,
         });
-        self.link_new(i, bucket, stale_until, to_main, weight);
+        self.link_new(i, bucket, to_main, weight);
     }
 
-    /// Links the new entry at slot `i` (counted in the weights already)
-    /// into its table bucket and the back of its queue.
-    fn link_new(&mut self, i: u32, bucket: usize, stale_until: u64, to_main: bool, weight: u64) {
-        self.links[i as usize] = Links {
-            stale_until,
-            prev: i,
-            next: i,
-        };
+    /// Links the new entry at slot `i` (its links set, counted in the
+    /// weights already) into its table bucket and the back of its queue.
+    fn link_new(&mut self, i: u32, bucket: usize, to_main: bool, weight: u64) {
         if let Some(j) = self.table.get_bucket_mut(bucket) {
             *j = i;
         }
@@ -529,9 +530,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// One step of S3-FIFO: promotes or rotates an entry (`None`), or
     /// names the entry that must leave, its hash and whether it had
-    /// expired. An
-    /// entry leaving the small queue is remembered as a ghost. `pending`:
-    /// a new entry not yet in the slab but counted as linked.
+    /// expired. An entry leaving the small queue is remembered as a ghost.
+    /// `pending`: a new entry not yet in the slab but counted as linked.
     fn next_victim(&mut self, room: &Room<'_>, pending: usize) -> Option<(u32, u64, bool)> {
         let Room {
             hasher,
