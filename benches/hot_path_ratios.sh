@@ -3,8 +3,11 @@
 # peers (issue 19), measured *interleaved*: each round runs levee's case and
 # the peer's case back to back, in alternating order, and the ratio of that
 # round is peer time / levee time (above 1: levee is faster). Prints per
-# pair the median and the minimum of the per-round ratios, and the ratio of
-# the two sides' best times. On a shared VM compare only figures of one run.
+# pair the median and the minimum of the per-round ratios, the ratio of the
+# two sides' best times, and the ratio of the two sides' median times (on a
+# VM whose speed changes from process to process, the per-side medians over
+# many rounds are steadier than any one round's ratio). On a shared VM
+# compare only figures of one run.
 #
 #   cargo build --release -p levee-benches --example hot_path_cost
 #   benches/hot_path_ratios.sh [ROUNDS] [CALLS]          (default 9, 3000000)
@@ -25,22 +28,29 @@ calls=${2:-3000000}
 
 ns() { "$bin" "$1" "$calls" "$2" | awk '/ns per call/ {print $1}'; }
 
+# The median of newline-separated numbers.
+median() { printf '%s' "$1" | sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
+
 pair() {
-    local ours=$1 peer=$2 threads=$3 r a b ratios="" best_a=1e18 best_b=1e18
+    local ours=$1 peer=$2 threads=$3 r a b ratios="" all_a="" all_b="" best_a=1e18 best_b=1e18
     [[ $ours == "${ONLY:-}"* ]] || return 0
     for r in $(seq "$rounds"); do
         if (( r % 2 )); then a=$(ns "$ours" "$threads"); b=$(ns "$peer" "$threads")
         else b=$(ns "$peer" "$threads"); a=$(ns "$ours" "$threads"); fi
         ratios+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.4f\n", b / a}')"$'\n'
+        all_a+="$a"$'\n'
+        all_b+="$b"$'\n'
         best_a=$(awk -v x="$a" -v y="$best_a" 'BEGIN {print (x < y) ? x : y}')
         best_b=$(awk -v x="$b" -v y="$best_b" 'BEGIN {print (x < y) ? x : y}')
     done
-    printf '%-14s vs %-15s %dt: median %sx  min %sx  best %s / %s ns = %sx\n' \
+    printf '%-14s vs %-15s %dt: median %sx  min %sx  best %s / %s ns = %sx  medians %s / %s ns = %sx\n' \
         "$ours" "$peer" "$threads" \
-        "$(printf '%s' "$ratios" | sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}')" \
+        "$(median "$ratios")" \
         "$(printf '%s' "$ratios" | sort -n | head -n1)" \
         "$best_a" "$best_b" \
-        "$(awk -v a="$best_a" -v b="$best_b" 'BEGIN {printf "%.2f", b / a}')"
+        "$(awk -v a="$best_a" -v b="$best_b" 'BEGIN {printf "%.2f", b / a}')" \
+        "$(median "$all_a")" "$(median "$all_b")" \
+        "$(awk -v a="$(median "$all_a")" -v b="$(median "$all_b")" 'BEGIN {printf "%.2f", b / a}')"
 }
 
 echo "# $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg), $rounds rounds of $calls calls"
