@@ -43,14 +43,17 @@ pair() {
         best_a=$(awk -v x="$a" -v y="$best_a" 'BEGIN {print (x < y) ? x : y}')
         best_b=$(awk -v x="$b" -v y="$best_b" 'BEGIN {print (x < y) ? x : y}')
     done
+    local med_a med_b
+    med_a=$(median "$all_a")
+    med_b=$(median "$all_b")
     printf '%-14s vs %-15s %dt: median %sx  min %sx  best %s / %s ns = %sx  medians %s / %s ns = %sx\n' \
         "$ours" "$peer" "$threads" \
         "$(median "$ratios")" \
         "$(printf '%s' "$ratios" | sort -n | head -n1)" \
         "$best_a" "$best_b" \
         "$(awk -v a="$best_a" -v b="$best_b" 'BEGIN {printf "%.2f", b / a}')" \
-        "$(median "$all_a")" "$(median "$all_b")" \
-        "$(awk -v a="$(median "$all_a")" -v b="$(median "$all_b")" 'BEGIN {printf "%.2f", b / a}')"
+        "$med_a" "$med_b" \
+        "$(awk -v a="$med_a" -v b="$med_b" 'BEGIN {printf "%.2f", b / a}')"
 }
 
 echo "# $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg), $rounds rounds of $calls calls"
