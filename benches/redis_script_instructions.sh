@@ -28,6 +28,7 @@ count() { # name calls -> instructions
 if [ $# -eq 0 ]; then
     set -- "return 1" "return {1, 2, 3, 4}" "GET + SET PX (floor)" \
         "counter before, server TIME" "counter before, caller's time" \
+        "counter hash, server TIME" "counter hash, caller's time" \
         "counter now, server TIME" "counter now, caller's time" \
         "GCRA (redis_rate shape), server TIME" "GCRA (redis_rate shape), caller's time" \
         "levee RedisGcra, server TIME" "levee RedisGcra, caller's time"

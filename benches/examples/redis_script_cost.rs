@@ -4,7 +4,8 @@
 //! the candidates interleaved batch by batch, the median of the batches
 //! printed. Candidates: `return 1`, a bare `GET` + `SET PX` (the floor of
 //! any read-modify-write script), levee's counter script as shipped
-//! (`RedisSlidingWindow`, `WindowMode::Counter`) now and before issue 21,
+//! (`RedisSlidingWindow`, `WindowMode::Counter`) now, in its earlier hash
+//! form and before issue 21,
 //! a GCRA script of the shape go-redis's `redis_rate` uses (one key, a
 //! read and a write), written for this comparison, and levee's
 //! `RedisGcra` script; each with the server's `TIME` and with the caller's
@@ -177,7 +178,8 @@ fn main() {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_connection().unwrap();
     let window = 60_000_000i64; // 1 min, µs
-    let limit = i64::from(u32::MAX / 2); // never refuses: the admit path
+    // Never refuses (the admit path), and below the packed form's bound.
+    let limit = i64::from(scripts::PACKED_LIMIT_BOUND - 1);
     let emission = 1i64; // GCRA: 1 µs per call, a huge burst: the admit path
     let tolerance = 1_000_000_000_000i64;
     let mut candidates = vec![
@@ -210,6 +212,16 @@ fn main() {
         candidates.push(Candidate {
             name: Box::leak(format!("counter now, {label}").into_boxed_str()),
             script: redis::Script::new(&scripts::counter(window, limit as u32)),
+            client_time,
+            args: vec![],
+        });
+        candidates.push(Candidate {
+            name: Box::leak(format!("counter hash, {label}").into_boxed_str()),
+            script: redis::Script::new(&scripts::counter_with_body(
+                window,
+                limit as u32,
+                &scripts::with_tails(scripts::COUNTER_HASH_BODY),
+            )),
             client_time,
             args: vec![],
         });
@@ -247,6 +259,7 @@ fn main() {
                 if c.client_time {
                     inv.arg(now_micros());
                 } else if !(c.name.starts_with("counter now")
+                    || c.name.starts_with("counter hash")
                     || c.name.starts_with("levee RedisGcra"))
                 {
                     inv.arg(-1);

@@ -31,33 +31,123 @@ end
 return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 "#;
 
-/// Sliding-window counter in one hash with fixed fields: `w` (the current
-/// window's index), `c` (its count), `p` (the previous window's count). At
-/// most `limit` per aligned window.
+/// Sliding-window counter. At most `limit` per aligned window.
 ///
 /// Written for server time per decision (what caps a fleet's shared
 /// limiter): the quota's window and limit are literals in the script (one
 /// script per quota: Lua parses them once, at load), `now` and the cost are
 /// passed only when needed (`ARGV[1]`: now in µs, or `s` or absent for the
-/// server's `TIME`; `ARGV[2]`: the cost, absent for 1), fields are parsed
-/// only when used, the count is written with `HINCRBY` and the call's own
-/// argument (no number formatting), floors and ceilings are taken with `%`
-/// (an operator, where `math.floor` is a global and a field looked up on
-/// every call), and an admission answers one integer,
-/// `remaining * __PACK__ + reset_ms` (see [`Packing`]). A refusal answers
-/// `{0, remaining, retry_us, reset_us}`. `benches/redis_script_instructions.sh`
-/// counts the server's instructions per call.
+/// server's `TIME`; `ARGV[2]`: the cost, absent for 1), counts are written
+/// with the call's own argument (no number formatting), floors and
+/// ceilings are taken with `%` (an operator, where `math.floor` is a global
+/// and a field looked up on every call), and an admission answers one
+/// integer, `remaining * __PACK__ + reset_ms` (see [`Packing`]). A refusal
+/// answers `{0, remaining, retry_us, reset_us}`.
+/// `benches/redis_script_instructions.sh` counts the server's instructions
+/// per call.
+///
+/// The state has two forms (see [`counter_body`]): one integer for limits
+/// below 2^22 ([`COUNTER_PACKED_BODY`]), a hash above
+/// ([`COUNTER_HASH_BODY`]).
 const COUNTER_TEMPLATE: &str = r#"
 local W = __WINDOW__
 local L = __LIMIT__
 __NOW_AND_COST__
 __COUNTER_BODY__"#;
 
+/// Limits below this keep their state in one integer
+/// ([`COUNTER_PACKED_BODY`]); larger ones in a hash.
+pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 22;
+
 /// The counter's decision for `key`, cost `n` (`ARGV[2] or '1'`: the cost
-/// as the caller sent it), at `now`: shared by the one-key script and the
-/// batch's per-key function.
-const COUNTER_BODY: &str = r#"local idx = (now - now % W) / W
-local s = redis.call('HMGET', key, 'w', 'c', 'p')
+/// as the caller sent it), at `now`, its state in one integer: `(window
+/// index mod 256) * 2^45 + previous window's count * 2^23 + current
+/// window's count` (below 2^53: exact in a Lua number). Shared by the
+/// one-key script and the batch's per-key function.
+///
+/// The common decision, an admission in the key's current window, is one
+/// Redis command: an `INCRBY` of the cost, optimistic, whose answer holds
+/// the whole state; a refusal takes the cost back (a script runs alone, so
+/// no client sees the sum), and a new window writes the integer whole with
+/// its expiry (once per window). The count fields hold counts up to twice
+/// the limit (the optimistic sum) for limits below 2^22
+/// ([`PACKED_LIMIT_BOUND`]). The window index is kept modulo 256: a key
+/// expires at most a few windows after its last admission (windows are at
+/// least 1 ms), so an index 256 windows old is never read. A hash of
+/// fields (`HMGET` and `HINCRBY`) took about a third more server time.
+///
+/// A key that holds the hash form (a limit that was 2^22 or more, or a
+/// levee before this form) is converted on its first use, its counts and
+/// expiry kept; a string that holds no counter is dropped.
+pub(crate) const COUNTER_PACKED_BODY: &str = r#"local idx = (now - now % W) / W
+local v = redis.pcall('INCRBY', key, ARGV[2] or '1')
+if type(v) ~= 'number' then
+  local t = redis.call('TYPE', key).ok
+  if t == 'hash' then
+    local h = redis.call('HMGET', key, 'w', 'c', 'p')
+    local ttl = redis.call('PTTL', key)
+    redis.call('DEL', key)
+    local hw = tonumber(h[1])
+    if hw and ttl > 0 then
+      local c = math.min(math.max(tonumber(h[2]) or 0, 0), L)
+      local p = math.min(math.max(tonumber(h[3]) or 0, 0), L)
+      redis.call('SET', key, ((hw % 256) * 4194304 + p) * 8388608 + c, 'PX', ttl)
+    end
+  elseif t == 'string' then
+    redis.call('DEL', key)
+  end
+  -- Again; any other type raises WRONGTYPE this time.
+  v = redis.call('INCRBY', key, ARGV[2] or '1')
+end
+local curr = v % 8388608
+local rest = (v - curr) / 8388608
+local prev = rest % 4194304
+local w = (rest - prev) / 4194304
+local m = idx % 256
+-- v == n: the increment made the key (or found an empty state).
+local same = w == m and v ~= n
+if same then
+  curr = curr - n
+elseif w == (m + 255) % 256 then
+  prev = curr - n
+  curr = 0
+else
+  curr, prev = 0, 0
+end
+local into = now - idx * W
+local est = prev * (W - into) / W + curr
+if est + n <= L + 1e-9 then
+  if not same then
+    -- A new window: the state matters until the next one ends, so the key
+    -- expires two windows after this one starts (set once per window).
+    local ms = (2 * W - into) / 1000
+    redis.call('SET', key, (m * 4194304 + math.min(prev, L)) * 8388608 + n, 'PX', ms + (-ms) % 1 + 1)
+  end
+__ADMITTED__
+end
+if v == n then
+  redis.call('DEL', key)
+else
+  redis.call('INCRBY', key, -n)
+end
+__REFUSED__"#;
+
+/// The counter's decision with its state in a hash with fixed fields: `w`
+/// (the current window's index), `c` (its count), `p` (the previous
+/// window's count), for limits of 2^22 and more (see
+/// [`COUNTER_PACKED_BODY`]). A key that holds the packed integer form (the
+/// limit was raised) starts over.
+pub(crate) const COUNTER_HASH_BODY: &str = r#"local idx = (now - now % W) / W
+local s = redis.pcall('HMGET', key, 'w', 'c', 'p')
+if s.err then
+  -- The key holds the packed integer form of a limit below 2^22 (the
+  -- limit was raised): it starts over as a hash; any type but a string
+  -- raises WRONGTYPE below.
+  if redis.call('TYPE', key).ok == 'string' then
+    redis.call('DEL', key)
+  end
+  s = redis.call('HMGET', key, 'w', 'c', 'p')
+end
 local w = tonumber(s[1])
 local curr, prev = 0, 0
 if w == idx then
@@ -78,16 +168,23 @@ if est + n <= L + 1e-9 then
     local ms = (2 * W - into) / 1000
     redis.call('PEXPIRE', key, ms + (-ms) % 1 + 1)
   end
-  local rem = L - est - n
+__ADMITTED__
+end
+__REFUSED__"#;
+
+/// An admission's answer, the end of both bodies: `rem` and `reset` in the
+/// packed integer when they fit (see [`Packing`]).
+const ADMITTED: &str = r#"  local rem = L - est - n
   rem = rem - rem % 1
   local reset = (2 * W - into) / 1000
   reset = reset + (-reset) % 1
   if rem < __REM_MAX__ and reset < __PACK__ then
     return rem * __PACK__ + reset
   end
-  return {1, rem, 0, 2 * W - into}
-end
-local retry
+  return {1, rem, 0, 2 * W - into}"#;
+
+/// A refusal's answer, the end of both bodies.
+const REFUSED: &str = r#"local retry
 if curr + n <= L and prev > 0 then
   local need = 1 - (L - curr - n) / prev
   retry = math.max(1, math.ceil(need * W) - into)
@@ -98,8 +195,23 @@ else
   end
   retry = (W - into) + math.ceil(need * W)
 end
-return {0, math.max(0, math.floor(L - est)), retry, 2 * W - into}
-"#;
+return {0, math.max(0, math.floor(L - est)), retry, 2 * W - into}"#;
+
+/// The counter's decision body for `limit`, its two tails filled in.
+pub(crate) fn counter_body(limit: u32) -> String {
+    with_tails(if limit < PACKED_LIMIT_BOUND {
+        COUNTER_PACKED_BODY
+    } else {
+        COUNTER_HASH_BODY
+    })
+}
+
+/// `body` ([`COUNTER_PACKED_BODY`] or [`COUNTER_HASH_BODY`]) with its two
+/// tails filled in.
+pub(crate) fn with_tails(body: &str) -> String {
+    body.replace("__ADMITTED__", ADMITTED)
+        .replace("__REFUSED__", REFUSED)
+}
 
 /// The counter for several keys in one call ([`counter_batch`]): `ARGV[1]`
 /// is `now` (µs) or `s` for the server's `TIME` (read once for the whole
@@ -204,10 +316,16 @@ pub(crate) fn counter_packing(window_us: i64) -> Packing {
 
 /// The counter script for a window of `window_us` µs and `limit`.
 pub(crate) fn counter(window_us: i64, limit: u32) -> String {
+    counter_with_body(window_us, limit, &counter_body(limit))
+}
+
+/// The one-key counter script with `body` (a [`counter_body`]) as its
+/// decision: [`counter`], and the bench's side-by-side forms.
+pub(crate) fn counter_with_body(window_us: i64, limit: u32, body: &str) -> String {
     counter_packing(window_us).fill(
         &COUNTER_TEMPLATE
             .replace("__NOW_AND_COST__", NOW_AND_COST)
-            .replace("__COUNTER_BODY__", COUNTER_BODY)
+            .replace("__COUNTER_BODY__", body)
             .replace("__WINDOW__", &window_us.to_string())
             .replace("__LIMIT__", &limit.to_string()),
     )
@@ -221,7 +339,7 @@ pub(crate) fn counter_batch(window_us: i64, limit: u32) -> String {
         &COUNTER_BATCH_TEMPLATE
             .replace(
                 "__BATCH_BODY__",
-                &COUNTER_BODY.replace("ARGV[2] or '1'", "cost"),
+                &counter_body(limit).replace("ARGV[2] or '1'", "cost"),
             )
             .replace("__WINDOW__", &window_us.to_string())
             .replace("__LIMIT__", &limit.to_string()),
@@ -280,7 +398,7 @@ pub(crate) fn gcra_packing(emission_us: i64, burst: u32) -> Packing {
 
 #[cfg(test)]
 mod tests {
-    use levee_redis::{RedisClient, Reply, Script};
+    use levee_redis::{Command, RedisClient, Reply, Script};
 
     use super::*;
 
@@ -365,6 +483,178 @@ return bad
             let (remaining, reset_ms) = packing.unpack(packed);
             assert_eq!(remaining, u64::from(limit) - 1);
             assert!((1..=max_reset_ms).contains(&reset_ms), "{reset_ms}");
+        }
+    }
+
+    /// A window of 10 s and its packing, for the state tests below.
+    const TEN_S: i64 = 10_000_000;
+
+    /// One call of `script` for `key` at `now` (µs) with cost `n`.
+    async fn decide(client: &RedisClient, script: &Script, key: &str, now: i64, n: u32) -> Reply {
+        client
+            .eval(&script.call().key(key).arg(now).arg(n))
+            .await
+            .unwrap()
+    }
+
+    async fn command(client: &RedisClient, name: &'static str, args: &[&str]) -> Reply {
+        let mut cmd = Command::new(name);
+        for a in args {
+            cmd = cmd.arg(*a);
+        }
+        client.command(&cmd).await.unwrap()
+    }
+
+    /// An admission's remaining count (the packed answer).
+    fn remaining(reply: &Reply) -> u64 {
+        match reply {
+            Reply::Int(packed) => counter_packing(TEN_S).unpack(*packed).0,
+            other => panic!("not an admission: {other:?}"),
+        }
+    }
+
+    fn refused(reply: &Reply) -> bool {
+        matches!(reply, Reply::Array(a) if a.first() == Some(&Reply::Int(0)))
+    }
+
+    /// The start of a window whose index modulo 256 is `m`.
+    fn window_start(m: i64) -> i64 {
+        // About 2026 in µs, rounded to a window whose index is 0 mod 256.
+        let base = 1_800_000_000_000_000 / (256 * TEN_S) * (256 * TEN_S);
+        base + m * TEN_S
+    }
+
+    /// The state is one integer: the window's index (mod 256), the previous
+    /// and the current window's counts; a refusal leaves it, and its
+    /// expiry, as they were; the previous window's count carries across
+    /// the index's wrap from 255 to 0.
+    #[tokio::test]
+    async fn the_counter_state_is_one_integer_that_a_refusal_leaves_unchanged() {
+        let server = levee_testkit::RedisServer::start().unwrap();
+        let client = RedisClient::standalone(server.url()).build().unwrap();
+        let script = Script::new(&counter(TEN_S, 5));
+        let t = window_start(255) + 1_000;
+        for (i, n) in [2, 1, 2].into_iter().enumerate() {
+            let r = decide(&client, &script, "k", t + i as i64, n).await;
+            assert_eq!(remaining(&r), [3, 2, 0][i], "{r:?}");
+        }
+        let state = command(&client, "GET", &["k"]).await;
+        let expected = (255i64 * (1 << 22)) * (1 << 23) + 5;
+        assert_eq!(state, Reply::Bytes(expected.to_string().into_bytes()));
+        let ttl = command(&client, "PTTL", &["k"]).await;
+        assert!(refused(&decide(&client, &script, "k", t + 5, 1).await));
+        assert_eq!(command(&client, "GET", &["k"]).await, state, "a refusal");
+        let Reply::Int(after) = command(&client, "PTTL", &["k"]).await else {
+            panic!()
+        };
+        let Reply::Int(before) = ttl else { panic!() };
+        assert!(
+            after <= before && after > before - 1_000,
+            "{before} {after}"
+        );
+
+        // Window 256 (index 0 mod 256), half over: half of the 5 still
+        // counts, 2.5 of 5 left, so a cost of 2 is admitted and the next is
+        // refused.
+        let next = window_start(256) + TEN_S / 2;
+        let r = decide(&client, &script, "k", next, 2).await;
+        assert_eq!(remaining(&r), 0, "{r:?}");
+        assert!(refused(&decide(&client, &script, "k", next + 1, 1).await));
+        let expected = (5i64 << 23) + 2;
+        assert_eq!(
+            command(&client, "GET", &["k"]).await,
+            Reply::Bytes(expected.to_string().into_bytes())
+        );
+        // A refusal on a key that does not exist (a cost above the limit,
+        // which the limiter refuses before it asks) leaves no key.
+        let batch = Script::new(&counter_batch(TEN_S, 1));
+        let call = batch.call().key("y").arg(next).arg(2u32);
+        assert_eq!(command(&client, "EXISTS", &["y"]).await, Reply::Int(0));
+        let r = client.eval(&call).await.unwrap();
+        assert!(matches!(&r, Reply::Array(a) if refused(&a[0])), "{r:?}");
+        assert_eq!(command(&client, "EXISTS", &["y"]).await, Reply::Int(0));
+    }
+
+    /// A key left in the hash form (by a levee before the packed form, or
+    /// by a limit of 2^22 or more) is converted on its first use, its
+    /// counts and expiry kept; a string that holds no counter starts over;
+    /// a key of another type is an error and is left alone; a limit raised
+    /// to 2^22 or more starts a packed key over in the hash form.
+    #[tokio::test]
+    async fn a_counter_key_in_another_form_is_converted_or_starts_over() {
+        let server = levee_testkit::RedisServer::start().unwrap();
+        let client = RedisClient::standalone(server.url()).build().unwrap();
+        let script = Script::new(&counter(TEN_S, 10));
+        let t = window_start(3);
+        let idx = (t / TEN_S).to_string();
+        command(&client, "HSET", &["h", "w", &idx, "c", "3", "p", "2"]).await;
+        command(&client, "PEXPIRE", &["h", "15000"]).await;
+        // At the window's start the previous window counts whole: 2 + 3 + 1.
+        assert_eq!(remaining(&decide(&client, &script, "h", t, 1).await), 4);
+        assert_eq!(
+            command(&client, "TYPE", &["h"]).await,
+            Reply::Status("string".into())
+        );
+        let Reply::Int(ttl) = command(&client, "PTTL", &["h"]).await else {
+            panic!()
+        };
+        assert!(ttl > 14_000 && ttl <= 15_000, "the expiry kept: {ttl}");
+        assert_eq!(remaining(&decide(&client, &script, "h", t, 1).await), 3);
+
+        command(&client, "SET", &["s", "not a counter"]).await;
+        assert_eq!(remaining(&decide(&client, &script, "s", t, 1).await), 9);
+        command(&client, "SET", &["big", "9223372036854775807"]).await;
+        assert_eq!(remaining(&decide(&client, &script, "big", t, 1).await), 9);
+
+        command(&client, "ZADD", &["z", "1", "m"]).await;
+        let err = client
+            .eval(&script.call().key("z").arg(t).arg(1u32))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+        assert_eq!(
+            command(&client, "ZCARD", &["z"]).await,
+            Reply::Int(1),
+            "left alone"
+        );
+
+        // The limit raised past the packed form's bound: "h" starts over.
+        let large = Script::new(&counter(TEN_S, PACKED_LIMIT_BOUND));
+        let r = decide(&client, &large, "h", t, 1).await;
+        assert_eq!(remaining(&r), u64::from(PACKED_LIMIT_BOUND) - 1);
+        assert_eq!(
+            command(&client, "TYPE", &["h"]).await,
+            Reply::Status("hash".into())
+        );
+        // And back: converted again, its count kept.
+        assert_eq!(remaining(&decide(&client, &script, "h", t, 1).await), 8);
+    }
+
+    /// The batch script decides as the one-key script does, the same key
+    /// twice in one batch included, on either state form.
+    #[tokio::test]
+    async fn the_batch_decides_as_the_one_key_script() {
+        let server = levee_testkit::RedisServer::start().unwrap();
+        let client = RedisClient::standalone(server.url()).build().unwrap();
+        let t = window_start(7) + 1;
+        for limit in [3, PACKED_LIMIT_BOUND] {
+            let one = Script::new(&counter(TEN_S, limit));
+            let batch = Script::new(&counter_batch(TEN_S, limit));
+            let costs = [1u32, 2, 1, 1];
+            let mut call = batch.call().arg(t);
+            for (key, n) in ["b", "b", "c", "b"].iter().zip(costs) {
+                call = call.key(*key).arg(n);
+            }
+            let Reply::Array(batched) = client.eval(&call).await.unwrap() else {
+                panic!()
+            };
+            let mut alone = Vec::new();
+            for (key, n) in ["a", "a", "d", "a"].iter().zip(costs) {
+                alone.push(decide(&client, &one, key, t, n).await);
+            }
+            assert_eq!(batched, alone, "limit {limit}");
+            assert!(refused(&batched[3]) == (limit == 3), "{batched:?}");
+            command(&client, "FLUSHALL", &[]).await;
         }
     }
 }
