@@ -55,6 +55,13 @@ pub enum OnRedisError {
 /// admits at most the limit per aligned window, with the same bounded
 /// over-admission in unaligned windows as the local counter.
 ///
+/// In Redis, a counter-mode key holds one integer (window index and both
+/// windows' counts, packed) for limits below 2^22, so an admission is one
+/// `INCRBY` inside the script; larger limits keep a hash. A key in the
+/// other form (an older levee during a rolling upgrade, or a changed
+/// limit) is converted, or starts over, on its next check. A key expires
+/// two windows after its last window began.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::num::NonZeroU32;
