@@ -30,6 +30,8 @@ if [ $# -eq 0 ]; then
         "counter before, server TIME" "counter before, caller's time" \
         "counter hash, server TIME" "counter hash, caller's time" \
         "counter now, server TIME" "counter now, caller's time" \
+        "counter optimistic, server TIME" "counter optimistic, caller's time" \
+        "counter now, refused" "counter optimistic, refused" "counter hash, refused" \
         "GCRA (redis_rate shape), server TIME" "GCRA (redis_rate shape), caller's time" \
         "levee RedisGcra, server TIME" "levee RedisGcra, caller's time"
 fi

@@ -5,7 +5,8 @@
 //! printed. Candidates: `return 1`, a bare `GET` + `SET PX` (the floor of
 //! any read-modify-write script), levee's counter script as shipped
 //! (`RedisSlidingWindow`, `WindowMode::Counter`) now, in its earlier hash
-//! form and before issue 21,
+//! form, with an optimistic `INCRBY` (tried, not shipped) and before issue
+//! 21, the counters' refusal path (a limit of 1),
 //! a GCRA script of the shape go-redis's `redis_rate` uses (one key, a
 //! read and a write), written for this comparison, and levee's
 //! `RedisGcra` script; each with the server's `TIME` and with the caller's
@@ -99,6 +100,63 @@ else
 end
 return {0, math.max(0, math.floor(limit - est)), retry, 2 * window - into}
 "#;
+
+/// The one-integer counter with an optimistic `INCRBY` (the first form of
+/// issue 21's packed counter, not shipped): an admission in the window is
+/// one command, but a refusal writes twice (the `INCRBY` and its undo).
+/// For the comparison with the shipped read-first form.
+const COUNTER_OPTIMISTIC_BODY: &str = r#"local idx = (now - now % W) / W
+local v = redis.pcall('INCRBY', key, ARGV[2] or '1')
+if type(v) ~= 'number' then
+  local t = redis.call('TYPE', key).ok
+  if t == 'hash' then
+    local h = redis.call('HMGET', key, 'w', 'c', 'p')
+    local ttl = redis.call('PTTL', key)
+    redis.call('DEL', key)
+    local hw = tonumber(h[1])
+    if hw and ttl > 0 then
+      local c = math.min(math.max(tonumber(h[2]) or 0, 0), L)
+      local p = math.min(math.max(tonumber(h[3]) or 0, 0), L)
+      redis.call('SET', key, ((hw % 256) * 4194304 + p) * 8388608 + c, 'PX', ttl)
+    end
+  elseif t == 'string' then
+    redis.call('DEL', key)
+  end
+  -- Again; any other type raises WRONGTYPE this time.
+  v = redis.call('INCRBY', key, ARGV[2] or '1')
+end
+local curr = v % 8388608
+local rest = (v - curr) / 8388608
+local prev = rest % 4194304
+local w = (rest - prev) / 4194304
+local m = idx % 256
+-- v == n: the increment made the key (or found an empty state).
+local same = w == m and v ~= n
+if same then
+  curr = curr - n
+elseif w == (m + 255) % 256 then
+  prev = curr - n
+  curr = 0
+else
+  curr, prev = 0, 0
+end
+local into = now - idx * W
+local est = prev * (W - into) / W + curr
+if est + n <= L + 1e-9 then
+  if not same then
+    -- A new window: the state matters until the next one ends, so the key
+    -- expires two windows after this one starts (set once per window).
+    local ms = (2 * W - into) / 1000
+    redis.call('SET', key, (m * 4194304 + math.min(prev, L)) * 8388608 + n, 'PX', ms + (-ms) % 1 + 1)
+  end
+__ADMITTED__
+end
+if v == n then
+  redis.call('DEL', key)
+else
+  redis.call('INCRBY', key, -n)
+end
+__REFUSED__"#;
 
 const FLOOR: &str = r#"
 local v = redis.call('GET', KEYS[1])
@@ -226,6 +284,16 @@ fn main() {
             args: vec![],
         });
         candidates.push(Candidate {
+            name: Box::leak(format!("counter optimistic, {label}").into_boxed_str()),
+            script: redis::Script::new(&scripts::counter_with_body(
+                window,
+                limit as u32,
+                &scripts::with_tails(COUNTER_OPTIMISTIC_BODY),
+            )),
+            client_time,
+            args: vec![],
+        });
+        candidates.push(Candidate {
             name: Box::leak(format!("levee RedisGcra, {label}").into_boxed_str()),
             script: redis::Script::new(&scripts::gcra(1, 16_000_000)),
             client_time,
@@ -236,6 +304,24 @@ fn main() {
             script: redis::Script::new(GCRA),
             client_time,
             args: vec![emission, tolerance, 1],
+        });
+    }
+    // The refusal path: a limit of 1, so after each key's first call every
+    // call is refused (the caller's time).
+    for (name, body) in [
+        ("counter now, refused", scripts::COUNTER_PACKED_BODY),
+        ("counter hash, refused", scripts::COUNTER_HASH_BODY),
+        ("counter optimistic, refused", COUNTER_OPTIMISTIC_BODY),
+    ] {
+        candidates.push(Candidate {
+            name,
+            script: redis::Script::new(&scripts::counter_with_body(
+                window,
+                1,
+                &scripts::with_tails(body),
+            )),
+            client_time: true,
+            args: vec![],
         });
     }
     if let Some(only) = &opts.only {
@@ -260,6 +346,7 @@ fn main() {
                     inv.arg(now_micros());
                 } else if !(c.name.starts_with("counter now")
                     || c.name.starts_with("counter hash")
+                    || c.name.starts_with("counter optimistic")
                     || c.name.starts_with("levee RedisGcra"))
                 {
                     inv.arg(-1);

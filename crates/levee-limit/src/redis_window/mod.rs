@@ -56,11 +56,14 @@ pub enum OnRedisError {
 /// over-admission in unaligned windows as the local counter.
 ///
 /// In Redis, a counter-mode key holds one integer (window index and both
-/// windows' counts, packed) for limits below 2^22, so an admission is one
-/// `INCRBY` inside the script; larger limits keep a hash. A key in the
-/// other form (an older levee during a rolling upgrade, or a changed
-/// limit) is converted, or starts over, on its next check. A key expires
-/// two windows after its last window began.
+/// windows' counts, packed) for limits below 2^22: a decision reads it with
+/// one `GET`, an admission adds its cost with one `INCRBY`, and a refusal
+/// writes nothing. Larger limits keep a hash. A key in the other form (a
+/// changed limit, or a levee from before this form) is converted, or starts
+/// over, on its next check; while a fleet runs both versions, a replica
+/// still on the hash form answers a check on a key already converted with
+/// its [`OnRedisError`] policy (Redis says `WRONGTYPE`). A key expires two
+/// windows after its last window began.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -62,73 +62,74 @@ pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 22;
 /// The counter's decision for `key`, cost `n` (`ARGV[2] or '1'`: the cost
 /// as the caller sent it), at `now`, its state in one integer: `(window
 /// index mod 256) * 2^45 + previous window's count * 2^23 + current
-/// window's count` (below 2^53: exact in a Lua number). Shared by the
+/// window's count` (below 2^53: exact in a Lua number; counts never exceed
+/// the limit, below 2^22 here: [`PACKED_LIMIT_BOUND`]). Shared by the
 /// one-key script and the batch's per-key function.
 ///
-/// The common decision, an admission in the key's current window, is one
-/// Redis command: an `INCRBY` of the cost, optimistic, whose answer holds
-/// the whole state; a refusal takes the cost back (a script runs alone, so
-/// no client sees the sum), and a new window writes the integer whole with
-/// its expiry (once per window). The count fields hold counts up to twice
-/// the limit (the optimistic sum) for limits below 2^22
-/// ([`PACKED_LIMIT_BOUND`]). The window index is kept modulo 256: a key
-/// expires at most a few windows after its last admission (windows are at
-/// least 1 ms), so an index 256 windows old is never read. A hash of
-/// fields (`HMGET` and `HINCRBY`) took about a third more server time.
+/// One `GET` reads the whole state; an admission in the key's current
+/// window then writes with one `INCRBY` of the cost (no number
+/// formatting), a new window writes the integer whole with its expiry
+/// (once per window), and a refusal writes nothing (nothing for replicas
+/// or the AOF while a flood is refused). The window index is kept modulo
+/// 256: a key expires at most two windows and a millisecond after the
+/// write that opened its window (windows are at least 1 ms), so an index
+/// 256 windows old is never read. A hash of fields (`HMGET` and `HINCRBY`)
+/// took about 40 % more server instructions per admission.
 ///
 /// A key that holds the hash form (a limit that was 2^22 or more, or a
 /// levee before this form) is converted on its first use, its counts and
-/// expiry kept; a string that holds no counter is dropped.
+/// expiry kept; a string that holds no counter (not an integer in range)
+/// starts over; any other type is a `WRONGTYPE` error.
 pub(crate) const COUNTER_PACKED_BODY: &str = r#"local idx = (now - now % W) / W
-local v = redis.pcall('INCRBY', key, ARGV[2] or '1')
-if type(v) ~= 'number' then
-  local t = redis.call('TYPE', key).ok
-  if t == 'hash' then
-    local h = redis.call('HMGET', key, 'w', 'c', 'p')
-    local ttl = redis.call('PTTL', key)
-    redis.call('DEL', key)
-    local hw = tonumber(h[1])
-    if hw and ttl > 0 then
-      local c = math.min(math.max(tonumber(h[2]) or 0, 0), L)
-      local p = math.min(math.max(tonumber(h[3]) or 0, 0), L)
-      redis.call('SET', key, ((hw % 256) * 4194304 + p) * 8388608 + c, 'PX', ttl)
-    end
-  elseif t == 'string' then
-    redis.call('DEL', key)
+local raw = redis.pcall('GET', key)
+if type(raw) == 'table' then
+  if redis.call('TYPE', key).ok ~= 'hash' then
+    -- Raises WRONGTYPE.
+    raw = redis.call('GET', key)
   end
-  -- Again; any other type raises WRONGTYPE this time.
-  v = redis.call('INCRBY', key, ARGV[2] or '1')
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local ttl = redis.call('PTTL', key)
+  redis.call('DEL', key)
+  local hw = tonumber(h[1])
+  raw = false
+  if hw and ttl > 0 then
+    local c = math.min(math.max(tonumber(h[2]) or 0, 0), L)
+    local p = math.min(math.max(tonumber(h[3]) or 0, 0), L)
+    raw = ((hw % 256) * 4194304 + p) * 8388608 + c
+    redis.call('SET', key, raw, 'PX', ttl)
+  end
+end
+local v = tonumber(raw)
+if not v or v < 0 or v % 1 ~= 0 or v >= 9007199254740992 then
+  v = 0
 end
 local curr = v % 8388608
 local rest = (v - curr) / 8388608
 local prev = rest % 4194304
 local w = (rest - prev) / 4194304
 local m = idx % 256
--- v == n: the increment made the key (or found an empty state).
-local same = w == m and v ~= n
-if same then
-  curr = curr - n
-elseif w == (m + 255) % 256 then
-  prev = curr - n
+-- v == 0: no state (a written state's count is at least 1).
+local same = w == m and v ~= 0
+if not same then
+  if w == (m + 255) % 256 then
+    prev = curr
+  else
+    prev = 0
+  end
   curr = 0
-else
-  curr, prev = 0, 0
 end
 local into = now - idx * W
 local est = prev * (W - into) / W + curr
 if est + n <= L + 1e-9 then
-  if not same then
+  if same then
+    redis.call('INCRBY', key, ARGV[2] or '1')
+  else
     -- A new window: the state matters until the next one ends, so the key
     -- expires two windows after this one starts (set once per window).
     local ms = (2 * W - into) / 1000
     redis.call('SET', key, (m * 4194304 + math.min(prev, L)) * 8388608 + n, 'PX', ms + (-ms) % 1 + 1)
   end
 __ADMITTED__
-end
-if v == n then
-  redis.call('DEL', key)
-else
-  redis.call('INCRBY', key, -n)
 end
 __REFUSED__"#;
 
@@ -542,7 +543,17 @@ return bad
         let expected = (255i64 * (1 << 22)) * (1 << 23) + 5;
         assert_eq!(state, Reply::Bytes(expected.to_string().into_bytes()));
         let ttl = command(&client, "PTTL", &["k"]).await;
+        command(&client, "CONFIG", &["RESETSTAT"]).await;
         assert!(refused(&decide(&client, &script, "k", t + 5, 1).await));
+        // A refusal writes nothing (Redis counts a script's own commands).
+        let Reply::Bytes(info) = command(&client, "INFO", &["commandstats"]).await else {
+            panic!()
+        };
+        let info = String::from_utf8(info).unwrap();
+        for write in ["cmdstat_incrby", "cmdstat_set:", "cmdstat_del"] {
+            assert!(!info.contains(write), "{write} in {info}");
+        }
+        assert!(info.contains("cmdstat_get:calls=1,"), "{info}");
         assert_eq!(command(&client, "GET", &["k"]).await, state, "a refusal");
         let Reply::Int(after) = command(&client, "PTTL", &["k"]).await else {
             panic!()
@@ -605,6 +616,12 @@ return bad
         assert_eq!(remaining(&decide(&client, &script, "s", t, 1).await), 9);
         command(&client, "SET", &["big", "9223372036854775807"]).await;
         assert_eq!(remaining(&decide(&client, &script, "big", t, 1).await), 9);
+        // Not an integer, in the current window's place (index 3 mod 256):
+        // starts over rather than failing in `INCRBY`.
+        let fractional = format!("{}.5", 3i64 << 45);
+        command(&client, "SET", &["frac", &fractional]).await;
+        assert_eq!(remaining(&decide(&client, &script, "frac", t, 1).await), 9);
+        assert_eq!(remaining(&decide(&client, &script, "frac", t, 1).await), 8);
 
         command(&client, "ZADD", &["z", "1", "m"]).await;
         let err = client
