@@ -192,6 +192,11 @@ fn evalsha_usec_per_call(conn: &mut redis::Connection) -> f64 {
 /// an external server (e.g. one under `valgrind --tool=callgrind`, whose
 /// instruction counts are stable on a busy machine); `--only` one
 /// candidate by its exact name.
+const USAGE: &str = "usage: redis_script_cost [--url URL] [--only NAME] [--batches B] [--calls N]
+  --url URL    an external redis-server (default: a throwaway one from levee-testkit)
+  --only NAME  one candidate, by its exact name in the table
+  --batches B  interleaved batches (default 15); --calls N  calls a batch (default 20000)";
+
 struct Opts {
     url: Option<String>,
     only: Option<String>,
@@ -215,7 +220,14 @@ impl Opts {
                 "--only" => o.only = Some(value()),
                 "--batches" => o.batches = value().parse().expect("--batches N"),
                 "--calls" => o.calls = value().parse().expect("--calls N"),
-                other => panic!("unknown argument {other:?}; see the file's doc"),
+                "--help" | "-h" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => {
+                    eprintln!("unknown argument {other:?}\n{USAGE}");
+                    std::process::exit(2);
+                }
             }
         }
         o
