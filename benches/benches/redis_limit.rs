@@ -34,9 +34,9 @@ fn redis_limit(c: &mut Criterion) {
         .unwrap();
     let client = RedisClient::standalone(server.url()).build().unwrap();
     let conn = levee_benches::raw_connection(&rt, &server.url());
-    // Never refuses at these rates, and below 2^22: the counter's one-integer
+    // Never refuses at these rates, and below 2^21: the counter's one-integer
     // state (larger limits keep a hash; see `scripts::counter_body`).
-    let quota = Quota::per_second(NonZeroU32::new((1 << 22) - 1).unwrap());
+    let quota = Quota::per_second(NonZeroU32::new((1 << 21) - 1).unwrap());
     let counter = RedisSlidingWindow::builder(client.clone(), quota)
         .build()
         .unwrap();
@@ -103,9 +103,9 @@ fn concurrent(c: &mut Criterion) {
         .unwrap();
     let client = RedisClient::standalone(server.url()).build().unwrap();
     let conn = levee_benches::raw_connection(&rt, &server.url());
-    // Never refuses at these rates, and below 2^22: the counter's one-integer
+    // Never refuses at these rates, and below 2^21: the counter's one-integer
     // state (larger limits keep a hash; see `scripts::counter_body`).
-    let quota = Quota::per_second(NonZeroU32::new((1 << 22) - 1).unwrap());
+    let quota = Quota::per_second(NonZeroU32::new((1 << 21) - 1).unwrap());
     // A decision that timed out would count towards the breaker, and an
     // open breaker answers (fail-open) without Redis: on a loaded machine
     // the default 50 ms made the bench measure that instead. The stats

@@ -479,3 +479,28 @@ fn batch_concurrent_is_refused_where_a_batch_cannot_go() {
         "{err}"
     );
 }
+
+/// A clock that jumps many windows at once (a manual clock: Redis keeps the
+/// key meanwhile, as real time would not) starts the key over: its old
+/// window is taken neither for the current one nor for the previous one,
+/// 256 and 257 windows on included (the counter's packed state keeps the
+/// window index modulo 2048).
+#[tokio::test]
+async fn a_clock_that_jumps_many_windows_starts_the_key_over() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let l = limiter(client(server.url(), &clock), 3, WindowMode::Counter, &clock);
+    for windows in [256, 257, 300, 2047] {
+        let key = format!("jump-{windows}");
+        for _ in 0..3 {
+            assert!(l.check(key.as_str()).await.unwrap().allowed);
+        }
+        assert!(!l.check(key.as_str()).await.unwrap().allowed, "the limit");
+        clock.advance(Duration::from_secs(10 * windows));
+        let d = l.check(key.as_str()).await.unwrap();
+        assert!(
+            d.allowed && d.remaining == 2,
+            "{windows} windows later: {d:?}"
+        );
+    }
+}

@@ -56,7 +56,7 @@ pub enum OnRedisError {
 /// over-admission in unaligned windows as the local counter.
 ///
 /// In Redis, a counter-mode key holds one integer (window index and both
-/// windows' counts, packed) for limits below 2^22: a decision reads it with
+/// windows' counts, packed) for limits below 2^21: a decision reads it with
 /// one `GET`, an admission adds its cost with one `INCRBY`, and a refusal
 /// writes nothing. Larger limits keep a hash. A key in the other form (a
 /// changed limit, or a levee from before this form) is converted, or starts

@@ -47,7 +47,7 @@ return {0, math.max(limit - count, 0), math.max(retry, 1), window}
 /// per call.
 ///
 /// The state has two forms (see [`counter_body`]): one integer for limits
-/// below 2^22 ([`COUNTER_PACKED_BODY`]), a hash above
+/// below 2^21 ([`COUNTER_PACKED_BODY`]), a hash above
 /// ([`COUNTER_HASH_BODY`]).
 const COUNTER_TEMPLATE: &str = r#"
 local W = __WINDOW__
@@ -57,13 +57,13 @@ __COUNTER_BODY__"#;
 
 /// Limits below this keep their state in one integer
 /// ([`COUNTER_PACKED_BODY`]); larger ones in a hash.
-pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 22;
+pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 21;
 
 /// The counter's decision for `key`, cost `n` (`ARGV[2] or '1'`: the cost
 /// as the caller sent it), at `now`, its state in one integer: `(window
-/// index mod 256) * 2^45 + previous window's count * 2^23 + current
+/// index mod 2048) * 2^42 + previous window's count * 2^21 + current
 /// window's count` (below 2^53: exact in a Lua number; counts never exceed
-/// the limit, below 2^22 here: [`PACKED_LIMIT_BOUND`]). Shared by the
+/// the limit, below 2^21 here: [`PACKED_LIMIT_BOUND`]). Shared by the
 /// one-key script and the batch's per-key function.
 ///
 /// One `GET` reads the whole state; an admission in the key's current
@@ -71,12 +71,14 @@ pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 22;
 /// formatting), a new window writes the integer whole with its expiry
 /// (once per window), and a refusal writes nothing (nothing for replicas
 /// or the AOF while a flood is refused). The window index is kept modulo
-/// 256: a key expires at most two windows and a millisecond after the
-/// write that opened its window (windows are at least 1 ms), so an index
-/// 256 windows old is never read. A hash of fields (`HMGET` and `HINCRBY`)
-/// took about 40 % more server instructions per admission.
+/// 2048: a key expires at most two windows and a millisecond after the
+/// write that opened its window (windows are at least 1 ms), so in real
+/// time an index 2047 or more windows old is never read (only a clock
+/// that jumps by a multiple of 2048 windows, or one more, while Redis keeps
+/// the key, as a test's manual clock can, would meet one). A hash of fields (`HMGET` and
+/// `HINCRBY`) took about 25 % more server instructions per admission.
 ///
-/// A key that holds the hash form (a limit that was 2^22 or more, or a
+/// A key that holds the hash form (a limit that was 2^21 or more, or a
 /// levee before this form) is converted on its first use, its counts and
 /// expiry kept; a string that holds no counter (not an integer in range)
 /// starts over; any other type is a `WRONGTYPE` error.
@@ -95,7 +97,7 @@ if type(raw) == 'table' then
   if hw and ttl > 0 then
     local c = math.min(math.max(tonumber(h[2]) or 0, 0), L)
     local p = math.min(math.max(tonumber(h[3]) or 0, 0), L)
-    raw = ((hw % 256) * 4194304 + p) * 8388608 + c
+    raw = ((hw % 2048) * 2097152 + p) * 2097152 + c
     redis.call('SET', key, raw, 'PX', ttl)
   end
 end
@@ -103,15 +105,15 @@ local v = tonumber(raw)
 if not v or v < 0 or v % 1 ~= 0 or v >= 9007199254740992 then
   v = 0
 end
-local curr = v % 8388608
-local rest = (v - curr) / 8388608
-local prev = rest % 4194304
-local w = (rest - prev) / 4194304
-local m = idx % 256
+local curr = v % 2097152
+local rest = (v - curr) / 2097152
+local prev = rest % 2097152
+local w = (rest - prev) / 2097152
+local m = idx % 2048
 -- v == 0: no state (a written state's count is at least 1).
 local same = w == m and v ~= 0
 if not same then
-  if w == (m + 255) % 256 then
+  if w == (m + 2047) % 2048 then
     prev = curr
   else
     prev = 0
@@ -127,7 +129,7 @@ if est + n <= L + 1e-9 then
     -- A new window: the state matters until the next one ends, so the key
     -- expires two windows after this one starts (set once per window).
     local ms = (2 * W - into) / 1000
-    redis.call('SET', key, (m * 4194304 + math.min(prev, L)) * 8388608 + n, 'PX', ms + (-ms) % 1 + 1)
+    redis.call('SET', key, (m * 2097152 + math.min(prev, L)) * 2097152 + n, 'PX', ms + (-ms) % 1 + 1)
   end
 __ADMITTED__
 end
@@ -135,13 +137,13 @@ __REFUSED__"#;
 
 /// The counter's decision with its state in a hash with fixed fields: `w`
 /// (the current window's index), `c` (its count), `p` (the previous
-/// window's count), for limits of 2^22 and more (see
+/// window's count), for limits of 2^21 and more (see
 /// [`COUNTER_PACKED_BODY`]). A key that holds the packed integer form (the
 /// limit was raised) starts over.
 pub(crate) const COUNTER_HASH_BODY: &str = r#"local idx = (now - now % W) / W
 local s = redis.pcall('HMGET', key, 'w', 'c', 'p')
 if s.err then
-  -- The key holds the packed integer form of a limit below 2^22 (the
+  -- The key holds the packed integer form of a limit below 2^21 (the
   -- limit was raised): it starts over as a hash; any type but a string
   -- raises WRONGTYPE below.
   if redis.call('TYPE', key).ok == 'string' then
@@ -518,29 +520,29 @@ return bad
         matches!(reply, Reply::Array(a) if a.first() == Some(&Reply::Int(0)))
     }
 
-    /// The start of a window whose index modulo 256 is `m`.
+    /// The start of a window whose index modulo 2048 is `m`.
     fn window_start(m: i64) -> i64 {
-        // About 2026 in µs, rounded to a window whose index is 0 mod 256.
-        let base = 1_800_000_000_000_000 / (256 * TEN_S) * (256 * TEN_S);
+        // About 2027 in µs, rounded to a window whose index is 0 mod 2048.
+        let base = 1_800_000_000_000_000 / (2048 * TEN_S) * (2048 * TEN_S);
         base + m * TEN_S
     }
 
-    /// The state is one integer: the window's index (mod 256), the previous
+    /// The state is one integer: the window's index (mod 2048), the previous
     /// and the current window's counts; a refusal leaves it, and its
     /// expiry, as they were; the previous window's count carries across
-    /// the index's wrap from 255 to 0.
+    /// the index's wrap from 2047 to 0.
     #[tokio::test]
     async fn the_counter_state_is_one_integer_that_a_refusal_leaves_unchanged() {
         let server = levee_testkit::RedisServer::start().unwrap();
         let client = RedisClient::standalone(server.url()).build().unwrap();
         let script = Script::new(&counter(TEN_S, 5));
-        let t = window_start(255) + 1_000;
+        let t = window_start(2047) + 1_000;
         for (i, n) in [2, 1, 2].into_iter().enumerate() {
             let r = decide(&client, &script, "k", t + i as i64, n).await;
             assert_eq!(remaining(&r), [3, 2, 0][i], "{r:?}");
         }
         let state = command(&client, "GET", &["k"]).await;
-        let expected = (255i64 * (1 << 22)) * (1 << 23) + 5;
+        let expected = (2047i64 << 42) + 5;
         assert_eq!(state, Reply::Bytes(expected.to_string().into_bytes()));
         let ttl = command(&client, "PTTL", &["k"]).await;
         command(&client, "CONFIG", &["RESETSTAT"]).await;
@@ -564,14 +566,14 @@ return bad
             "{before} {after}"
         );
 
-        // Window 256 (index 0 mod 256), half over: half of the 5 still
+        // Window 2048 (index 0 mod 2048), half over: half of the 5 still
         // counts, 2.5 of 5 left, so a cost of 2 is admitted and the next is
         // refused.
-        let next = window_start(256) + TEN_S / 2;
+        let next = window_start(2048) + TEN_S / 2;
         let r = decide(&client, &script, "k", next, 2).await;
         assert_eq!(remaining(&r), 0, "{r:?}");
         assert!(refused(&decide(&client, &script, "k", next + 1, 1).await));
-        let expected = (5i64 << 23) + 2;
+        let expected = (5i64 << 21) + 2;
         assert_eq!(
             command(&client, "GET", &["k"]).await,
             Reply::Bytes(expected.to_string().into_bytes())
@@ -587,10 +589,10 @@ return bad
     }
 
     /// A key left in the hash form (by a levee before the packed form, or
-    /// by a limit of 2^22 or more) is converted on its first use, its
+    /// by a limit of 2^21 or more) is converted on its first use, its
     /// counts and expiry kept; a string that holds no counter starts over;
     /// a key of another type is an error and is left alone; a limit raised
-    /// to 2^22 or more starts a packed key over in the hash form.
+    /// to 2^21 or more starts a packed key over in the hash form.
     #[tokio::test]
     async fn a_counter_key_in_another_form_is_converted_or_starts_over() {
         let server = levee_testkit::RedisServer::start().unwrap();
@@ -616,9 +618,9 @@ return bad
         assert_eq!(remaining(&decide(&client, &script, "s", t, 1).await), 9);
         command(&client, "SET", &["big", "9223372036854775807"]).await;
         assert_eq!(remaining(&decide(&client, &script, "big", t, 1).await), 9);
-        // Not an integer, in the current window's place (index 3 mod 256):
+        // Not an integer, in the current window's place (index 3 mod 2048):
         // starts over rather than failing in `INCRBY`.
-        let fractional = format!("{}.5", 3i64 << 45);
+        let fractional = format!("{}.5", 3i64 << 42);
         command(&client, "SET", &["frac", &fractional]).await;
         assert_eq!(remaining(&decide(&client, &script, "frac", t, 1).await), 9);
         assert_eq!(remaining(&decide(&client, &script, "frac", t, 1).await), 8);
