@@ -74,9 +74,10 @@ pub(crate) const PACKED_LIMIT_BOUND: u32 = 1 << 21;
 /// 2048: a key expires at most two windows and a millisecond after the
 /// write that opened its window (windows are at least 1 ms), so in real
 /// time an index 2047 or more windows old is never read (only a clock
-/// that jumps by a multiple of 2048 windows, or one more, while Redis keeps
-/// the key, as a test's manual clock can, would meet one). A hash of fields (`HMGET` and
-/// `HINCRBY`) took about 25 % more server instructions per admission.
+/// that jumps by a multiple of 2048 windows, or one more, while Redis
+/// keeps the key, as a test's manual clock can, would meet one). A hash of
+/// fields (`HMGET` and `HINCRBY`) took about 25 % more server instructions
+/// per admission.
 ///
 /// A key that holds the hash form (a limit that was 2^21 or more, or a
 /// levee before this form) is converted on its first use, its counts and
