@@ -164,11 +164,34 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000)
 return 1
 "#;
 
+/// How a candidate is told the time (its `ARGV[1]`).
+#[derive(Clone, Copy)]
+enum Time {
+    /// The caller's time, µs.
+    Caller,
+    /// Nothing: levee's scripts read the server's `TIME` when `ARGV[1]` is
+    /// absent.
+    Server,
+    /// `-1`: this bench's own scripts read the server's `TIME` then.
+    ServerMinusOne,
+}
+
+impl Time {
+    /// The caller's time (`caller`) or the server's, told in levee's way
+    /// (`levee`) or this bench's.
+    fn of(caller: bool, levee: bool) -> Time {
+        match (caller, levee) {
+            (true, _) => Time::Caller,
+            (false, true) => Time::Server,
+            (false, false) => Time::ServerMinusOne,
+        }
+    }
+}
+
 struct Candidate {
     name: &'static str,
     script: redis::Script,
-    /// The caller's time (µs) as ARGV[1], or -1 for the server's TIME.
-    client_time: bool,
+    time: Time,
     /// ARGV after the time.
     args: Vec<i64>,
 }
@@ -188,15 +211,15 @@ fn evalsha_usec_per_call(conn: &mut redis::Connection) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// `[--url URL] [--only NAME] [--batches B] [--calls N]`: with `--url`,
-/// an external server (e.g. one under `valgrind --tool=callgrind`, whose
-/// instruction counts are stable on a busy machine); `--only` one
-/// candidate by its exact name.
 const USAGE: &str = "usage: redis_script_cost [--url URL] [--only NAME] [--batches B] [--calls N]
   --url URL    an external redis-server (default: a throwaway one from levee-testkit)
   --only NAME  one candidate, by its exact name in the table
   --batches B  interleaved batches (default 15); --calls N  calls a batch (default 20000)";
 
+/// `[--url URL] [--only NAME] [--batches B] [--calls N]`: with `--url`,
+/// an external server (e.g. one under `valgrind --tool=callgrind`, whose
+/// instruction counts are stable on a busy machine); `--only` one
+/// candidate by its exact name.
 struct Opts {
     url: Option<String>,
     only: Option<String>,
@@ -256,65 +279,60 @@ fn main() {
         Candidate {
             name: "return 1",
             script: redis::Script::new("return 1"),
-            client_time: true,
+            time: Time::Caller,
             args: vec![],
         },
         Candidate {
             name: "return {1, 2, 3, 4}",
             script: redis::Script::new("return {1, 2, 3, 4}"),
-            client_time: true,
+            time: Time::Caller,
             args: vec![],
         },
         Candidate {
             name: "GET + SET PX (floor)",
             script: redis::Script::new(FLOOR),
-            client_time: true,
+            time: Time::Caller,
             args: vec![],
         },
     ];
-    for (client_time, label) in [(false, "server TIME"), (true, "caller's time")] {
+    for (caller, label) in [(false, "server TIME"), (true, "caller's time")] {
         candidates.push(Candidate {
             name: Box::leak(format!("counter before, {label}").into_boxed_str()),
             script: redis::Script::new(COUNTER_BEFORE),
-            client_time,
+            time: Time::of(caller, false),
             args: vec![window, limit, 1, 0],
         });
         candidates.push(Candidate {
             name: Box::leak(format!("counter now, {label}").into_boxed_str()),
             script: redis::Script::new(&scripts::counter(window, limit as u32)),
-            client_time,
+            time: Time::of(caller, true),
             args: vec![],
         });
-        candidates.push(Candidate {
-            name: Box::leak(format!("counter hash, {label}").into_boxed_str()),
-            script: redis::Script::new(&scripts::counter_with_body(
-                window,
-                limit as u32,
-                &scripts::with_tails(scripts::COUNTER_HASH_BODY),
-            )),
-            client_time,
-            args: vec![],
-        });
-        candidates.push(Candidate {
-            name: Box::leak(format!("counter optimistic, {label}").into_boxed_str()),
-            script: redis::Script::new(&scripts::counter_with_body(
-                window,
-                limit as u32,
-                &scripts::with_tails(COUNTER_OPTIMISTIC_BODY),
-            )),
-            client_time,
-            args: vec![],
-        });
+        for (form, body) in [
+            ("hash", scripts::COUNTER_HASH_BODY),
+            ("optimistic", COUNTER_OPTIMISTIC_BODY),
+        ] {
+            candidates.push(Candidate {
+                name: Box::leak(format!("counter {form}, {label}").into_boxed_str()),
+                script: redis::Script::new(&scripts::counter_with_body(
+                    window,
+                    limit as u32,
+                    &scripts::with_tails(body),
+                )),
+                time: Time::of(caller, true),
+                args: vec![],
+            });
+        }
         candidates.push(Candidate {
             name: Box::leak(format!("levee RedisGcra, {label}").into_boxed_str()),
             script: redis::Script::new(&scripts::gcra(1, 16_000_000)),
-            client_time,
+            time: Time::of(caller, true),
             args: vec![],
         });
         candidates.push(Candidate {
             name: Box::leak(format!("GCRA (redis_rate shape), {label}").into_boxed_str()),
             script: redis::Script::new(GCRA),
-            client_time,
+            time: Time::of(caller, false),
             args: vec![emission, tolerance, 1],
         });
     }
@@ -332,7 +350,7 @@ fn main() {
                 1,
                 &scripts::with_tails(body),
             )),
-            client_time: true,
+            time: Time::Caller,
             args: vec![],
         });
     }
@@ -354,14 +372,14 @@ fn main() {
                 .unwrap();
             for i in 0..calls {
                 let mut inv = c.script.key(&keys[i % keys.len()]);
-                if c.client_time {
-                    inv.arg(now_micros());
-                } else if !(c.name.starts_with("counter now")
-                    || c.name.starts_with("counter hash")
-                    || c.name.starts_with("counter optimistic")
-                    || c.name.starts_with("levee RedisGcra"))
-                {
-                    inv.arg(-1);
+                match c.time {
+                    Time::Caller => {
+                        inv.arg(now_micros());
+                    }
+                    Time::Server => {}
+                    Time::ServerMinusOne => {
+                        inv.arg(-1);
+                    }
                 }
                 for a in &c.args {
                     inv.arg(*a);

@@ -490,7 +490,7 @@ return bad
         }
     }
 
-    /// A window of 10 s and its packing, for the state tests below.
+    /// A window of 10 s (µs), for the state tests below.
     const TEN_S: i64 = 10_000_000;
 
     /// One call of `script` for `key` at `now` (µs) with cost `n`.
