@@ -245,6 +245,34 @@ fn lru_evicts_the_least_recently_used() {
     );
 }
 
+/// Under LRU a get that finds a value past its TTL is a miss and leaves the
+/// key where it was (the next to go); a fresh hit is counted and moves it.
+#[test]
+fn lru_counts_its_gets_and_moves_only_fresh_hits() {
+    let clock = ManualClock::new();
+    let c = MemoryCache::<u8, u8>::builder()
+        .max_capacity(3)
+        .shards(1)
+        .policy(levee_cache::EvictionPolicy::Lru)
+        .stale_retention(Duration::from_secs(60))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    c.insert_with_ttl(1, 1, Duration::from_secs(1));
+    c.insert(2, 2);
+    c.insert(3, 3);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(c.get(&1), None); // stale: a miss, not moved
+    assert_eq!(c.get(&2), Some(2)); // fresh: moved behind 3
+    c.insert(4, 4); // evicts 1, the least recently used
+    assert!(c.get_entry(&1).is_none());
+    c.insert(5, 5); // evicts 3: 2 was used after it
+    assert_eq!((c.get(&2), c.get(&3)), (Some(2), None));
+    let s = c.stats();
+    // Misses: the stale get, the `get_entry` of the evicted key, key 3.
+    assert_eq!((s.hits, s.misses), (2, 3));
+}
+
 /// The removal counters of `stats()` agree with what the eviction listener
 /// saw, cause by cause, through every path that removes an entry (an
 /// insert's evictions and expiries in the shards, replacements, entries too

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use super::shard::{Hasher, Shard};
 use super::stats::Stats;
-use super::time::TimeSource;
+use super::time::{self, TimeSource};
 use super::{EvictionCause, EvictionPolicy, Inner, Listener, MemoryCache, Weigher};
 use crate::ConfigError;
 
@@ -250,8 +250,8 @@ where
             time: self
                 .clock
                 .map_or_else(TimeSource::coarse, TimeSource::clock),
-            ttl: self.ttl,
-            stale_retention: self.stale_retention,
+            ttl: self.ttl.map(time::nanos),
+            stale_retention: time::nanos(self.stale_retention),
             weigher: self.weigher,
             listener: self.listener,
             policy: self.policy,

@@ -38,8 +38,10 @@ struct Inner<K, V> {
     /// Shards minus one (at most 2^16 shards); see `shard_of`.
     shard_mask: usize,
     time: TimeSource,
-    ttl: Option<Duration>,
-    stale_retention: Duration,
+    /// The cache's TTL and stale retention, in ns (converted once here,
+    /// not on every insert).
+    ttl: Option<u64>,
+    stale_retention: u64,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     policy: EvictionPolicy,
@@ -145,24 +147,57 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let inner = &*self.inner;
-        let hash = self.hash(key);
-        let shard = &inner.shards[self.shard_of(hash)];
-        let guard = shard.read();
-        if let Some(slot) = guard.get(hash, key)
-            && (slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now())
-        {
-            slot.touch();
-            let v = slot.value.clone();
-            drop(guard);
-            if inner.policy == EvictionPolicy::Lru {
-                self.record_access(hash, key);
-            }
-            inner.stats.hit();
-            return Some(v);
+        if inner.policy == EvictionPolicy::Lru {
+            return self.get_lru(key);
         }
+        let hash = self.hash(key);
+        let guard = inner.shards[self.shard_of(hash)].read();
+        // Counted before the unlock: after it only the value is needed, so
+        // the unlock's out-of-line slow path keeps one value live, not the
+        // cache, key and hash.
+        let found = match guard.get(hash, key) {
+            Some(slot) if slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now() => {
+                slot.touch();
+                inner.stats.hit();
+                Some(slot.value.clone())
+            }
+            _ => {
+                inner.stats.miss();
+                None
+            }
+        };
         drop(guard);
-        inner.stats.miss();
-        None
+        found
+    }
+
+    /// [`get`](Self::get) under LRU: a hit moves `key` to the back of its
+    /// shard's queue, so the lookup takes the write lock at once (one lock,
+    /// and no other write between the lookup and the move). Out of line:
+    /// the default policy's hit path never runs it.
+    #[cold]
+    #[inline(never)]
+    fn get_lru<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = &*self.inner;
+        let hash = self.hash(key);
+        let mut shard = inner.shards[self.shard_of(hash)].write();
+        let found = shard
+            .get(hash, key)
+            .filter(|slot| slot.fresh_until > inner.time.now())
+            .map(|slot| slot.value.clone());
+        if found.is_some() {
+            shard.record_access(hash, key);
+        }
+        drop(shard);
+        if found.is_some() {
+            inner.stats.hit();
+        } else {
+            inner.stats.miss();
+        }
+        found
     }
 
     /// LRU: a hit moves `key` to the back of its shard's queue, under the
@@ -266,18 +301,19 @@ where
 
     /// Inserts `value`, fresh for `ttl`, then stale for the stale retention.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.insert_for(key, value, Some(ttl));
+        self.insert_for(key, value, Some(nanos(ttl)));
     }
 
-    fn insert_for(&self, key: K, value: V, ttl: Option<Duration>) {
+    /// Inserts `value`, fresh for `ttl` ns (forever for `None`).
+    fn insert_for(&self, key: K, value: V, ttl: Option<u64>) {
         let now = self.inner.time.now();
-        let fresh = ttl.map_or(u64::MAX, |ttl| now.saturating_add(nanos(ttl)));
+        let fresh = ttl.map_or(u64::MAX, |ttl| now.saturating_add(ttl));
         self.insert_at(
             key,
             value,
             now,
             fresh,
-            fresh.saturating_add(nanos(self.inner.stale_retention)),
+            fresh.saturating_add(self.inner.stale_retention),
         );
     }
 
