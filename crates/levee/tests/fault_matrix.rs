@@ -21,7 +21,7 @@ mod fault_matrix;
 
 use std::time::Duration;
 
-use fault_matrix::{OPEN_PERIOD, Part, Tally, key, recover, replica, report, works};
+use fault_matrix::{OPEN_PERIOD, Part, Tally, key, recover, replica, report};
 use levee::breaker::State;
 use levee::cache::Source;
 use levee::core::ManualClock;
@@ -253,6 +253,7 @@ async fn a_fail_closed_limiter_refuses_while_redis_is_down_and_decides_again_aft
 
 #[cfg(feature = "cluster")]
 mod cluster {
+    use super::fault_matrix::works;
     use super::*;
     use levee_testkit::RedisCluster;
 

@@ -37,6 +37,8 @@ pub(crate) enum Part {
 }
 
 impl Part {
+    /// Every part (the cluster rows walk them all).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) const ALL: [Part; 4] = [Part::L2Get, Part::Backplane, Part::Limiter, Part::Quota];
 
     pub(crate) fn name(self) -> &'static str {
