@@ -12,6 +12,8 @@
 #   cargo build --release -p levee-benches --example hot_path_cost
 #   benches/hot_path_ratios.sh [ROUNDS] [CALLS]          (default 9, 3000000)
 #   ONLY=cache benches/hot_path_ratios.sh                (pairs whose levee case starts with "cache")
+#   IN_PROCESS=1 benches/hot_path_ratios.sh 21 500000    (both sides of a pair in one process,
+#                                                         alternating rounds: `hot_path_cost pair`)
 #
 # Pairs: MemoryCache get-hit without and with a TTL vs quick_cache, and
 # get-or-insert with first sights and evictions (plain Zipf u64); the
@@ -34,6 +36,10 @@ median() { printf '%s' "$1" | sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1
 pair() {
     local ours=$1 peer=$2 threads=$3 r a b ratios="" all_a="" all_b="" best_a=1e18 best_b=1e18
     [[ $ours == "${ONLY:-}"* ]] || return 0
+    if [[ ${IN_PROCESS:-0} == 1 ]]; then
+        "$bin" pair "$ours" "$peer" "$rounds" "$calls" "$threads"
+        return 0
+    fi
     for r in $(seq "$rounds"); do
         if (( r % 2 )); then a=$(ns "$ours" "$threads"); b=$(ns "$peer" "$threads")
         else b=$(ns "$peer" "$threads"); a=$(ns "$ours" "$threads"); fi

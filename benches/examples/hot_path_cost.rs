@@ -20,6 +20,11 @@
 //! - `window_denied` / `governor_denied`: one key over its quota (1 an
 //!   hour): every check in the loop is refused (the refusal path).
 //!
+//! `pair OURS PEER [ROUNDS] [N] [THREADS]` builds both cases in one process
+//! and alternates rounds of `N` calls between them (see [`pair`]): on a VM
+//! whose speed moves from one process to the next, the steadier wall-clock
+//! comparison.
+//!
 //! An optional third argument runs the case on that many threads (default
 //! 1), all on one limiter or cache, each making `N` calls from its own
 //! offset in the trace (thread `t` starts at `t * TRACE / THREADS`, as the
@@ -61,19 +66,113 @@ const LIMIT_KEYS: u64 = 10_000;
 const LIMIT: u32 = (1 << 24) - 1;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let what = args.next().unwrap_or_else(|| "cache".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "pair") {
+        return pair(&args[1..]);
+    }
+    let what = args.first().cloned().unwrap_or_else(|| "cache".into());
     let n: usize = args
-        .next()
+        .get(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
-    match what.as_str() {
-        "cache" | "cache_ttl" | "quick_cache" => cache(&what, n, threads),
-        "cache_first" | "quick_cache_first" => cache_first(&what, n, threads),
-        "window" | "governor" | "window_first" | "governor_first" | "window_one"
-        | "governor_one" | "window_denied" | "governor_denied" => limiter(&what, n, threads),
-        other => eprintln!("unknown case {other}"),
+    let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
+    let Some(case) = Case::new(&what) else {
+        eprintln!("unknown case {what}");
+        std::process::exit(2);
+    };
+    let timed = run(&case.trace, n, threads, &*case.op);
+    if n > 0 {
+        println!(
+            "{:.1} ns per call ({threads} thread(s)), {:.1} ns of thread CPU time per call",
+            timed.ns, timed.cpu_ns
+        );
+    }
+    println!(
+        "{what}: {} {} of {}",
+        timed.count,
+        case.counted,
+        n * threads
+    );
+}
+
+/// `pair OURS PEER [ROUNDS] [N] [THREADS]`: both cases built in this one
+/// process, then `ROUNDS` rounds of `N` calls each, the two sides in
+/// alternating order; prints the median of the per-round ratios (peer time
+/// / our time: above 1, ours is faster), the worst round, and the ratios of
+/// the two sides' best and median times. One process for both sides takes
+/// out what moves a whole process (this VM ran one binary's get-hit at 30
+/// ns in one process and 80 in the next); the first round's calls include
+/// every key's first sight, later rounds are the steady state of the same
+/// trace.
+fn pair(args: &[String]) {
+    let (Some(ours), Some(peer)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: hot_path_cost pair OURS PEER [ROUNDS] [N] [THREADS]");
+        std::process::exit(2);
+    };
+    let rounds: usize = args
+        .get(2)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(11)
+        .max(1);
+    let n: usize = args
+        .get(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000)
+        .max(1);
+    let threads: usize = args.get(4).and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
+    let (Some(a), Some(b)) = (Case::new(ours), Case::new(peer)) else {
+        eprintln!("unknown case in {ours} / {peer}");
+        std::process::exit(2);
+    };
+    let (mut ratios, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (x, y) = if r % 2 == 0 {
+            let x = run(&a.trace, n, threads, &*a.op).ns;
+            (x, run(&b.trace, n, threads, &*b.op).ns)
+        } else {
+            let y = run(&b.trace, n, threads, &*b.op).ns;
+            (run(&a.trace, n, threads, &*a.op).ns, y)
+        };
+        ratios.push(y / x);
+        ta.push(x);
+        tb.push(y);
+    }
+    let worst = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let (ma, mb) = (median(&mut ta), median(&mut tb));
+    // Sorted by `median`: the first is each side's best round.
+    let (ba, bb) = (ta[0], tb[0]);
+    println!(
+        "{ours} vs {peer} {threads}t, one process: median round {:.2}x  worst {worst:.2}x  best {ba:.1} / {bb:.1} ns = {:.2}x  medians {ma:.1} / {mb:.1} ns = {:.2}x  ({rounds} rounds of {n} calls)",
+        median(&mut ratios),
+        bb / ba,
+        mb / ma
+    );
+}
+
+/// The median (the upper one of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A case: its trace, and the operation `measured` runs on each key (true
+/// when it hit, or was admitted), the cache or limiter moved into it.
+struct Case {
+    trace: Vec<u64>,
+    op: Box<dyn Fn(u64) -> bool + Sync>,
+    /// What the printed count counts.
+    counted: &'static str,
+}
+
+impl Case {
+    fn new(what: &str) -> Option<Case> {
+        Some(match what {
+            "cache" | "cache_ttl" | "quick_cache" => cache(what),
+            "cache_first" | "quick_cache_first" => cache_first(what),
+            "window" | "governor" | "window_first" | "governor_first" | "window_one"
+            | "governor_one" | "window_denied" | "governor_denied" => limiter(what),
+            _ => return None,
+        })
     }
 }
 
@@ -86,14 +185,21 @@ fn measured(trace: &[u64], offset: usize, n: usize, op: &(dyn Fn(u64) -> bool + 
         .count()
 }
 
-/// Runs `measured` on `threads` threads at once, each from its own offset.
-/// Outside valgrind it also prints the wall time per round (one call on
-/// every thread), for interleaved A/B runs of two builds (noisy on a shared
-/// machine: take the minimum and the median of several runs), and each
-/// thread's CPU time per call, which a busy machine inflates less (time
-/// spent descheduled is not counted; a sibling core's load on shared
-/// caches still is).
-fn run(trace: &[u64], n: usize, threads: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> usize {
+/// What [`run`] measured: the calls that returned true, the wall time per
+/// round (one call on every thread), and each thread's CPU time per call.
+struct Timed {
+    count: usize,
+    ns: f64,
+    cpu_ns: f64,
+}
+
+/// Runs `measured` on `threads` threads at once, each from its own offset:
+/// the wall time per round (one call on every thread), for interleaved A/B
+/// runs (noisy on a shared machine: take the minimum and the median of
+/// several runs), and each thread's CPU time per call, which a busy machine
+/// inflates less (time spent descheduled is not counted; a sibling core's
+/// load on shared caches still is).
+fn run(trace: &[u64], n: usize, threads: usize, op: &(dyn Fn(u64) -> bool + Sync)) -> Timed {
     let barrier = std::sync::Barrier::new(threads + 1);
     let (count, elapsed, cpu) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -115,14 +221,12 @@ fn run(trace: &[u64], n: usize, threads: usize, op: &(dyn Fn(u64) -> bool + Sync
             .fold((0, 0), |(c, t), (count, cpu)| (c + count, t + cpu));
         (count, start.elapsed(), cpu)
     });
-    if n > 0 {
-        let ns = elapsed.as_nanos() as f64 / n as f64;
-        let cpu_ns = cpu as f64 / (n * threads) as f64;
-        println!(
-            "{ns:.1} ns per call ({threads} thread(s)), {cpu_ns:.1} ns of thread CPU time per call"
-        );
+    let calls = n.max(1) as f64;
+    Timed {
+        count,
+        ns: elapsed.as_nanos() as f64 / calls,
+        cpu_ns: cpu as f64 / (calls * threads as f64),
     }
-    count
 }
 
 /// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
@@ -159,15 +263,15 @@ fn plain_zipf(ranks: u64, seed: u64) -> Vec<u64> {
     (0..TRACE).map(|_| zipf.sample(&mut rng) as u64).collect()
 }
 
-fn cache(what: &str, n: usize, threads: usize) {
+fn cache(what: &str) -> Case {
     let trace = plain_zipf(RESIDENT, 7);
-    let hits = match what {
+    let op: Box<dyn Fn(u64) -> bool + Sync> = match what {
         "quick_cache" => {
             let qc = quick_cache::sync::Cache::<u64, u64>::new(2 * RESIDENT as usize);
             for k in 1..=RESIDENT {
                 qc.insert(k, k);
             }
-            run(&trace, n, threads, &|k| black_box(qc.get(&k)).is_some())
+            Box::new(move |k| black_box(qc.get(&k)).is_some())
         }
         _ => {
             let mut b = shards(MemoryCache::<u64, u64>::builder().max_capacity(2 * RESIDENT));
@@ -178,10 +282,14 @@ fn cache(what: &str, n: usize, threads: usize) {
             for k in 1..=RESIDENT {
                 mc.insert(k, k);
             }
-            run(&trace, n, threads, &|k| black_box(mc.get(&k)).is_some())
+            Box::new(move |k| black_box(mc.get(&k)).is_some())
         }
     };
-    println!("{what}: {hits} hits of {}", n * threads);
+    Case {
+        trace,
+        op,
+        counted: "hits",
+    }
 }
 
 /// `HOT_PATH_SHARDS=N`: levee's shard count (else its default).
@@ -199,11 +307,11 @@ fn shards(
 
 /// Get, and insert on a miss, into an empty cache smaller than the key
 /// space: the hit path, the first sight of a key and the evictions.
-fn cache_first(what: &str, n: usize, threads: usize) {
+fn cache_first(what: &str) -> Case {
     let trace = plain_zipf(1_000_000, 13);
-    let hits = if what.starts_with("quick_cache") {
+    let op: Box<dyn Fn(u64) -> bool + Sync> = if what.starts_with("quick_cache") {
         let qc = quick_cache::sync::Cache::<u64, u64>::new(RESIDENT as usize);
-        run(&trace, n, threads, &|k| {
+        Box::new(move |k| {
             let hit = black_box(qc.get(&k)).is_some();
             if !hit {
                 qc.insert(k, k);
@@ -213,7 +321,7 @@ fn cache_first(what: &str, n: usize, threads: usize) {
     } else {
         let b = shards(MemoryCache::<u64, u64>::builder().max_capacity(RESIDENT));
         let mc = b.build().expect("a cache");
-        run(&trace, n, threads, &|k| {
+        Box::new(move |k| {
             let hit = black_box(mc.get(&k)).is_some();
             if !hit {
                 mc.insert(k, k);
@@ -221,10 +329,14 @@ fn cache_first(what: &str, n: usize, threads: usize) {
             hit
         })
     };
-    println!("{what}: {hits} hits of {}", n * threads);
+    Case {
+        trace,
+        op,
+        counted: "hits",
+    }
 }
 
-fn limiter(what: &str, n: usize, threads: usize) {
+fn limiter(what: &str) -> Case {
     let trace: Vec<u64> = if what.ends_with("_first") {
         plain_zipf(1_000_000, 11)
     } else if what.ends_with("_one") || what.ends_with("_denied") {
@@ -244,7 +356,7 @@ fn limiter(what: &str, n: usize, threads: usize) {
     } else {
         Duration::from_secs(1)
     };
-    let allowed = if what.starts_with("governor") {
+    let op: Box<dyn Fn(u64) -> bool + Sync> = if what.starts_with("governor") {
         let gov = governor::RateLimiter::<u64, _, _>::keyed(
             governor::Quota::with_period(per / limit)
                 .expect("a non-zero period")
@@ -257,9 +369,7 @@ fn limiter(what: &str, n: usize, threads: usize) {
             let _ = gov.check_key(&7);
             next_window();
         }
-        run(&trace, n, threads, &|k| {
-            black_box(gov.check_key(&k)).is_ok()
-        })
+        Box::new(move |k| black_box(gov.check_key(&k)).is_ok())
     } else {
         let quota = Quota::new(limit, per).expect("a quota");
         let sw = SlidingWindow::<u64>::builder(quota)
@@ -272,7 +382,11 @@ fn limiter(what: &str, n: usize, threads: usize) {
             let _ = sw.check(&7);
             next_window();
         }
-        run(&trace, n, threads, &|k| black_box(sw.check(&k)).allowed)
+        Box::new(move |k| black_box(sw.check(&k)).allowed)
     };
-    println!("{what}: {allowed} allowed of {}", n * threads);
+    Case {
+        trace,
+        op,
+        counted: "allowed",
+    }
 }
