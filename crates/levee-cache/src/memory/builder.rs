@@ -44,6 +44,9 @@ impl<K, V> std::fmt::Debug for MemoryCacheBuilder<K, V> {
 /// cache of 16 shards: 65,536 entries). Memory the cache never fills is
 /// reserved, not written, except the table's control bytes (one per slot).
 const RESERVED: usize = 4096;
+/// Entries a whole cache makes room for when it is built, at most: with
+/// more than 64 shards (many cores), each reserves less.
+const RESERVED_IN_ALL: usize = 64 * RESERVED;
 
 /// The default shard count: four per core this process may run on, a power
 /// of two from 16 to 256. Shards only need to outnumber the threads that
@@ -246,13 +249,14 @@ where
         let rem = capacity % shards as u64;
         let hasher = Hasher::default();
         // Bounded by entries, a shard fills to its capacity: room for it
-        // (or the first `RESERVED` entries) is made once, not by doubling
-        // and copying the slab and re-hashing the table as it fills. (A
+        // (or the first `RESERVED` entries, fewer with over 64 shards) is
+        // made once, not by doubling and copying the slab and re-hashing
+        // the table as it fills. (A
         // shard holds `base + 1` at most, and one more for a moment while a
         // new entry bound for the main queue waits for its eviction.) By
         // weight, the number of entries is not known.
         let reserve = if self.weigher.is_none() {
-            (base as usize + 2).min(RESERVED)
+            (base as usize + 2).min(RESERVED.min(RESERVED_IN_ALL / shards))
         } else {
             0
         };
@@ -303,5 +307,24 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(small.inner.shards.len(), 4);
+    }
+
+    /// However many shards are asked for, a cache reserves room for at most
+    /// 64 shards' worth of entries when it is built (1,024 shards each
+    /// reserved 4,096 entries before: four million slots of address space
+    /// and a million control bytes written for an empty cache).
+    #[test]
+    fn many_shards_share_the_reservation() {
+        let c = MemoryCache::<u64, u64>::builder()
+            .max_capacity(1 << 24)
+            .shards(1024)
+            .build()
+            .unwrap();
+        assert_eq!(c.inner.shards.len(), 1024);
+        let reserved: usize = c.inner.shards.iter().map(|s| s.read().reserved()).sum();
+        assert!(
+            (super::RESERVED_IN_ALL..=super::RESERVED_IN_ALL + 2 * 1024).contains(&reserved),
+            "{reserved}"
+        );
     }
 }

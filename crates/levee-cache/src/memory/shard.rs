@@ -166,6 +166,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.entries.len()
     }
 
+    /// Entries the slab has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn reserved(&self) -> usize {
+        self.entries.capacity()
+    }
+
     /// The index of `key`, whose hash (by the cache's hasher) is `hash`.
     #[inline]
     fn index_of<Q>(&self, hash: u64, key: &Q) -> Option<u32>
