@@ -301,3 +301,55 @@ async fn bulkhead_queues_then_refuses_and_frees_on_drop() {
     assert_eq!(b.in_flight(), 0);
     assert_eq!(b.waiting(), 0);
 }
+
+/// A counter-mode key idle for a whole turn of its packed window index
+/// (2^16 windows), which a long idle timeout keeps from being swept, starts
+/// afresh: its old counts are not read as this window's or the last one's
+/// (it was refused for up to two windows after an idle of exactly 2^16
+/// windows). Jumps just short of and past a turn, and of several turns,
+/// too.
+#[test]
+fn a_key_idle_for_a_turn_of_the_window_index_starts_afresh() {
+    for jump in [65_535u64, 65_536, 65_537, 131_072, 3 * 65_536 + 1] {
+        let clock = ManualClock::new();
+        let l = SlidingWindow::<u8>::builder(Quota::per_second(nz(5)))
+            .idle_timeout(Duration::from_secs(10 * 86_400))
+            .clock(clock.shared())
+            .build()
+            .unwrap();
+        for _ in 0..5 {
+            assert!(l.check(&1).allowed);
+        }
+        assert!(!l.check(&1).allowed, "the limit is spent");
+        clock.advance(Duration::from_secs(jump));
+        let d = l.check(&1);
+        assert!(d.allowed, "after {jump} idle windows: {d:?}");
+        assert_eq!(d.remaining, 4, "after {jump} idle windows");
+        for _ in 0..4 {
+            assert!(l.check(&1).allowed);
+        }
+        assert!(!l.check(&1).allowed, "the new window's limit holds");
+    }
+}
+
+/// The same with the default idle timeout: a quota class whose window is
+/// far shorter than the longest one (100 ms beside an hour: the default
+/// timeout, two hours, spans 72,000 of the short windows) keeps a key of
+/// that class unswept through a whole turn of its index.
+#[test]
+fn a_short_window_class_beside_a_long_one_starts_afresh_after_a_turn() {
+    let clock = ManualClock::new();
+    let l = SlidingWindow::<u8>::builder(Quota::per_hour(nz(1000)))
+        .classes([("burst", Quota::new(3, Duration::from_millis(100)).unwrap())])
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(l.check_in(&1, "burst").unwrap().allowed);
+    }
+    assert!(!l.check_in(&1, "burst").unwrap().allowed);
+    clock.advance(Duration::from_millis(100 * 65_536));
+    let d = l.check_in(&1, "burst").unwrap();
+    assert!(d.allowed, "after 2^16 idle windows: {d:?}");
+    assert_eq!(d.remaining, 2);
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -40,22 +40,33 @@ struct Slot {
 }
 
 impl Slot {
-    /// The packed counter's admission, noting the key as seen when it is the
-    /// key's first check in a window: a store once a window, and no load
-    /// of `last_seen` on every check. Eviction stays safe: a key evicted
+    /// The packed counter's admission; the key is noted as seen at its
+    /// first check in a window (see [`PackedCounter::admit`]): a write once
+    /// a window, not on every check. Eviction stays safe: a key evicted
     /// once `now - last_seen >= idle` (at least two windows) was last
     /// checked two windows ago or earlier, so its counts no longer weigh
     /// on any decision; a key checked in every window is never evicted.
+    /// `turns`: whether the key can have sat out a whole turn of the
+    /// packed index unswept (then its `last_seen` is read on every check).
     #[inline]
-    fn admit(&self, rule: Rule, at: WindowAt, now: u64, n: u32) -> Admitted {
-        let (admitted, moved) = self.packed.admit(rule, at, n);
-        if moved {
-            // A maximum, not a store: a thread delayed between its swap and
-            // this line must not move the note back past a later window's.
-            self.last_seen.fetch_max(now, Ordering::Relaxed);
+    fn admit(&self, rule: Rule, at: WindowAt, now: u64, n: u32, turns: bool) -> Admitted {
+        if turns {
+            self.packed.admit::<true>(rule, at, now, n, &self.last_seen)
+        } else {
+            self.packed
+                .admit::<false>(rule, at, now, n, &self.last_seen)
         }
-        admitted
     }
+}
+
+/// Whether a key can go unswept for a whole turn of the packed window
+/// index (2^16 of its windows, at least `shortest` ns each) under an idle
+/// timeout of `idle` ns: the periodic sweep runs every `idle` and drops
+/// keys idle for `idle`, so a key goes unswept for under `2 * idle` (plus
+/// the time until the next check starts the sweep: in that check the sweep
+/// comes first). Half a turn of margin.
+fn index_can_turn(idle: u64, shortest: u64) -> bool {
+    idle / shortest.max(1) >= 1 << 14
 }
 
 /// A key under the exact log, or a counter whose limit does not fit the
@@ -105,6 +116,10 @@ struct Inner<K> {
     window_hint: AtomicU64,
     /// The idle timeout in ns, recomputed when quotas change.
     idle_nanos: AtomicU64,
+    /// Whether a key can sit out a whole turn of its packed window index
+    /// (2^16 windows) unswept; see [`index_can_turn`]. Recomputed with
+    /// `idle_nanos`.
+    index_can_turn: AtomicBool,
     classes: RwLock<HashMap<String, Quota>>,
     /// Counter-mode keys under limits that fit the packed word.
     keys: DashMap<K, Slot, Hasher>,
@@ -252,6 +267,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindowBuilder<K> {
                 default_window: AtomicU64::new(Rule::from(self.quota).window),
                 window_hint: AtomicU64::new(0),
                 idle_nanos: AtomicU64::new(u64::MAX),
+                index_can_turn: AtomicBool::new(true),
                 classes: RwLock::new(self.classes),
                 keys: DashMap::with_hasher_and_shard_amount(Hasher::default(), KEY_SHARDS),
                 locked: DashMap::with_hasher(Hasher::default()),
@@ -323,7 +339,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
                 None => WindowAt::of(now, rule.window),
             };
             if let Some(slot) = self.inner.keys.get(key) {
-                let admitted = slot.admit(rule, at, now, n);
+                let turns = self.inner.index_can_turn.load(Ordering::Relaxed);
+                let admitted = slot.admit(rule, at, now, n, turns);
                 // The map's shard lock is released before the decision's
                 // arithmetic.
                 drop(slot);
@@ -339,18 +356,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     #[inline(never)]
     fn first_sight(&self, key: &K, rule: Rule, now: u64, at: WindowAt, n: u32) -> Decision {
         let inserts = self.count_insert();
-        let decision = self
-            .inner
-            .keys
-            .entry(key.clone())
-            .or_insert_with(|| Slot {
-                packed: PackedCounter::default(),
-                last_seen: AtomicU64::new(now),
-            })
-            // Noted as seen at `now` already (or by the thread that added it).
-            .packed
-            .check(rule, at, n)
-            .0;
+        let slot = self.inner.keys.entry(key.clone()).or_insert_with(|| Slot {
+            packed: PackedCounter::default(),
+            last_seen: AtomicU64::new(now),
+        });
+        let turns = self.inner.index_can_turn.load(Ordering::Relaxed);
+        let decision = slot.admit(rule, at, now, n, turns).decision(rule, at, n);
+        drop(slot);
         // The entry's shard lock is released: the sweep locks every shard.
         self.after_insert(inserts, now);
         decision
@@ -424,9 +436,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     }
 
     fn refresh_idle(&self) {
+        let idle = self.idle_nanos();
+        self.inner.idle_nanos.store(idle, Ordering::Relaxed);
+        let shortest = self
+            .inner
+            .classes
+            .read()
+            .values()
+            .map(|q| Rule::from(*q).window)
+            .chain([Rule::from(*self.inner.default_quota.read()).window])
+            .min()
+            .unwrap_or(1);
         self.inner
-            .idle_nanos
-            .store(self.idle_nanos(), Ordering::Relaxed);
+            .index_can_turn
+            .store(index_can_turn(idle, shortest), Ordering::Relaxed);
     }
 
     /// Spends one permit for `key` under the default quota.

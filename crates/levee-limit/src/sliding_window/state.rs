@@ -225,10 +225,14 @@ impl WindowAt {
 
 /// The counter in one atomic word, updated with a compare-and-swap: no lock
 /// on the hot path. Layout: window index (low 16 bits of `now / w`: only
-/// "same window" and "the next one" matter, and a key idle for two windows
-/// is swept long before the index wraps), previous count, current count
+/// "same window" and "the next one" matter), previous count, current count
 /// (24 bits each), so it serves limits below 2^24
 /// ([`PackedCounter::fits`]); larger ones take the locked [`KeyState`].
+/// The index wraps after 2^16 windows, which a key can sit out unswept (a
+/// long idle timeout, or a quota class whose window is much shorter than
+/// the longest one): beside the word, the limiter keeps when the key's
+/// latest window began for it ([`admit`](PackedCounter::admit)'s `seen`),
+/// which tells a state from a whole turn ago from a current one.
 #[derive(Debug, Default)]
 pub(crate) struct PackedCounter(AtomicU64);
 
@@ -246,33 +250,61 @@ impl PackedCounter {
         rule.limit <= PACKED_MAX_LIMIT
     }
 
-    /// Admits `n` at `at` if the quota allows, deciding as [`KeyState`]'s
-    /// counter would; for a `rule` that [`fits`](Self::fits) (and `n` up to
-    /// its limit), and `at` in `rule`'s windows. Also says whether this
-    /// call moved the counter into `at`'s window (the key's first check in
-    /// it), which is when the limiter notes the key as seen.
-    #[inline]
-    pub(crate) fn check(&self, rule: Rule, at: WindowAt, n: u32) -> (Decision, bool) {
-        let (admitted, moved) = self.admit(rule, at, n);
-        (admitted.decision(rule, at, n), moved)
+    /// Admits `n` at `at` (the window of `now`) if the quota allows,
+    /// deciding as [`KeyState`]'s counter would; for a `rule` that
+    /// [`fits`](Self::fits) (and `n` up to its limit).
+    #[cfg(test)]
+    pub(crate) fn check(
+        &self,
+        rule: Rule,
+        at: WindowAt,
+        now: u64,
+        n: u32,
+        seen: &AtomicU64,
+    ) -> Decision {
+        self.admit::<true>(rule, at, now, n, seen)
+            .decision(rule, at, n)
     }
 
     /// [`check`](Self::check)'s integer part: the counts it found and
     /// whether it admitted. The decision (floating point, the wait of a
     /// refusal) is left to [`Admitted::decision`], which a caller can run
     /// after releasing whatever lock it found the counter under.
+    ///
+    /// `seen` is when the key's latest window began for it: raised to
+    /// `now` by the check that moves the counter into a new window, before
+    /// its swap, so a check that reads the moved word reads the raised time
+    /// too (the word's load and a failed swap acquire). A word whose `seen`
+    /// is two windows or more before `now` is older than the previous
+    /// window, whatever its 16-bit index reads, and counts for nothing.
+    /// (The idle sweep reads `seen` too: a key is noted as used once a
+    /// window, not on every check.)
+    ///
+    /// `TURNS`: whether the key can have sat out a whole turn of the index
+    /// unswept. Without it `seen` is only raised, never read: the limiter's
+    /// sweep drops a key long before its index could come round.
     #[inline]
-    pub(crate) fn admit(&self, rule: Rule, at: WindowAt, n: u32) -> (Admitted, bool) {
+    pub(crate) fn admit<const TURNS: bool>(
+        &self,
+        rule: Rule,
+        at: WindowAt,
+        now: u64,
+        n: u32,
+        seen: &AtomicU64,
+    ) -> Admitted {
         let Rule { limit, window: w } = rule;
         debug_assert!(Self::fits(rule) && n <= limit && at.into < w);
         let index = at.index & INDEX_MASK;
         let into = at.into;
-        let mut seen = self.0.load(Ordering::Relaxed);
+        let mut word = self.0.load(Ordering::Acquire);
         loop {
-            let (was, prev, curr) = unpack(seen);
-            let (prev, curr) = if was == index {
+            let (was, prev, curr) = unpack(word);
+            // Within two windows of `seen` (`d / 2 < w` is `d < 2w`, without
+            // an overflow), the index is exact.
+            let recent = !TURNS || now.saturating_sub(seen.load(Ordering::Relaxed)) >> 1 < w;
+            let (prev, curr) = if recent && was == index {
                 (prev, curr)
-            } else if was == index.wrapping_sub(1) & INDEX_MASK {
+            } else if recent && was == index.wrapping_sub(1) & INDEX_MASK {
                 (curr, 0)
             } else {
                 (0, 0)
@@ -284,15 +316,23 @@ impl PackedCounter {
                 curr,
                 allowed,
             };
-            if next == seen {
-                return (found, false);
+            let moving = !(recent && was == index);
+            if next == word && !moving {
+                return found;
+            }
+            if moving {
+                // Into a new window (even when the word it leaves packs
+                // the same, a whole turn ago): noted before the swap. A
+                // maximum, not a store: a thread delayed here must not move
+                // the note back past a later window's.
+                seen.fetch_max(now, Ordering::Relaxed);
             }
             match self
                 .0
-                .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return (found, was != index),
-                Err(now_seen) => seen = now_seen,
+                Ok(_) => return found,
+                Err(now_word) => word = now_word,
             }
         }
     }
@@ -490,13 +530,49 @@ mod tests {
         ) {
             let mut locked = KeyState::new(WindowMode::Counter);
             let packed = PackedCounter::default();
+            // The same without reading `seen` (no turn of the index here).
+            let unread = PackedCounter::default();
             let mut now = 3_600 * S;
+            let (seen, seen_unread) = (AtomicU64::new(now), AtomicU64::new(now));
             for (gap, n) in steps {
                 now += gap / 7;
                 let n = n.min(limit);
                 let a = locked.check(quota(limit), now, n);
                 let at = WindowAt::of(now, quota(limit).window);
-                let (b, _) = packed.check(quota(limit), at, n);
+                let b = packed.check(quota(limit), at, now, n, &seen);
+                let c = unread
+                    .admit::<false>(quota(limit), at, now, n, &seen_unread)
+                    .decision(quota(limit), at, n);
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(a, c);
+            }
+            // Both noted the key at its latest window's first check.
+            proptest::prop_assert_eq!(seen.load(Ordering::Relaxed), seen_unread.load(Ordering::Relaxed));
+        }
+
+        /// Also across idle gaps of whole turns of the packed index (2^16
+        /// windows), and near them, which its 16 bits alone cannot tell
+        /// from no gap.
+        #[test]
+        fn packed_counter_matches_the_locked_counter_across_index_turns(
+            limit in 1u32..50,
+            steps in proptest::collection::vec(
+                (0u64..3 * S, 0u64..4, 0u64..3, 1u32..4),
+                1..100,
+            ),
+        ) {
+            let mut locked = KeyState::new(WindowMode::Counter);
+            let packed = PackedCounter::default();
+            let mut now = 3_600 * S;
+            let seen = AtomicU64::new(now);
+            for (gap, turns, off, n) in steps {
+                // `S` is the quota's window: a jump of `turns` whole turns
+                // of the index, give or take a window.
+                now += gap / 7 + turns * 65_536 * S + off * S;
+                let n = n.min(limit);
+                let a = locked.check(quota(limit), now, n);
+                let at = WindowAt::of(now, quota(limit).window);
+                let b = packed.check(quota(limit), at, now, n, &seen);
                 proptest::prop_assert_eq!(a, b);
             }
         }
@@ -509,8 +585,12 @@ mod tests {
         assert!(PackedCounter::fits(max));
         let packed = PackedCounter::default();
         let at = WindowAt::of(S, max.window);
-        assert!(packed.check(max, at, PACKED_MAX_LIMIT).0.allowed);
-        assert!(!packed.check(max, at, 1).0.allowed, "full, no overflow");
+        let seen = AtomicU64::new(S);
+        assert!(packed.check(max, at, S, PACKED_MAX_LIMIT, &seen).allowed);
+        assert!(
+            !packed.check(max, at, S, 1, &seen).allowed,
+            "full, no overflow"
+        );
     }
 
     proptest::proptest! {
