@@ -152,9 +152,8 @@ where
         }
         let hash = self.hash(key);
         let guard = inner.shards[self.shard_of(hash)].read();
-        // Counted before the unlock: after it only the value is needed, so
-        // the unlock's out-of-line slow path keeps one value live, not the
-        // cache, key and hash.
+        // Counted before the unlock: after it only the value is live across
+        // the unlock's out-of-line slow path.
         let found = match guard.get(hash, key) {
             Some(slot) if slot.fresh_until == u64::MAX || slot.fresh_until > inner.time.now() => {
                 slot.touch();
