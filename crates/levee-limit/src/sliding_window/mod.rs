@@ -64,7 +64,10 @@ impl Slot {
 /// timeout of `idle` ns: the periodic sweep runs every `idle` and drops
 /// keys idle for `idle`, so a key goes unswept for under `2 * idle` (plus
 /// the time until the next check starts the sweep: in that check the sweep
-/// comes first). Half a turn of margin.
+/// comes first). Half a turn of margin. (One case is left: after a pause
+/// of a whole turn with no check at all, a check racing the sweep that the
+/// first check after the pause runs, of a key idle for a whole number of
+/// turns to within a window.)
 fn index_can_turn(idle: u64, shortest: u64) -> bool {
     idle / shortest.max(1) >= 1 << 14
 }
