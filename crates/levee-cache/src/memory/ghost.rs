@@ -136,7 +136,7 @@ impl Ghosts {
     /// Remembers `fp` as the newest ghost, and that about the newest
     /// `bound` are ghosts (the table grows to hold them; it never
     /// shrinks). A live ghost remembered again keeps its place.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remember(&mut self, fp: u32, bound: usize) {
         let bound = u32::try_from(bound)
             .unwrap_or(u32::MAX)
