@@ -440,6 +440,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Appends entry `i` (in no queue) to the back of the main or the small
     /// queue.
+    #[inline(always)]
     fn link_back(&mut self, i: u32, main: bool) {
         let head = if main { self.main } else { self.small };
         if head == NIL {
@@ -465,6 +466,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Takes entry `i` out of its queue.
+    #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let Links { prev, next, .. } = *self.link(i);
         let Slot {
@@ -491,6 +493,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Takes entry `i` (hashed to `hash`) out of its queue, the table and
     /// the weight; it stays in its slot.
+    #[inline(always)]
     fn detach(&mut self, i: u32, hash: u64) {
         self.unlink(i);
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
@@ -538,6 +541,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// names the entry that must leave, its hash and whether it had
     /// expired. An entry leaving the small queue is remembered as a ghost.
     /// `pending`: a new entry not yet in the slab but counted as linked.
+    #[inline(always)]
     fn next_victim(&mut self, room: &Room<'_>, pending: usize) -> Option<(u32, u64, bool)> {
         let Room {
             hasher,
@@ -572,6 +576,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
+    #[inline(always)]
     fn evict_from_small(
         &mut self,
         i: u32,
