@@ -110,11 +110,16 @@ fn small_target(capacity: u64) -> u64 {
     (capacity / 32).max(1)
 }
 
-/// A key's ghost fingerprint: the low half of its hash (the shard was
-/// chosen by a product's bits 40 and up, so these still tell its keys
-/// apart).
+/// A key's ghost fingerprint: the top half of its hash times an odd
+/// constant (another than the shard choice's), so that every bit of the
+/// hash reaches the fingerprint's high bits, which choose its ghost
+/// bucket. The hash's own low half, used before, left sequential integer
+/// keys crowding a few buckets for some foldhash seeds: a shard of 1,024
+/// entries then kept 750-850 live ghosts instead of about 1,010 (the rest
+/// overwritten early), depending on the seed.
+#[inline]
 fn fingerprint(hash: u64) -> u32 {
-    hash as u32
+    (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) as u32
 }
 
 /// What an insert displaced, for the eviction listener: inline up to two
@@ -884,6 +889,33 @@ mod tests {
             "{} slots",
             shard.ghosts.slots()
         );
+    }
+
+    /// Sequential integer keys (ids, counters) spread over the ghost
+    /// buckets as random ones do, whatever the hasher's seed: a full shard
+    /// keeps nearly as many live ghosts as it holds entries (about one in
+    /// 60 is overwritten early by design). With the hash's low half as the
+    /// fingerprint, some seeds (every run of a debug build here) kept 73 %
+    /// to 83 %.
+    #[test]
+    fn sequential_keys_keep_nearly_a_shard_of_ghosts() {
+        for _ in 0..5 {
+            let cache = MemoryCache::<u64, u64>::builder()
+                .weigher(|_, _| 1024)
+                .max_weight(1 << 20)
+                .shards(1)
+                .build()
+                .unwrap();
+            for k in 0..30_000u64 {
+                cache.insert(k, k);
+            }
+            let shard = cache.inner.shards[0].read();
+            let (ghosts, entries) = (shard.ghosts.len(), shard.len());
+            assert!(
+                ghosts * 100 >= entries * 95 && ghosts <= entries,
+                "{ghosts} live ghosts for {entries} entries"
+            );
+        }
     }
 
     #[test]
