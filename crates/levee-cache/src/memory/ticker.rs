@@ -115,8 +115,9 @@ mod tests {
         let ticket = Ticket::acquire(clock).expect("a thread starts");
         let first = recent().expect("a reading at once");
         // The ticker thread moves the reading on: within 10 ticks on an idle
-        // machine; up to 2 s allowed for a busy one, where a 20 ms wait
-        // failed about once in 20 runs.
+        // machine; up to 2 s allowed for a busy one (a fixed 20 ms wait
+        // assumed the thread was scheduled in time; the test failed once in
+        // about 20 runs here).
         let mut later = first;
         for _ in 0..1000 {
             std::thread::sleep(TICK);
