@@ -126,7 +126,17 @@ async fn standalone_cell(part: Part, fault: Fault) {
     match fault {
         Fault::Killed => server.restart().unwrap(),
         Fault::Paused => server.resume(),
-        Fault::Blackholed | Fault::Slow => proxy.set_mode(FaultMode::Pass),
+        Fault::Blackholed => proxy.set_mode(FaultMode::Pass),
+        Fault::Slow => {
+            proxy.set_mode(FaultMode::Pass);
+            // The fault is over once no delayed byte is left: a chunk each
+            // way may already be held for its 200 ms, and a reply to a
+            // request that timed out before the switch still arrives ahead
+            // of the first probe's on the same connection (the probe then
+            // timed out too and the recovery took two open periods, in
+            // about one run in 20).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         Fault::Restarted => {
             let back = restarting.take().unwrap();
             while !back.is_finished() {
