@@ -900,15 +900,7 @@ mod tests {
     #[test]
     fn sequential_keys_keep_nearly_a_shard_of_ghosts() {
         for _ in 0..5 {
-            let cache = MemoryCache::<u64, u64>::builder()
-                .weigher(|_, _| 1024)
-                .max_weight(1 << 20)
-                .shards(1)
-                .build()
-                .unwrap();
-            for k in 0..30_000u64 {
-                cache.insert(k, k);
-            }
+            let cache = kib_values_in_a_mib(30_000);
             let shard = cache.inner.shards[0].read();
             let (ghosts, entries) = (shard.ghosts.len(), shard.len());
             assert!(
@@ -918,18 +910,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ghost_queue_is_bounded_by_entries_not_by_weight() {
-        // 1 KiB values in 1 MiB: about 1,000 entries, but a weight of 2^20.
+    /// One shard of 1 KiB values in 1 MiB (about 1,000 entries, but a
+    /// weight of 2^20), after `keys` sequential keys went in.
+    fn kib_values_in_a_mib(keys: u64) -> MemoryCache<u64, u64> {
         let cache = MemoryCache::<u64, u64>::builder()
             .weigher(|_, _| 1024)
             .max_weight(1 << 20)
             .shards(1)
             .build()
             .unwrap();
-        for k in 0..200_000u64 {
+        for k in 0..keys {
             cache.insert(k, k);
         }
+        cache
+    }
+
+    #[test]
+    fn ghost_queue_is_bounded_by_entries_not_by_weight() {
+        let cache = kib_values_in_a_mib(200_000);
         let shard = cache.inner.shards[0].read();
         assert!(shard.len() <= 1024);
         assert!(

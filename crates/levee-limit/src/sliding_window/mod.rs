@@ -439,20 +439,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     }
 
     fn refresh_idle(&self) {
-        let idle = self.idle_nanos();
+        let (shortest, longest) = self.window_range();
+        let idle = self.idle_nanos_for(longest);
         self.inner.idle_nanos.store(idle, Ordering::Relaxed);
-        let shortest = self
-            .inner
-            .classes
-            .read()
-            .values()
-            .map(|q| Rule::from(*q).window)
-            .chain([Rule::from(*self.inner.default_quota.read()).window])
-            .min()
-            .unwrap_or(1);
-        self.inner
-            .index_can_turn
-            .store(index_can_turn(idle, shortest), Ordering::Relaxed);
+        self.inner.index_can_turn.store(
+            index_can_turn(idle, state::nanos(shortest)),
+            Ordering::Relaxed,
+        );
     }
 
     /// Spends one permit for `key` under the default quota.
@@ -548,15 +541,23 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> SlidingWindow<K> {
     }
 
     fn idle_nanos(&self) -> u64 {
-        let longest = self
-            .inner
+        self.idle_nanos_for(self.window_range().1)
+    }
+
+    /// The shortest and the longest window of the default quota and the
+    /// classes' quotas.
+    fn window_range(&self) -> (Duration, Duration) {
+        let default = self.inner.default_quota.read().window();
+        self.inner
             .classes
             .read()
             .values()
             .map(Quota::window)
-            .chain([self.inner.default_quota.read().window()])
-            .max()
-            .unwrap_or_default();
+            .fold((default, default), |(lo, hi), w| (lo.min(w), hi.max(w)))
+    }
+
+    /// The idle timeout in ns when the longest window is `longest`.
+    fn idle_nanos_for(&self, longest: Duration) -> u64 {
         let idle = self
             .inner
             .idle_timeout
