@@ -360,3 +360,68 @@ fn removal_counters_match_the_listener_on_every_path() {
     assert_eq!(s.inserts, inserts.load(Ordering::Relaxed));
     assert_eq!(c.len(), 0);
 }
+
+/// The cache a [`ReadsOnDrop`] reads, once set.
+type CacheSlot = Arc<Mutex<Option<MemoryCache<u64, Arc<ReadsOnDrop>>>>>;
+
+/// A value whose destructor reads the cache it was held in: dropped under
+/// the shard's write lock it would wait on that lock for ever.
+struct ReadsOnDrop {
+    cache: CacheSlot,
+    drops: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for ReadsOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.cache.lock().unwrap().as_ref() {
+            let _ = c.get(&0);
+        }
+        self.drops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn values_leaving_by_an_insert_are_dropped_after_the_lock_is_released() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // No listener: what an insert displaces (a replaced value, evicted
+    // entries) is still dropped only once the shard's lock is released, so
+    // a value's destructor may use the cache.
+    let c = MemoryCache::<u64, Arc<ReadsOnDrop>>::builder()
+        .max_capacity(4)
+        .shards(1)
+        .build()
+        .unwrap();
+    let slot = Arc::new(Mutex::new(Some(c.clone())));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let (c, slot, drops) = (c.clone(), slot.clone(), drops.clone());
+        // Not scoped: if an insert deadlocks, the test fails on the
+        // timeout below instead of waiting for the thread.
+        std::thread::spawn(move || {
+            let value = || {
+                Arc::new(ReadsOnDrop {
+                    cache: slot.clone(),
+                    drops: drops.clone(),
+                })
+            };
+            c.insert(0, value());
+            c.insert(0, value());
+            for k in 1..64 {
+                c.insert(k, value());
+            }
+            done.send(()).unwrap();
+        });
+    }
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("an insert dropped a value under the shard's lock");
+    // One replaced, and all but the four held of the 64 keys evicted.
+    assert_eq!(drops.load(Ordering::Relaxed), 1 + 60);
+    // Break the cycle (the cache holds values that hold the cache).
+    slot.lock().unwrap().take();
+    c.invalidate_all();
+    assert_eq!(drops.load(Ordering::Relaxed), 65);
+}

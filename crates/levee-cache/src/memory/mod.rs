@@ -334,7 +334,7 @@ where
         let weight = inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let hash = self.hash(&key);
         let i = self.shard_of(hash);
-        let mut removed = Removed::<K, V>::new();
+        let mut removed = Removed::<K, V>::new(inner.listener.is_some());
         if u64::from(weight) > inner.shard_capacity[i] {
             // Too heavy to ever fit: refuse it as an immediate eviction. The
             // caller meant to replace any older value, so that goes too.
@@ -368,7 +368,7 @@ where
         // Reported from where it lies (no move of the inline buffer), then
         // dropped with it.
         if self.inner.listener.is_some() {
-            self.report(removed.drain(..));
+            self.report(removed.drain());
         }
     }
 

@@ -122,10 +122,39 @@ fn fingerprint(hash: u64) -> u32 {
     (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) as u32
 }
 
-/// What an insert displaced, for the eviction listener: inline up to two
-/// (an insert replaces one value or evicts about one entry), so an insert
-/// allocates nothing to report them.
-pub(crate) type Removed<K, V> = SmallVec<[(K, V, EvictionCause); 2]>;
+/// What an insert displaced, for the eviction listener, or to be dropped
+/// after the shard's lock is released (a value's destructor may be slow):
+/// inline up to two (an insert replaces one value or evicts about one
+/// entry), so an insert allocates nothing to report them. With no listener
+/// and keys and values that have no destructor, nothing is kept: a pushed
+/// entry is simply forgotten where it is (no copy into the buffer).
+pub(crate) struct Removed<K, V> {
+    items: SmallVec<[(K, V, EvictionCause); 2]>,
+    keep: bool,
+}
+
+impl<K, V> Removed<K, V> {
+    /// An empty buffer; `listener`: whether a listener is to be told.
+    #[inline]
+    pub(crate) fn new(listener: bool) -> Self {
+        Removed {
+            items: SmallVec::new(),
+            keep: listener || std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, item: (K, V, EvictionCause)) {
+        if self.keep {
+            self.items.push(item);
+        }
+    }
+
+    /// What was kept, in the order it left.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, V, EvictionCause)> + '_ {
+        self.items.drain(..)
+    }
+}
 
 /// What a shard's inserts and removals did, counted under its write lock
 /// (plain adds, no shared atomic on the insert path); summed by
@@ -402,6 +431,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Links the new entry at slot `i` (its links set, counted in the
     /// weights already) into its table bucket and the back of its queue.
+    #[inline(always)]
     fn link_new(&mut self, i: u32, bucket: usize, to_main: bool, weight: u64) {
         if let Some(j) = self.table.get_bucket_mut(bucket) {
             *j = i;
