@@ -56,6 +56,9 @@ pub(crate) struct Ghosts {
     /// the fewer of the two, so a shard that has evicted a few entries
     /// holds a few slots, not slots for a whole shard of ghosts.
     made: u32,
+    /// The next bucket [`clear_dead`](Self::clear_dead) empties of dead
+    /// ghosts.
+    swept: u32,
 }
 
 impl Ghosts {
@@ -174,12 +177,40 @@ impl Ghosts {
         if self.in_epoch >= self.step {
             self.epoch = self.epoch.wrapping_add(1);
             self.in_epoch = 0;
+            self.clear_dead();
         }
         self.in_epoch += 1;
         let bucket = &mut self.buckets[b];
         let at = (bucket.cursor as usize).min(WAYS - 1);
         bucket.slots[at] = (u32::from(self.epoch) << FP_BITS) | kept;
         bucket.cursor = if at + 1 == WAYS { 0 } else { at as u32 + 1 };
+    }
+
+    /// Empties the dead ghosts of the next 128th of the buckets, at each
+    /// new epoch: every slot is looked at once in 128 epochs, so a ghost
+    /// (dead at an age of [`EPOCHS`] at most) is emptied before an age of
+    /// 160 epochs, before its 8-bit epoch could read as a current one
+    /// again (at 256). Without it a slot that its bucket's cursor did not
+    /// reach for 256 epochs came back as a live ghost. About half a slot
+    /// looked at per ghost made, in order.
+    #[inline(never)]
+    fn clear_dead(&mut self) {
+        let n = self.buckets.len();
+        if n == 0 {
+            return;
+        }
+        let start = (self.swept as usize).min(n - 1);
+        let end = (start + n.div_ceil(128)).min(n);
+        let (epoch, window) = (self.epoch, u32::from(self.window));
+        for bucket in &mut self.buckets[start..end] {
+            for slot in &mut bucket.slots {
+                let age = u32::from(epoch.wrapping_sub((*slot >> FP_BITS) as u8));
+                if age >= window {
+                    *slot = EMPTY;
+                }
+            }
+        }
+        self.swept = if end == n { 0 } else { end as u32 };
     }
 
     /// Sets the bound: the epochs' length. (The table's size follows the
@@ -332,6 +363,31 @@ mod tests {
             fps[2100..].iter().all(|&fp| !ghosts.take(fp)),
             "a ghost taken twice"
         );
+    }
+
+    #[test]
+    fn a_dead_ghost_stays_dead_when_its_epoch_comes_round() {
+        // Bound 64: epochs of two ghosts, a window of 32 epochs, and a
+        // table of 18 buckets once 64 ghosts were made.
+        let bound = 64;
+        // Fingerprints whose high bits choose the last bucket.
+        let other = |i: u32| 0xFF00_0000 | (i & 0xFFFF) | 1;
+        let mut ghosts = Ghosts::default();
+        for i in 0..bound {
+            ghosts.remember(other(i), bound as usize);
+        }
+        let slots = ghosts.slots();
+        // The first bucket: no later ghost shares it, so its slot is never
+        // overwritten.
+        let a = 0x0000_1234;
+        ghosts.remember(a, bound as usize);
+        // 256 epochs of ghosts elsewhere: the slot's 8-bit epoch reads as
+        // the current one again.
+        for i in 0..256 * 2 {
+            ghosts.remember(other(i), bound as usize);
+        }
+        assert_eq!(ghosts.slots(), slots, "the table grew (and emptied)");
+        assert!(!ghosts.take(a), "a ghost 256 epochs old came back");
     }
 
     #[test]
