@@ -129,14 +129,12 @@ impl Ghosts {
         }
         let b = Self::bucket_of(fp, n);
         let kept = Self::kept(fp);
-        let Some(w) = self.find(b, kept) else {
-            return false;
-        };
-        self.buckets[b].slots[w] = EMPTY;
+        let mut found = false;
         while let Some(w) = self.find(b, kept) {
             self.buckets[b].slots[w] = EMPTY;
+            found = true;
         }
-        true
+        found
     }
 
     /// Remembers `fp` as the newest ghost, and that about the newest
