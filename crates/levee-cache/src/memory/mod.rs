@@ -3,7 +3,6 @@
 
 mod builder;
 mod entry;
-mod ghost;
 mod shard;
 mod stats;
 mod ticker;
