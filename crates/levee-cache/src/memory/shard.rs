@@ -42,9 +42,10 @@ const GHOST: u32 = 1 << 31;
 /// Entries a shard holds at most, whatever its capacity: slot indices are
 /// below [`GHOST`].
 const MAX_ENTRIES: usize = GHOST as usize;
-/// The largest table (in items) whose buckets a ghost's tag can place: a
-/// tag keeps the hash's low 24 bits, so tables of up to 2^24 buckets.
-const GHOST_TABLE_MAX: usize = (1 << 24) / 8 * 7;
+/// The hash's low bits a ghost's tag keeps: its bucket position in a table
+/// of up to `2^TAG_POSITION_BITS` buckets.
+const TAG_POSITION_BITS: u32 = 24;
+const TAG_POSITION_MASK: u32 = (1 << TAG_POSITION_BITS) - 1;
 
 /// An entry after its key: what a get reads (the value, the fresh time, the
 /// frequency), then its queue and weight. Kept apart from the entry's links
@@ -129,7 +130,8 @@ fn small_target(capacity: u64) -> u64 {
 /// ghost) only sends a new key straight to the main queue.
 #[inline]
 fn ghost_tag(hash: u64) -> u32 {
-    let tag = GHOST | ((hash >> 57) as u32) << 24 | (hash as u32 & 0x00FF_FFFF);
+    let tag =
+        GHOST | ((hash >> 57) as u32) << TAG_POSITION_BITS | (hash as u32 & TAG_POSITION_MASK);
     // `NIL` marks a new key's bucket.
     if tag == NIL { NIL - 1 } else { tag }
 }
@@ -137,7 +139,7 @@ fn ghost_tag(hash: u64) -> u32 {
 /// A hash that places a ghost's `tag` as its key's own hash does.
 #[inline]
 fn ghost_hash(tag: u32) -> u64 {
-    u64::from(tag >> 24 & 0x7F) << 57 | u64::from(tag & 0x00FF_FFFF)
+    u64::from(tag >> TAG_POSITION_BITS & 0x7F) << 57 | u64::from(tag & TAG_POSITION_MASK)
 }
 
 /// What an insert displaced, for the eviction listener, or to be dropped
@@ -601,10 +603,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Whether a ghost can be kept in the table: while its buckets are
     /// few enough for a tag to place (a shard of over 14 M entries keeps
-    /// none).
+    /// none). A ghost made in place in a larger table would sit where
+    /// [`ghost_hash`] does not lead, and never be forgotten; one made before
+    /// the table grew past it is moved by its tag, so it is still found to
+    /// be forgotten (though no longer by its key).
     #[inline]
     fn ghosts_fit(&self) -> bool {
-        self.table.capacity() <= GHOST_TABLE_MAX
+        self.table.num_buckets() <= 1 << TAG_POSITION_BITS
     }
 
     /// Notes the ghost `tag` (already in the table) as the newest, and
@@ -1095,7 +1100,7 @@ mod tests {
             assert!(tag >= super::GHOST && tag != NIL);
             let placed = super::ghost_hash(tag);
             assert_eq!(placed >> 57, h >> 57);
-            let mask = (1u64 << 24) - 1;
+            let mask = u64::from(super::TAG_POSITION_MASK);
             if tag != NIL - 1 {
                 assert_eq!(placed & mask, h & mask);
             }
