@@ -313,12 +313,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         // `place` knows its slot: evictions only remove table values or turn
         // them into ghosts, which moves no other bucket.
         let entries = &self.entries;
-        let tag = ghost_tag(hash);
         let found = self.table.entry(
             hash,
             |&v| {
                 if v >= GHOST {
-                    v == tag
+                    v == ghost_tag(hash)
                 } else {
                     entries.get(v as usize).is_some_and(|e| e.key == key)
                 }
@@ -587,16 +586,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[inline(always)]
     fn detach(&mut self, i: u32, hash: u64, ghost: Option<usize>) {
         self.unlink(i);
+        let tag = ghost_tag(hash);
         if let Ok(mut found) = self.table.find_entry(hash, |&j| j == i) {
             match ghost {
-                Some(_) => *found.get_mut() = ghost_tag(hash),
+                Some(_) => *found.get_mut() = tag,
                 None => {
                     found.remove();
                 }
             }
         }
         if let Some(bound) = ghost {
-            self.remember(ghost_tag(hash), bound);
+            self.remember(tag, bound);
         }
         self.weight -= u64::from(self.entries[i as usize].slot.weight);
     }
