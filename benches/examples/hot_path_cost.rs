@@ -58,6 +58,15 @@ use levee_limit::{Quota, SlidingWindow};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
+/// `println!` that ignores a closed stdout (`hot_path_cost ... | head`),
+/// where `println!` panics.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Trace length (a power of two); `N` may be larger, the trace wraps.
 const TRACE: usize = 1 << 20;
 const RESIDENT: u64 = 100_000;
@@ -82,12 +91,13 @@ fn main() {
     };
     let timed = run(&case.trace, n, threads, &*case.op);
     if n > 0 {
-        println!(
+        say!(
             "{:.1} ns per call ({threads} thread(s)), {:.1} ns of thread CPU time per call",
-            timed.ns, timed.cpu_ns
+            timed.ns,
+            timed.cpu_ns
         );
     }
-    println!(
+    say!(
         "{what}: {} {} of {}",
         timed.count,
         case.counted,
@@ -141,7 +151,7 @@ fn pair(args: &[String]) {
     let (ma, mb) = (median(&mut ta), median(&mut tb));
     // Sorted by `median`: the first is each side's best round.
     let (ba, bb) = (ta[0], tb[0]);
-    println!(
+    say!(
         "{ours} vs {peer} {threads}t, one process: median round {:.2}x  worst {worst:.2}x  best {ba:.1} / {bb:.1} ns = {:.2}x  medians {ma:.1} / {mb:.1} ns = {:.2}x  ({rounds} rounds of {n} calls)",
         median(&mut ratios),
         bb / ba,
