@@ -443,15 +443,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 let expired = stale_until <= now;
                 let ghost = policy == EvictionPolicy::S3Fifo && !expired && self.ghosts_fit();
                 let cause = self.count_eviction(expired);
+                let tag = ghost.then(|| ghost_tag(hash));
                 if let Ok(mut placeholder) = self.table.get_bucket_entry(bucket) {
-                    if ghost {
-                        *placeholder.get_mut() = ghost_tag(hash);
-                    } else {
-                        placeholder.remove();
+                    match tag {
+                        Some(tag) => *placeholder.get_mut() = tag,
+                        None => {
+                            placeholder.remove();
+                        }
                     }
                 }
-                if ghost {
-                    self.remember(ghost_tag(hash), self.entries.len());
+                if let Some(tag) = tag {
+                    self.remember(tag, self.entries.len());
                 }
                 removed.push((new.key, new.slot.value, cause));
                 return;
@@ -586,16 +588,16 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[inline(always)]
     fn detach(&mut self, i: u32, hash: u64, ghost: Option<usize>) {
         self.unlink(i);
-        let tag = ghost_tag(hash);
+        let tag = ghost.map(|bound| (ghost_tag(hash), bound));
         if let Ok(mut found) = self.table.find_entry(hash, |&j| j == i) {
-            match ghost {
-                Some(_) => *found.get_mut() = tag,
+            match tag {
+                Some((tag, _)) => *found.get_mut() = tag,
                 None => {
                     found.remove();
                 }
             }
         }
-        if let Some(bound) = ghost {
+        if let Some((tag, bound)) = tag {
             self.remember(tag, bound);
         }
         self.weight -= u64::from(self.entries[i as usize].slot.weight);
@@ -613,7 +615,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Notes the ghost `tag` (already in the table) as the newest, and
-    /// forgets the oldest while more than `bound` are kept.
+    /// forgets the oldest while more than `bound` are kept: the shard's
+    /// entries once its victim has left (the paper sizes the ghost queue
+    /// like the main queue). Not its capacity: with a weigher that is a
+    /// weight, and 64 MiB of 1 KiB values would let the ghosts grow to 67 M.
     #[inline(always)]
     fn remember(&mut self, tag: u32, bound: usize) {
         self.ghosts.push_back(tag);
@@ -729,10 +734,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             return None;
         }
         let hash = hasher.hash_one(&self.entries[i as usize].key);
-        // The ghost queue remembers about as many keys as the shard holds
-        // entries (the paper sizes it like the main queue). Not `capacity`:
-        // with a weigher that is a weight, and 64 MiB of 1 KiB values would
-        // let it grow to 67 M.
         let ghost = policy == EvictionPolicy::S3Fifo && !expired && self.ghosts_fit();
         Some((i, hash, expired, ghost))
     }
