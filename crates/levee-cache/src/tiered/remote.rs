@@ -246,9 +246,10 @@ where
         // the listener that edits the index.
         let found = keys.get(key).map(|e| e.value().clone());
         if let Some(k) = found {
+            // Counted first: whoever sees the copy gone sees it counted.
+            self.stats.backplane_invalidation();
             self.flights.invalidate(&k);
             self.l1.invalidate(&k);
-            self.stats.backplane_invalidation();
         }
     }
 
